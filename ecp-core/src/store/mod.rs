@@ -1,0 +1,417 @@
+//! The `Store`: everything ecp-rs persists, behind one object-safe trait with two backends.
+//!
+//! - `sqlite` (default feature): one file, or memory; the embedded default.
+//! - `postgres`: for several replicas of a host application.
+//!
+//! Both are [`SqlStore`], one implementation over sqlx with the same schema and migrations (embedded
+//! in the binary), and both pass the same conformance suite (`tests/store_conformance.rs`).
+//!
+//! Every mutating method that is an operation takes the [`AuditEvent`] describing it and appends it
+//! to the audit chain **in the same transaction**: a change is never committed without its record,
+//! and a failed change leaves no record (services then append a failure record on their own).
+//!
+//! Limits (organizations, projects per organization, projects in all) are enforced inside the
+//! transaction with conditional updates of counters, so concurrent writers on any number of
+//! replicas never exceed them.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+
+use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditScope, ChainHead, ChainReader, StoredRecord, VerifyReport};
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::id::{ApiKeyId, OrgId, ProjectId, RoleId, SessionId, UserId};
+use crate::identity::{
+    ApiKey, Binding, BindingFilter, CustomRole, LockoutRule, LoginFailures, PasswordHash, SessionRecord, TokenHash, User,
+    UserCredentials, UserFilter, UserToken, UserTokenPurpose,
+};
+use crate::page::{Page, PageRequest};
+use crate::tenancy::{Organization, Project, ProjectResource, ProjectResourceKind, ProjectUsage, TenancyLimits};
+use crate::access::Subject;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::{SqlStore, SqlStoreConfig, SqlStoreConfigBuilder};
+
+/// Which projects to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProjectFilter {
+    /// Of this organization.
+    pub org: Option<OrgId>,
+    /// Only projects of these organizations or in `within_projects` (what a principal may see);
+    /// `None` for no restriction.
+    pub within_orgs: Option<Vec<OrgId>>,
+    /// See `within_orgs`.
+    pub within_projects: Vec<ProjectId>,
+    /// Name contains this, case-insensitive.
+    pub name_contains: Option<String>,
+}
+
+/// Organizations and projects: the tenancy tree, its limits, and the registry of what each project
+/// holds.
+#[async_trait]
+pub trait TenancyStore: Send + Sync {
+    /// Creates an organization unless `limits.max_organizations` are reached or the name is taken.
+    ///
+    /// # Errors
+    /// [`LimitExceeded`](crate::Error::LimitExceeded), [`Conflict`](crate::Error::Conflict) for a
+    /// taken name, `Backend`.
+    async fn create_org(&self, org: &Organization, limits: &TenancyLimits, audit: &AuditEvent) -> Result<()>;
+    /// One organization.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn get_org(&self, id: OrgId) -> Result<Organization>;
+    /// Organizations in id (creation) order; `within` restricts to those ids.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad page, `Backend`.
+    async fn list_orgs(&self, within: Option<&[OrgId]>, page: &PageRequest) -> Result<Page<Organization>>;
+    /// Renames an organization.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` for a taken name, `Backend`.
+    async fn rename_org(&self, id: OrgId, name: &str, now: Timestamp, audit: &AuditEvent) -> Result<Organization>;
+    /// Deletes an organization that holds no project; its memberships and bindings go with it.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` while it has projects, `Backend`.
+    async fn delete_org(&self, id: OrgId, audit: &AuditEvent) -> Result<()>;
+
+    /// Creates a project unless a limit is reached or the name is taken in its organization.
+    ///
+    /// # Errors
+    /// `NotFound` for the organization, `LimitExceeded`, `Conflict`, `Backend`.
+    async fn create_project(&self, project: &Project, limits: &TenancyLimits, audit: &AuditEvent) -> Result<()>;
+    /// One project.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn get_project(&self, id: ProjectId) -> Result<Project>;
+    /// Projects in id (creation) order.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad page or filter, `Backend`.
+    async fn list_projects(&self, filter: &ProjectFilter, page: &PageRequest) -> Result<Page<Project>>;
+    /// Renames a project.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` for a taken name, `Backend`.
+    async fn rename_project(&self, id: ProjectId, name: &str, now: Timestamp, audit: &AuditEvent) -> Result<Project>;
+    /// Deletes a project that holds no registered resource; its bindings go with it.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` while it holds clusters, edge services or other resources, `Backend`.
+    async fn delete_project(&self, id: ProjectId, audit: &AuditEvent) -> Result<()>;
+
+    /// Registers a resource in its project.
+    ///
+    /// # Errors
+    /// `NotFound` for the project, `Conflict` for a taken id or name, `Backend`.
+    async fn register_resource(&self, resource: &ProjectResource, audit: &AuditEvent) -> Result<()>;
+    /// One registered resource.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn get_resource(&self, id: uuid::Uuid) -> Result<ProjectResource>;
+    /// A project's resources, of one kind or all, in id order.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad page, `Backend`.
+    async fn list_resources(
+        &self,
+        project: ProjectId,
+        kind: Option<ProjectResourceKind>,
+        page: &PageRequest,
+    ) -> Result<Page<ProjectResource>>;
+    /// Moves a resource to another project (a cluster or agent transfer).
+    ///
+    /// # Errors
+    /// `NotFound` for the resource or the project, `Conflict` for a taken name there, `Backend`.
+    async fn move_resource(&self, id: uuid::Uuid, to: ProjectId, audit: &AuditEvent) -> Result<ProjectResource>;
+    /// Removes a resource from the registry.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn deregister_resource(&self, id: uuid::Uuid, audit: &AuditEvent) -> Result<()>;
+    /// What a project holds.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn project_usage(&self, project: ProjectId) -> Result<ProjectUsage>;
+}
+
+/// Users, memberships, roles, bindings, sessions, API keys, single-use tokens and login failures.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    /// Creates a user with an optional password hash, organization memberships and bindings, all or
+    /// nothing.
+    ///
+    /// # Errors
+    /// `Conflict` for a taken email, `NotFound` for a missing organization, project or role,
+    /// `InvalidInput` for a binding outside the memberships, `Backend`.
+    async fn create_user(
+        &self,
+        user: &User,
+        password: Option<&PasswordHash>,
+        memberships: &[OrgId],
+        bindings: &[Binding],
+        audit: &AuditEvent,
+    ) -> Result<()>;
+    /// One user.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn get_user(&self, id: UserId) -> Result<User>;
+    /// A user and its password hash by email (case-insensitive); `None` if there is none.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn find_credentials(&self, email: &str) -> Result<Option<UserCredentials>>;
+    /// Users in id order.
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Backend`.
+    async fn list_users(&self, filter: &UserFilter, page: &PageRequest) -> Result<Page<User>>;
+    /// Saves a user's email, display name, state, enabled and SSO flags. Disabling revokes the user's
+    /// sessions in the same transaction.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` for a taken email, `Backend`.
+    async fn update_user(&self, user: &User, audit: &AuditEvent) -> Result<()>;
+    /// Sets (or clears) a password hash and revokes every session of the user.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn set_password(&self, id: UserId, hash: Option<&PasswordHash>, now: Timestamp, audit: &AuditEvent) -> Result<()>;
+    /// Deletes a user with its memberships, bindings, sessions and tokens.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn delete_user(&self, id: UserId, audit: &AuditEvent) -> Result<()>;
+    /// Records a successful login.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn record_login(&self, id: UserId, at: Timestamp) -> Result<()>;
+
+    /// Makes a user a member of an organization (idempotent).
+    ///
+    /// # Errors
+    /// `NotFound` for the user or organization, `Backend`.
+    async fn add_org_member(&self, org: OrgId, user: UserId, now: Timestamp, audit: &AuditEvent) -> Result<()>;
+    /// Removes a user from an organization with every binding it holds there and in its projects.
+    ///
+    /// # Errors
+    /// `NotFound` if it is not a member, `Backend`.
+    async fn remove_org_member(&self, org: OrgId, user: UserId, audit: &AuditEvent) -> Result<()>;
+    /// The organizations a user is a member of.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn user_orgs(&self, user: UserId) -> Result<Vec<OrgId>>;
+
+    /// Creates a custom role.
+    ///
+    /// # Errors
+    /// `Conflict` for a taken name, `NotFound` for the organization, `Backend`.
+    async fn create_role(&self, role: &CustomRole, audit: &AuditEvent) -> Result<()>;
+    /// One custom role.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn get_role(&self, id: RoleId) -> Result<CustomRole>;
+    /// Custom roles usable in `org` (its own and the system's), or all of them for `None`.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn list_roles(&self, org: Option<OrgId>) -> Result<Vec<CustomRole>>;
+    /// Saves a custom role's name, description and permissions.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict`, `Backend`.
+    async fn update_role(&self, role: &CustomRole, audit: &AuditEvent) -> Result<()>;
+    /// Deletes a custom role that nothing is bound to.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` while bound, `Backend`.
+    async fn delete_role(&self, id: RoleId, audit: &AuditEvent) -> Result<()>;
+
+    /// Binds a role to a subject at a scope, replacing the role it held there; returns the replaced
+    /// binding. A user must be a member of the scope's organization.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a non-member, `NotFound` for a missing subject, project or role, `Backend`.
+    async fn put_binding(&self, binding: &Binding, audit: &AuditEvent) -> Result<Option<Binding>>;
+    /// Removes a subject's binding at a scope; returns it.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn delete_binding(&self, subject: Subject, scope: &crate::access::Scope, audit: &AuditEvent) -> Result<Binding>;
+    /// Bindings matching the filter.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn list_bindings(&self, filter: &BindingFilter) -> Result<Vec<Binding>>;
+    /// Every binding in id order, a page at a time (for loading an authorizer's index).
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Backend`.
+    async fn all_bindings(&self, page: &PageRequest) -> Result<Page<Binding>>;
+    /// Subjects that may not act: disabled users and revoked or expired API keys.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn inactive_subjects(&self, now: Timestamp) -> Result<Vec<Subject>>;
+
+    /// Starts a session.
+    ///
+    /// # Errors
+    /// `NotFound` for the user, `Backend`.
+    async fn create_session(&self, session: &SessionRecord, audit: &AuditEvent) -> Result<()>;
+    /// The session whose current access token has this hash.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn session_by_access(&self, hash: &TokenHash) -> Result<Option<SessionRecord>>;
+    /// The session whose current or previous refresh token has this hash.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn session_by_refresh(&self, hash: &TokenHash) -> Result<Option<SessionRecord>>;
+    /// Replaces a session's tokens if its refresh token is still `expected_refresh`; returns whether
+    /// it did (two concurrent refreshes of one token: only one wins).
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn rotate_session(&self, next: &SessionRecord, expected_refresh: &TokenHash) -> Result<bool>;
+    /// Revokes a session.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn revoke_session(&self, id: SessionId, at: Timestamp, audit: &AuditEvent) -> Result<()>;
+
+    /// Creates an API key with its bindings, all or nothing.
+    ///
+    /// # Errors
+    /// `NotFound` for the organization, project or role, `Backend`.
+    async fn create_api_key(&self, key: &ApiKey, secret_hash: &TokenHash, bindings: &[Binding], audit: &AuditEvent) -> Result<()>;
+    /// An API key and its secret's hash.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn get_api_key(&self, id: ApiKeyId) -> Result<(ApiKey, TokenHash)>;
+    /// API keys of an organization, or the system's for `None`.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn list_api_keys(&self, org: Option<OrgId>) -> Result<Vec<ApiKey>>;
+    /// Revokes an API key.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn revoke_api_key(&self, id: ApiKeyId, at: Timestamp, audit: &AuditEvent) -> Result<()>;
+    /// Records a use of an API key.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn touch_api_key(&self, id: ApiKeyId, at: Timestamp) -> Result<()>;
+
+    /// Stores a single-use token, replacing any unused one of the same purpose for the user.
+    ///
+    /// # Errors
+    /// `NotFound` for the user, `Backend`.
+    async fn create_user_token(&self, token: &UserToken, audit: &AuditEvent) -> Result<()>;
+    /// Redeems a single-use token in one transaction: marks it used (it must be unused and unexpired
+    /// at `now`), sets the user's password, activates the user and revokes its sessions. Returns the
+    /// user.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown, used or expired token (indistinguishable on purpose), `Backend`.
+    async fn redeem_user_token(
+        &self,
+        hash: &TokenHash,
+        purpose: UserTokenPurpose,
+        password: &PasswordHash,
+        now: Timestamp,
+        audit: &(dyn for<'u> Fn(&'u User) -> AuditEvent + Send + Sync),
+    ) -> Result<User>;
+
+    /// The failures recorded for a login name.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn login_failures(&self, login_key: &str) -> Result<Option<LoginFailures>>;
+    /// Counts a failed login atomically and locks the name when the rule says so.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn record_login_failure(&self, login_key: &str, now: Timestamp, rule: &LockoutRule) -> Result<LoginFailures>;
+    /// Forgets the failures of a login name (after a successful login).
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn clear_login_failures(&self, login_key: &str) -> Result<()>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends a record on its own (for failures, and events that change nothing else).
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<AuditRecord>;
+    /// Records matching the query within the scope, newest first.
+    ///
+    /// # Errors
+    /// `InvalidInput` for bad filters or page, `Backend`.
+    async fn query_audit(&self, query: &AuditQuery, scope: &AuditScope, page: &PageRequest) -> Result<Page<AuditRecord>>;
+    /// Up to `limit` records after `seq`, in order, with their details as stored.
+    ///
+    /// # Errors
+    /// `Backend`, `Integrity` for a record that cannot be decoded.
+    async fn audit_records_after(&self, seq: u64, limit: u32) -> Result<Vec<StoredRecord>>;
+    /// The chain's head as stored apart from the records.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn audit_head(&self) -> Result<ChainHead>;
+}
+
+/// Everything ecp-rs persists. Object-safe: hosts hold an `Arc<dyn Store>`, and may bring their own
+/// backend by implementing the sub-traits.
+#[async_trait]
+pub trait Store: TenancyStore + IdentityStore + AuditStore + Send + Sync + Debug + 'static {
+    /// The backend's name (`"sqlite"`, `"postgres"`).
+    fn backend(&self) -> &'static str;
+
+    /// Checks that the backend answers.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn ping(&self) -> Result<()>;
+}
+
+struct Chain<'a>(&'a dyn AuditStore);
+
+#[async_trait]
+impl ChainReader for Chain<'_> {
+    async fn records_after(&self, after: u64, limit: u32) -> Result<Vec<StoredRecord>> {
+        self.0.audit_records_after(after, limit).await
+    }
+    async fn stored_head(&self) -> Result<ChainHead> {
+        self.0.audit_head().await
+    }
+}
+
+/// Verifies a store's whole audit chain; see [`crate::audit::verify_chain`].
+///
+/// # Errors
+/// `Integrity` naming the first bad record, `Backend`.
+pub async fn verify_audit(store: &dyn AuditStore, anchor: Option<&ChainHead>) -> Result<VerifyReport> {
+    crate::audit::verify_chain(&Chain(store), anchor).await
+}

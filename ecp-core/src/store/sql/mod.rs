@@ -1,0 +1,452 @@
+//! [`SqlStore`]: the SQLite and PostgreSQL backends, one implementation over sqlx's `Any` driver.
+//!
+//! The schema and every statement are written once for both databases (TEXT ids, BIGINT
+//! microsecond times, `$n` parameters); where they differ (how a write transaction starts, pragmas)
+//! the [`Dialect`] decides.
+
+mod audit;
+mod identity;
+mod tenancy;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::{Any, AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Arguments, AssertSqlSafe, Executor, Row, SqlSafeStr, Transaction};
+
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Which database a [`SqlStore`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where and how a [`SqlStore`] connects. Build one with [`SqlStoreConfig::builder`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SqlStoreConfig {
+    url: SecretString,
+    dialect: Dialect,
+    memory: bool,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    busy_timeout: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for SqlStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStoreConfig")
+            .field("url", &"[REDACTED]")
+            .field("dialect", &self.dialect)
+            .field("memory", &self.memory)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("busy_timeout", &self.busy_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlStoreConfig {
+    /// A builder for a database URL: `sqlite::memory:`, `sqlite://path/to/ecp.db` (created if
+    /// missing), or `postgres://user:password@host:port/db`. The URL may hold a password, so it is a
+    /// secret.
+    pub fn builder(url: SecretString) -> SqlStoreConfigBuilder {
+        SqlStoreConfigBuilder {
+            url,
+            max_connections: None,
+            acquire_timeout: Duration::from_secs(30),
+            busy_timeout: Duration::from_secs(10),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// An in-memory SQLite database (gone when the store is dropped).
+    pub fn sqlite_memory() -> SqlStoreConfigBuilder {
+        Self::builder(SecretString::from("sqlite::memory:"))
+    }
+
+    /// A SQLite database in a file, created if missing.
+    pub fn sqlite_file(path: impl AsRef<std::path::Path>) -> SqlStoreConfigBuilder {
+        Self::builder(SecretString::from(format!("sqlite://{}?mode=rwc", path.as_ref().display())))
+    }
+}
+
+/// Builds a [`SqlStoreConfig`]; [`build`](Self::build) validates.
+#[derive(Debug)]
+pub struct SqlStoreConfigBuilder {
+    url: SecretString,
+    max_connections: Option<u32>,
+    acquire_timeout: Duration,
+    busy_timeout: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl SqlStoreConfigBuilder {
+    /// Connections in the pool (default: 8 for PostgreSQL and a SQLite file, 1 for SQLite in memory,
+    /// which cannot be shared).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// How long a request waits for a free connection (default 30 s).
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.acquire_timeout = d;
+        self
+    }
+
+    /// How long SQLite waits for a lock held by another connection (default 10 s).
+    pub fn busy_timeout(mut self, d: Duration) -> Self {
+        self.busy_timeout = d;
+        self
+    }
+
+    /// The clock that times audit records (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The config.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an unknown URL scheme or a zero pool size;
+    /// [`Error::Unsupported`] for a backend this build leaves out (cargo features `sqlite`,
+    /// `postgres`).
+    pub fn build(self) -> Result<SqlStoreConfig> {
+        let url = self.url.expose_secret();
+        let (dialect, memory) = if url.starts_with("sqlite:") {
+            (Dialect::Sqlite, url.contains(":memory:") || url.contains("mode=memory"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Dialect::Postgres, false)
+        } else {
+            return Err(Error::invalid("url", "must start with sqlite: or postgres://"));
+        };
+        if dialect == Dialect::Sqlite && !cfg!(feature = "sqlite") {
+            return Err(Error::unsupported("connect", "sqlite (build with the `sqlite` feature)"));
+        }
+        if dialect == Dialect::Postgres && !cfg!(feature = "postgres") {
+            return Err(Error::unsupported("connect", "postgres (build with the `postgres` feature)"));
+        }
+        let max_connections = match (self.max_connections, memory) {
+            (_, true) => 1,
+            (Some(0), _) => return Err(Error::invalid("max_connections", "must be at least 1")),
+            (Some(n), _) => n,
+            (None, _) => 8,
+        };
+        Ok(SqlStoreConfig {
+            url: self.url,
+            dialect,
+            memory,
+            max_connections,
+            acquire_timeout: self.acquire_timeout,
+            busy_timeout: self.busy_timeout,
+            clock: self.clock,
+        })
+    }
+}
+
+/// The SQL store: SQLite or PostgreSQL. Cheap to clone (a pool handle).
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore").field("backend", &self.dialect.name()).finish_non_exhaustive()
+    }
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "foundation".into(),
+        MigrationType::Simple,
+        include_str!("../../../migrations/0001_foundation.sql").into_sql_str(),
+        false,
+    )])
+}
+
+impl SqlStore {
+    /// Connects and brings the schema up to date (migrations are embedded; on PostgreSQL several
+    /// replicas starting at once take turns through an advisory lock).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] if the database cannot be reached or migrated.
+    pub async fn connect(config: SqlStoreConfig) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = config.dialect;
+        let busy_ms = config.busy_timeout.as_millis().min(i32::MAX as u128);
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout);
+        if config.memory {
+            // An in-memory SQLite database lives as long as its one connection.
+            opts = opts.min_connections(1).idle_timeout(None).max_lifetime(None);
+        }
+        let opts = opts.after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if dialect == Dialect::Sqlite {
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute(AssertSqlSafe(format!("PRAGMA busy_timeout = {busy_ms}"))).await?;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                }
+                Ok(())
+            })
+        });
+        let pool = opts
+            .connect(config.url.expose_secret())
+            .await
+            .map_err(|e| Error::Backend { backend: dialect.name(), retryable: true, source: redact(e) })?;
+        migrator().run(&pool).await.map_err(|e| Error::backend(dialect.name(), e))?;
+        Ok(SqlStore { pool, dialect, clock: config.clock })
+    }
+
+    /// An in-memory SQLite store with default settings.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] if SQLite fails to start.
+    pub async fn memory() -> Result<Self> {
+        Self::connect(SqlStoreConfig::sqlite_memory().build()?).await
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn err(&self, e: sqlx::Error) -> Error {
+        map_sqlx(self.dialect.name(), e)
+    }
+
+    /// Starts a write transaction. SQLite takes its write lock at once (`BEGIN IMMEDIATE`), so a
+    /// transaction never fails half-way to upgrade a read lock.
+    async fn write(&self) -> Result<Transaction<'static, Any>> {
+        let tx = match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        };
+        tx.map_err(|e| self.err(e))
+    }
+
+    async fn commit(&self, tx: Transaction<'static, Any>) -> Result<()> {
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// Appends an audit record inside `tx`: the head row is locked first, so appends are serialized
+    /// across connections and replicas and the chain never forks.
+    async fn append_in(&self, tx: &mut Transaction<'static, Any>, event: &AuditEvent) -> Result<AuditRecord> {
+        audit::append(self, tx, event).await
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        self.dialect.name()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+/// A connection error may echo the URL; keep only its kind.
+fn redact(e: sqlx::Error) -> crate::error::BoxError {
+    match e {
+        sqlx::Error::Configuration(_) => "invalid database configuration (details withheld: the url may hold a password)".into(),
+        other => Box::new(other),
+    }
+}
+
+/// Maps a sqlx error to ours: lost connections, busy databases, serialization failures and
+/// deadlocks are retryable; constraint violations are conflicts.
+pub(super) fn map_sqlx(backend: &'static str, e: sqlx::Error) -> Error {
+    let retryable = match &e {
+        sqlx::Error::Database(db) => {
+            if db.is_unique_violation() {
+                return Error::conflict("record", db.constraint().unwrap_or("unique"), "already exists");
+            }
+            if db.is_foreign_key_violation() {
+                return Error::conflict("record", db.constraint().unwrap_or("reference"), "is referenced or references a missing record");
+            }
+            // PostgreSQL: serialization_failure, deadlock_detected, lock_not_available. SQLite: BUSY,
+            // LOCKED and their extended codes.
+            matches!(db.code().as_deref(), Some("40001" | "40P01" | "55P03" | "5" | "6" | "261" | "517" | "262"))
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        _ => false,
+    };
+    Error::Backend { backend, retryable, source: Box::new(e) }
+}
+
+/// What a constraint violation means at a call site.
+pub(super) trait OnViolation<T> {
+    /// Replaces a unique violation with `conflict()`, and a foreign-key violation with `missing()`.
+    fn on_violation(self, conflict: impl FnOnce() -> Error, missing: impl FnOnce() -> Error) -> Result<T>;
+}
+
+impl<T> OnViolation<T> for std::result::Result<T, sqlx::Error> {
+    fn on_violation(self, conflict: impl FnOnce() -> Error, missing: impl FnOnce() -> Error) -> Result<T> {
+        match self {
+            Ok(v) => Ok(v),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(conflict()),
+            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => Err(missing()),
+            Err(e) => Err(map_sqlx("sql", e)),
+        }
+    }
+}
+
+/// A statement with `$n` parameters built at run time (both databases understand `$n`).
+pub(super) struct Sql {
+    text: String,
+    args: AnyArguments,
+    n: usize,
+}
+
+impl Sql {
+    pub(super) fn new(text: &str) -> Self {
+        Sql { text: text.to_owned(), args: AnyArguments::default(), n: 0 }
+    }
+
+    pub(super) fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends `$n` and binds `value` to it.
+    pub(super) fn bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send,
+    {
+        self.n += 1;
+        self.text.push('$');
+        self.text.push_str(&self.n.to_string());
+        // Encoding strings and integers into the Any buffer cannot fail.
+        let _ = self.args.add(value);
+        self
+    }
+
+    /// Appends `($a, $b, ...)`.
+    pub(super) fn bind_list<T>(&mut self, values: impl IntoIterator<Item = T>) -> &mut Self
+    where
+        T: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send,
+    {
+        self.text.push('(');
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(v);
+        }
+        self.text.push(')');
+        self
+    }
+
+    pub(super) fn query(self) -> sqlx::query::Query<'static, Any, AnyArguments> {
+        sqlx::query_with(AssertSqlSafe(self.text), self.args)
+    }
+}
+
+/// Microseconds since the epoch, as stored.
+pub(super) fn ts(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+pub(super) fn opt_ts(t: Option<Timestamp>) -> Option<i64> {
+    t.map(ts)
+}
+
+/// Reads a column, turning a decoding failure into an integrity error.
+pub(super) fn col<T>(row: &AnyRow, name: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get::<T, _>(name).map_err(|e| Error::Integrity { what: "stored row", reason: format!("column {name}: {e}") })
+}
+
+pub(super) fn col_ts(row: &AnyRow, name: &str) -> Result<Timestamp> {
+    let v: i64 = col(row, name)?;
+    Timestamp::from_microsecond(v).map_err(|e| Error::Integrity { what: "stored row", reason: format!("column {name}: {e}") })
+}
+
+pub(super) fn col_opt_ts(row: &AnyRow, name: &str) -> Result<Option<Timestamp>> {
+    let v: Option<i64> = col(row, name)?;
+    v.map(|v| Timestamp::from_microsecond(v).map_err(|e| Error::Integrity { what: "stored row", reason: format!("column {name}: {e}") }))
+        .transpose()
+}
+
+pub(super) fn col_parse<T: FromStr>(row: &AnyRow, name: &str) -> Result<T>
+where
+    T::Err: fmt::Display,
+{
+    let s: String = col(row, name)?;
+    s.parse().map_err(|e: T::Err| Error::Integrity { what: "stored row", reason: format!("column {name}: {e}") })
+}
+
+pub(super) fn col_opt_parse<T: FromStr>(row: &AnyRow, name: &str) -> Result<Option<T>>
+where
+    T::Err: fmt::Display,
+{
+    let s: Option<String> = col(row, name)?;
+    s.map(|s| s.parse().map_err(|e: T::Err| Error::Integrity { what: "stored row", reason: format!("column {name}: {e}") }))
+        .transpose()
+}
+
+pub(super) fn col_bool(row: &AnyRow, name: &str) -> Result<bool> {
+    Ok(col::<i64>(row, name)? != 0)
+}
+
+pub(super) fn col_u64(row: &AnyRow, name: &str) -> Result<u64> {
+    let v: i64 = col(row, name)?;
+    u64::try_from(v).map_err(|_| Error::Integrity { what: "stored row", reason: format!("column {name}: negative {v}") })
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+pub(super) fn like_contains(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// The overfetch limit of a validated page as a bind value.
+pub(super) fn page_limit(page: &crate::page::PageRequest) -> Result<i64> {
+    page.validate()?;
+    Ok(i64::from(page.limit) + 1)
+}

@@ -1,0 +1,2 @@
+//! The quickstart (being built).
+fn main() {}
