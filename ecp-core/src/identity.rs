@@ -71,7 +71,6 @@ impl UserState {
 
 /// A user account. The email is the login name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct User {
     /// Its id.
     pub id: UserId,
@@ -242,7 +241,6 @@ impl fmt::Display for RoleRef {
 /// A custom role: a named set of permissions, owned by an organization (usable in it only) or by the
 /// system (usable everywhere), bound at organization or project scope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct CustomRole {
     /// Its id.
     pub id: RoleId,
@@ -262,7 +260,6 @@ pub struct CustomRole {
 
 /// A role held by a subject at a scope. A subject holds at most one role per scope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct Binding {
     /// Its id.
     pub id: BindingId,
@@ -285,7 +282,6 @@ impl Binding {
 
 /// Which bindings to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct BindingFilter {
     /// Of this subject.
     pub subject: Option<Subject>,
@@ -332,7 +328,6 @@ impl fmt::Debug for TokenHash {
 
 /// A login session: an access token and a refresh token, stored as hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct SessionRecord {
     /// Its id.
     pub id: SessionId,
@@ -356,7 +351,6 @@ pub struct SessionRecord {
 
 /// An API key of a machine client. The secret is shown once at creation; only its hash is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct ApiKey {
     /// Its id (also the public part of the key).
     pub id: ApiKeyId,
@@ -407,7 +401,6 @@ impl UserTokenPurpose {
 
 /// A single-use token (invitation, password reset), stored as a hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct UserToken {
     /// Its id.
     pub id: UserTokenId,
@@ -450,7 +443,6 @@ pub struct LockoutRule {
 
 /// Which users to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct UserFilter {
     /// Members of this organization.
     pub org: Option<OrgId>,

@@ -53,6 +53,13 @@ pub use store::{SqlStore, SqlStoreConfig};
 pub use store::{AuditStore, IdentityStore, Store, TenancyStore, verify_audit};
 pub use tenancy::{Organization, Project, Tenancy, TenancyLimits};
 
+/// The traits whose methods every user of the store calls: `use ecp_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::access::Authorizer;
+    pub use crate::clock::Clock;
+    pub use crate::store::{AuditStore, IdentityStore, Store, TenancyStore};
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use uuid::Uuid;

@@ -146,7 +146,6 @@ impl<I> Named<I> {
 
 /// A record to append: what services write. The store adds id, sequence number, time and hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct AuditEvent {
     /// Who acted.
     pub actor: Actor,
@@ -237,7 +236,6 @@ impl AuditEvent {
 
 /// A stored record of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct AuditRecord {
     /// Its id.
     pub id: AuditId,
@@ -328,7 +326,6 @@ pub struct VerifyReport {
 
 /// Filters of an audit query; all set filters must match. Newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct AuditQuery {
     /// At or after.
     pub since: Option<Timestamp>,
@@ -419,13 +416,11 @@ pub async fn verify_chain(reader: &dyn ChainReader, anchor: Option<&ChainHead>) 
             if record.compute_hash(&stored_details) != record.hash {
                 return Err(broken(format!("record {} was changed: its hash does not match", record.seq)));
             }
-            if let Some(a) = anchor {
-                if a.seq == record.seq {
-                    if a.hash != record.hash {
-                        return Err(broken(format!("record {} differs from the published anchor", record.seq)));
-                    }
-                    anchor_seen = true;
+            if let Some(a) = anchor.filter(|a| a.seq == record.seq) {
+                if a.hash != record.hash {
+                    return Err(broken(format!("record {} differs from the published anchor", record.seq)));
                 }
+                anchor_seen = true;
             }
             prev_hash = record.hash;
             last_seq = record.seq;

@@ -37,7 +37,6 @@ pub use sql::{SqlStore, SqlStoreConfig, SqlStoreConfigBuilder};
 
 /// Which projects to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct ProjectFilter {
     /// Of this organization.
     pub org: Option<OrgId>,

@@ -62,7 +62,6 @@ pub const MAX_TENANT_NAME_CHARS: usize = 50;
 
 /// An organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct Organization {
     /// Its id.
     pub id: OrgId,
@@ -89,7 +88,6 @@ impl Organization {
 
 /// A project of one organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct Project {
     /// Its id.
     pub id: ProjectId,
@@ -190,7 +188,6 @@ impl TenancyLimitsBuilder {
 
 /// What a project holds that keeps it from being deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct ProjectUsage {
     /// EMQX clusters.
     pub clusters: u64,
@@ -248,7 +245,6 @@ impl ProjectResourceKind {
 /// names unique per kind, and moves resources between projects. Domain crates keep their own
 /// details in their own tables, keyed by the same id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct ProjectResource {
     /// Its id (the cluster's, edge service's ... id).
     pub id: uuid::Uuid,
