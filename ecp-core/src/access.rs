@@ -337,6 +337,9 @@ pub enum Subject {
     ApiKey(ApiKeyId),
     /// The control plane itself (background jobs, resumed tasks). Authorizers allow it everything.
     System,
+    /// Nobody authenticated yet: the actor of a login, a token refresh, an invitation being
+    /// accepted. Authorizers allow it nothing.
+    Anonymous,
 }
 
 impl Subject {
@@ -346,6 +349,7 @@ impl Subject {
             Subject::User(_) => "user",
             Subject::ApiKey(_) => "api_key",
             Subject::System => "system",
+            Subject::Anonymous => "anonymous",
         }
     }
 
@@ -354,7 +358,7 @@ impl Subject {
         match self {
             Subject::User(id) => Some(id.to_string()),
             Subject::ApiKey(id) => Some(id.to_string()),
-            Subject::System => None,
+            Subject::System | Subject::Anonymous => None,
         }
     }
 }
@@ -365,6 +369,7 @@ impl fmt::Display for Subject {
             Subject::User(id) => write!(f, "user {id}"),
             Subject::ApiKey(id) => write!(f, "api key {id}"),
             Subject::System => f.write_str("system"),
+            Subject::Anonymous => f.write_str("anonymous"),
         }
     }
 }
@@ -395,6 +400,12 @@ impl Principal {
     /// use it for the platform's own background work, never for a request from outside.
     pub fn system(job: impl Into<Arc<str>>) -> Self {
         Self { subject: Subject::System, name: job.into() }
+    }
+
+    /// Someone not (yet) authenticated, named by what they claim (a login name), for the audit
+    /// records of logins and token redemptions. Allowed nothing.
+    pub fn anonymous(claimed: impl Into<Arc<str>>) -> Self {
+        Self { subject: Subject::Anonymous, name: claimed.into() }
     }
 
     /// Who acts.
@@ -480,7 +491,7 @@ impl Visibility {
 /// touch the store (implementations keep a precomputed index).
 ///
 /// Contract, for every implementation:
-/// - [`Subject::System`] is allowed everything.
+/// - [`Subject::System`] is allowed everything; [`Subject::Anonymous`] nothing.
 /// - A permission held at a scope holds in every scope inside it (system ⊃ organization ⊃ project).
 /// - `View` of [`ResourceKind::Organization`] held in a project also holds for that project's
 ///   organization (a project admin sees the organization it works in).
@@ -498,6 +509,12 @@ pub trait Authorizer: Send + Sync + fmt::Debug + 'static {
 
     /// Where the principal holds `permission`.
     fn visibility(&self, principal: &Principal, permission: Permission) -> Visibility;
+
+    /// Told when an organization or project is deleted (with everything bound in it), so an
+    /// implementation can drop what it precomputed for it. The default does nothing.
+    fn scope_removed(&self, scope: &Scope) {
+        let _ = scope;
+    }
 }
 
 /// Checks `permission` and turns a denial into the right error: `PermissionDenied` where the

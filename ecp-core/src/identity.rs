@@ -291,6 +291,8 @@ pub struct BindingFilter {
     pub project: Option<ProjectId>,
     /// Of this custom role.
     pub role: Option<RoleId>,
+    /// Only bindings at system scope.
+    pub system_only: bool,
 }
 
 /// The SHA-256 of a high-entropy token; tokens themselves are never stored.
@@ -448,8 +450,11 @@ pub struct UserFilter {
     pub org: Option<OrgId>,
     /// Holding a binding in this project.
     pub project: Option<ProjectId>,
-    /// Members of any of these organizations (what a principal may see); `None` for no restriction.
+    /// Members of any of these organizations or bound in `within_projects` (what a principal may
+    /// see); `None` for no restriction.
     pub within_orgs: Option<Vec<OrgId>>,
+    /// See `within_orgs`.
+    pub within_projects: Vec<ProjectId>,
     /// Email or display name contains this, case-insensitive.
     pub search: Option<String>,
 }

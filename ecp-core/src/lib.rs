@@ -43,7 +43,7 @@ pub mod store;
 pub mod tenancy;
 
 pub use access::{Action, Authorizer, Denial, Permission, PermissionSet, Principal, ResourceKind, Scope, Subject, Visibility};
-pub use audit::{AuditEvent, AuditQuery, AuditRecord, ChainHead, Operation, Outcome, VerifyReport};
+pub use audit::{AuditEvent, AuditQuery, AuditRecord, AuditTrail, ChainHead, Operation, Outcome, VerifyReport};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{BoxError, Error, Result};
 pub use id::{ApiKeyId, AuditId, BindingId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};

@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::id::{AuditId, OrgId, ProjectId};
 use crate::page::PageRequest;
 
+mod trail;
+pub use trail::AuditTrail;
+
 /// The largest `details` document one record may carry, in bytes of JSON; larger ones are replaced by
 /// a note saying how large they were.
 pub const MAX_DETAILS_BYTES: usize = 8 * 1024 * 1024;
@@ -444,7 +447,7 @@ pub async fn verify_chain(reader: &dyn ChainReader, anchor: Option<&ChainHead>) 
 
 /// Appends the failure record of an operation. A failure to append is logged (the caller returns the
 /// operation's own error, which matters more to its caller).
-pub async fn record_failure(store: &dyn crate::store::AuditStore, event: AuditEvent, err: &Error) {
+pub async fn record_failure(store: &dyn crate::store::AuditStore, event: AuditEvent, err: &dyn fmt::Display) {
     let operation = event.operation.clone();
     if let Err(e) = store.append_audit(&event.failed(err)).await {
         tracing::warn!(error = %e, %operation, "could not append the audit record of a failed operation");

@@ -148,7 +148,10 @@ impl Tenancy {
         };
         let event = event.org(org.id, &org.name).resource(org.id, Some(&org.name));
         match self.store.delete_org(id, &event).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.authz.scope_removed(&Scope::Org { org: id });
+                Ok(())
+            }
             Err(e) => self.fail(event, e).await,
         }
     }
@@ -254,7 +257,10 @@ impl Tenancy {
         };
         let event = self.project_event(event, &project).await;
         match self.store.delete_project(id, &event).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.authz.scope_removed(&project.scope());
+                Ok(())
+            }
             Err(e) => self.fail(event, e).await,
         }
     }

@@ -77,6 +77,7 @@ fn stored_from_row(row: &AnyRow) -> Result<StoredRecord> {
             ("user", Some(id)) => Subject::User(id.parse().map_err(|e| bad(seq, e))?),
             ("api_key", Some(id)) => Subject::ApiKey(id.parse().map_err(|e| bad(seq, e))?),
             ("system", None) => Subject::System,
+            ("anonymous", None) => Subject::Anonymous,
             (k, _) => return Err(bad(seq, format!("actor kind {k:?}"))),
         };
         let org = match (col_opt_parse(row, "org_id")?, col::<Option<String>>(row, "org_name")?) {

@@ -50,7 +50,7 @@ fn subject_key(s: &Subject) -> Result<String> {
     match s {
         Subject::User(id) => Ok(format!("user:{id}")),
         Subject::ApiKey(id) => Ok(format!("api_key:{id}")),
-        Subject::System => Err(Error::invalid("subject", "the system principal holds no bindings")),
+        Subject::System | Subject::Anonymous => Err(Error::invalid("subject", "only users and api keys hold bindings")),
     }
 }
 
@@ -185,7 +185,7 @@ impl SqlStore {
         let (user_id, key_id) = match b.subject {
             Subject::User(u) => (Some(u.to_string()), None),
             Subject::ApiKey(k) => (None, Some(k.to_string())),
-            Subject::System => unreachable!("rejected by subject_key"),
+            Subject::System | Subject::Anonymous => unreachable!("rejected by subject_key"),
         };
         if let (Some(user), Some(org)) = (&user_id, b.scope.org()) {
             let member = sqlx::query("SELECT 1 AS one FROM org_members WHERE org_id = $1 AND user_id = $2")
@@ -341,12 +341,25 @@ impl IdentityStore for SqlStore {
             sql.push(" AND id IN (SELECT user_id FROM bindings WHERE project_id = ").bind(project.to_string()).push(")");
         }
         if let Some(orgs) = &filter.within_orgs {
-            if orgs.is_empty() {
-                return Ok(Page { items: Vec::new(), next: None });
+            match (orgs.is_empty(), filter.within_projects.is_empty()) {
+                (true, true) => return Ok(Page { items: Vec::new(), next: None }),
+                (false, _) => {
+                    sql.push(" AND (id IN (SELECT user_id FROM org_members WHERE org_id IN ")
+                        .bind_list(orgs.iter().map(ToString::to_string))
+                        .push(")");
+                    if !filter.within_projects.is_empty() {
+                        sql.push(" OR id IN (SELECT user_id FROM bindings WHERE project_id IN ")
+                            .bind_list(filter.within_projects.iter().map(ToString::to_string))
+                            .push(")");
+                    }
+                    sql.push(")");
+                }
+                (true, false) => {
+                    sql.push(" AND id IN (SELECT user_id FROM bindings WHERE project_id IN ")
+                        .bind_list(filter.within_projects.iter().map(ToString::to_string))
+                        .push(")");
+                }
             }
-            sql.push(" AND id IN (SELECT user_id FROM org_members WHERE org_id IN ")
-                .bind_list(orgs.iter().map(ToString::to_string))
-                .push(")");
         }
         if let Some(s) = &filter.search {
             let pattern = like_contains(s);
@@ -615,6 +628,9 @@ impl IdentityStore for SqlStore {
         }
         if let Some(role) = filter.role {
             sql.push(" AND role_id = ").bind(role.to_string());
+        }
+        if filter.system_only {
+            sql.push(" AND scope_key = 'system'");
         }
         sql.push(" ORDER BY id");
         let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
