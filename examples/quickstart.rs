@@ -1,2 +1,148 @@
-//! The quickstart (being built).
-fn main() {}
+//! The quickstart: a whole control plane in one process, on embedded defaults.
+//!
+//! ```text
+//! cargo run --example quickstart
+//! ```
+//!
+//! It creates an organization with two projects, users of every built-in role and a custom role,
+//! shows an allowed and a denied action for each, locks out a login after repeated failures, and
+//! prints the audit trail with its hash chain verified. State lives in SQLite: in memory, or in a
+//! file with `--db ecp.db`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ecp_core::access::{Authorizer, Permission, ResourceKind, Scope};
+use ecp_core::audit::{AuditQuery, Outcome};
+use ecp_core::identity::BuiltinRole;
+use ecp_core::{PageRequest, Principal, SqlStore, SqlStoreConfig};
+use ecp_rbac::{AccessConfig, AccessControl, Error as AuthError, Grant, NewUser};
+use secrecy::SecretString;
+
+fn secret(s: &str) -> SecretString {
+    SecretString::from(s.to_owned())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).init();
+
+    let db = std::env::args().skip_while(|a| a != "--db").nth(1);
+    let config = match &db {
+        Some(path) => SqlStoreConfig::sqlite_file(path),
+        None => SqlStoreConfig::sqlite_memory(),
+    };
+    let store = Arc::new(SqlStore::connect(config.build()?).await.context("opening the store")?);
+    println!("store: {} ({})", "sqlite", db.as_deref().unwrap_or("in memory"));
+
+    let ac = AccessControl::new(store.clone(), AccessConfig::builder().lockout(5, Duration::from_secs(900), Duration::from_secs(900)).build()?).await?;
+
+    // 1. The install-time superuser, and a login.
+    let admin_pw = secret("Adm1n-passw0rd!");
+    if let Err(e) = ac.users.bootstrap_admin("admin@example.com", "Administrator", &admin_pw).await {
+        println!("bootstrap: {e} (reusing the existing store)");
+    }
+    let tokens = ac.auth.login("admin@example.com", &admin_pw).await?;
+    let admin = ac.auth.authenticate(&tokens.access_token).await?;
+    println!("\n1. logged in as {} (session {}, access token {:?})", admin.name(), tokens.session, tokens.access_token);
+
+    // 2. Tenancy: an organization with two projects.
+    // Names get a suffix when the store is a file that may already hold an earlier run.
+    let suffix = if db.is_some() { format!("-{}", &tokens.session.to_string()[28..]) } else { String::new() };
+    let org = ac.tenancy.create_org(&admin, &format!("Acme Manufacturing{suffix}")).await?;
+    let plant = ac.tenancy.create_project(&admin, org.id, "Plant Shenzhen").await?;
+    let line = ac.tenancy.create_project(&admin, org.id, "Plant Hamburg").await?;
+    println!("\n2. organization {:?} with projects {:?} and {:?}", org.name, plant.name, line.name);
+
+    // 3. Users of every role, and a custom "operator" role that may start and stop edge services.
+    let org_scope = Scope::Org { org: org.id };
+    let mk = |who: &str| format!("{who}{suffix}@acme.example");
+    let password = secret("Str0ng-passw0rd!");
+    let create = |email: String, grant: Grant| {
+        let ac = ac.clone();
+        let admin = admin.clone();
+        let password = password.clone();
+        async move {
+            let u = ac.users.create_user(&admin, NewUser::new(email.clone(), email.clone()).password(password).grant(grant)).await?;
+            anyhow::Ok(Principal::user(u.id, u.email))
+        }
+    };
+    let org_admin = create(mk("olivia"), Grant::builtin(BuiltinRole::OrgAdmin, org_scope)).await?;
+    let proj_admin = create(mk("peter"), Grant::builtin(BuiltinRole::ProjectAdmin, plant.scope())).await?;
+    let viewer = create(mk("vera"), Grant::builtin(BuiltinRole::Viewer, plant.scope())).await?;
+    let operator_role = ac
+        .users
+        .create_role(&org_admin, Some(org.id), "Line operator", "start and stop edge services, read logs", &[
+            Permission::operate(ResourceKind::EdgeService),
+            Permission::view(ResourceKind::Log),
+        ])
+        .await?;
+    let operator = create(mk("otto"), Grant::custom(operator_role.id, plant.scope())).await?;
+    println!("\n3. users: org admin {}, project admin {}, viewer {}, operator {} (custom role)", org_admin.name(), proj_admin.name(), viewer.name(), operator.name());
+
+    // 4. Allowed and denied actions.
+    println!("\n4. decisions:");
+    let authz = ac.authorizer.as_ref();
+    let show = |who: &Principal, perm: Permission, scope: Scope| {
+        let verdict = match authz.check(who, perm, &scope) {
+            Ok(()) => "ALLOWED".to_owned(),
+            Err(d) => format!("denied ({})", d.reason()),
+        };
+        println!("   {:<32} {:<24} at {:<45} {verdict}", who.name(), perm.to_string(), scope.to_string());
+    };
+    show(&proj_admin, Permission::edit(ResourceKind::EdgeService), plant.scope());
+    show(&proj_admin, Permission::edit(ResourceKind::EdgeService), line.scope());
+    show(&viewer, Permission::view(ResourceKind::Alarm), plant.scope());
+    show(&viewer, Permission::edit(ResourceKind::Alarm), plant.scope());
+    show(&operator, Permission::operate(ResourceKind::EdgeService), plant.scope());
+    show(&operator, Permission::edit(ResourceKind::EdgeService), plant.scope());
+    show(&org_admin, Permission::edit(ResourceKind::License), Scope::System);
+    match ac.tenancy.create_project(&viewer, org.id, "Shadow project").await {
+        Ok(_) => println!("   a viewer created a project?!"),
+        Err(e) => println!("   viewer tries to create a project: {e}"),
+    }
+    let renamed = ac.tenancy.rename_project(&proj_admin, plant.id, "Plant Shenzhen line 2").await?;
+    println!("   project admin renames its project: now {:?}", renamed.name);
+
+    // 5. A locked-out login.
+    println!("\n5. five wrong passwords for {}:", viewer.name());
+    for attempt in 1..=6 {
+        match ac.auth.login(viewer.name(), &secret("guess-Passw0rd!")).await {
+            Err(AuthError::Locked { until }) => {
+                println!("   attempt {attempt}: locked until {}", until.strftime("%H:%M:%S UTC"));
+                break;
+            }
+            Err(e) => println!("   attempt {attempt}: {e}"),
+            Ok(_) => println!("   attempt {attempt}: logged in?!"),
+        }
+    }
+    match ac.auth.login(viewer.name(), &password).await {
+        Err(AuthError::Locked { .. }) => println!("   even the right password now: locked"),
+        Err(e) => println!("   even the right password now: {e}"),
+        Ok(_) => println!("   the right password was accepted?!"),
+    }
+
+    // 6. The audit trail, verified.
+    println!("\n6. audit trail (oldest first):");
+    let page = ac.audit.query(&admin, &AuditQuery::default(), &PageRequest::first(40)).await?;
+    for r in page.items.iter().rev() {
+        let outcome = match &r.event.outcome {
+            Outcome::Success => "ok".to_owned(),
+            Outcome::Failure { reason } => format!("FAILED: {}", reason.split(':').next().unwrap_or(reason)),
+        };
+        println!(
+            "   #{:<3} {} {:<34} {:<28} {:<30} {}",
+            r.seq,
+            r.at.strftime("%H:%M:%S"),
+            r.event.actor.name,
+            r.event.operation.as_str(),
+            r.event.resource_name.as_deref().unwrap_or("-"),
+            outcome
+        );
+    }
+    let report = ac.audit.verify(&admin, None).await?;
+    println!("\n   hash chain verified: {} records, head #{} {}", report.records, report.head.seq, &report.head.hash[..16]);
+    ac.auth.logout(&tokens.access_token).await?;
+    Ok(())
+}
