@@ -15,62 +15,30 @@ use crate::roles::builtin_permissions;
 
 type Map<K, V> = HashMap<K, V, RandomState>;
 
-/// What one subject holds, by scope.
-#[derive(Debug, Clone, Default)]
-struct Grants {
-    active: bool,
-    system: PermissionSet,
-    orgs: Map<OrgId, PermissionSet>,
-    projects: Map<ProjectId, (OrgId, PermissionSet)>,
-    /// Organizations whose `view organization` comes from a project binding in them.
-    org_views: Map<OrgId, u32>,
-    bindings: Vec<Binding>,
+/// A scope as a key of the flat grant map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Level {
+    System,
+    Org(OrgId),
+    Project(ProjectId),
 }
 
-impl Grants {
-    fn rebuild(bindings: Vec<Binding>, roles: &Map<RoleId, PermissionSet>, active: bool) -> Self {
-        let mut g = Grants { active, bindings: Vec::new(), ..Default::default() };
-        for b in &bindings {
-            let perms = role_set(b.role, roles);
-            match b.scope {
-                Scope::System => g.system = g.system.union(perms),
-                Scope::Org { org } => {
-                    let e = g.orgs.entry(org).or_default();
-                    *e = e.union(perms);
-                }
-                Scope::Project { org, project } => {
-                    let e = g.projects.entry(project).or_insert((org, PermissionSet::EMPTY));
-                    e.1 = e.1.union(perms);
-                    if perms.contains(Permission::view(ResourceKind::Organization)) {
-                        *g.org_views.entry(org).or_default() += 1;
-                    }
-                }
-            }
-        }
-        g.bindings = bindings;
-        g
-    }
-
-    fn at(&self, scope: &Scope) -> PermissionSet {
-        let mut set = self.system;
+impl Level {
+    fn of(scope: &Scope) -> Level {
         match scope {
-            Scope::System => {}
-            Scope::Org { org } => {
-                if let Some(p) = self.orgs.get(org) {
-                    set = set.union(*p);
-                }
-            }
-            Scope::Project { org, project } => {
-                if let Some(p) = self.orgs.get(org) {
-                    set = set.union(*p);
-                }
-                if let Some((_, p)) = self.projects.get(project) {
-                    set = set.union(*p);
-                }
-            }
+            Scope::System => Level::System,
+            Scope::Org { org } => Level::Org(*org),
+            Scope::Project { project, .. } => Level::Project(*project),
         }
-        set
     }
+}
+
+/// What one subject holds: its bindings (the source of truth for updates) and what is derived from
+/// them for the slower questions (visibility, access, why a check was denied).
+#[derive(Debug, Clone, Default)]
+struct SubjectInfo {
+    active: bool,
+    bindings: Vec<Binding>,
 }
 
 fn role_set(role: RoleRef, roles: &Map<RoleId, PermissionSet>) -> PermissionSet {
@@ -81,10 +49,80 @@ fn role_set(role: RoleRef, roles: &Map<RoleId, PermissionSet>) -> PermissionSet 
     }
 }
 
+/// One entry of the flat grant map.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cell {
+    perms: PermissionSet,
+    /// Set on every subject's `Level::System` entry (which exists, possibly empty, for every
+    /// subject the index knows), so a denial's reason costs no extra lookup.
+    known: bool,
+    disabled: bool,
+}
+
+/// The index. Checks read only `grants`: a flat map from (subject, scope) to the union of the
+/// permissions bound there. A check is one to three lookups in it, short-circuiting on the first
+/// that grants: exactly the work of a plain hash map of bindings.
 #[derive(Debug, Default)]
 struct Index {
     roles: Map<RoleId, PermissionSet>,
-    subjects: Map<Subject, Grants>,
+    grants: Map<(Subject, Level), Cell>,
+    subjects: Map<Subject, SubjectInfo>,
+}
+
+impl Index {
+    fn lookup(&self, s: Subject, level: Level) -> PermissionSet {
+        self.grants.get(&(s, level)).map_or(PermissionSet::EMPTY, |c| c.perms)
+    }
+
+    fn held(&self, s: Subject, scope: &Scope) -> PermissionSet {
+        let mut set = self.lookup(s, Level::System);
+        match scope {
+            Scope::System => {}
+            Scope::Org { org } => set = set.union(self.lookup(s, Level::Org(*org))),
+            Scope::Project { org, project } => {
+                set = set.union(self.lookup(s, Level::Org(*org))).union(self.lookup(s, Level::Project(*project)));
+            }
+        }
+        set
+    }
+
+    /// Replaces what a subject holds.
+    fn set_subject(&mut self, s: Subject, info: SubjectInfo) {
+        self.clear_grants(s);
+        if info.bindings.is_empty() && info.active {
+            self.subjects.remove(&s);
+            return;
+        }
+        self.grants.insert((s, Level::System), Cell { perms: PermissionSet::EMPTY, known: true, disabled: !info.active });
+        if info.active {
+            for b in &info.bindings {
+                let perms = role_set(b.role, &self.roles);
+                let e = self.grants.entry((s, Level::of(&b.scope))).or_default();
+                e.perms = e.perms.union(perms);
+            }
+        }
+        self.subjects.insert(s, info);
+    }
+
+    fn clear_grants(&mut self, s: Subject) {
+        if let Some(old) = self.subjects.get(&s) {
+            self.grants.remove(&(s, Level::System));
+            for b in &old.bindings {
+                self.grants.remove(&(s, Level::of(&b.scope)));
+            }
+        }
+    }
+
+    /// Projects where a subject's bindings grant `view organization`, by organization.
+    fn org_view_via_project(&self, s: Subject, org: OrgId) -> bool {
+        self.subjects.get(&s).is_some_and(|info| {
+            info.active
+                && info.bindings.iter().any(|b| {
+                    matches!(b.scope, Scope::Project { org: o, .. } if o == org)
+                        && role_set(b.role, &self.roles).contains(Permission::view(ResourceKind::Organization))
+                })
+        })
+    }
 }
 
 /// The role-based [`Authorizer`] of ecp-rs.
@@ -147,14 +185,12 @@ impl RbacAuthorizer {
             }
         }
         let inactive: std::collections::HashSet<Subject> = self.store.inactive_subjects(self.clock.now()).await?.into_iter().collect();
-        let subjects = by_subject
-            .into_iter()
-            .map(|(s, bindings)| {
-                let active = !inactive.contains(&s);
-                (s, Grants::rebuild(bindings, &roles, active))
-            })
-            .collect();
-        *self.index.write() = Index { roles, subjects };
+        let mut index = Index { roles, ..Index::default() };
+        for (s, bindings) in by_subject {
+            let active = !inactive.contains(&s);
+            index.set_subject(s, SubjectInfo { active, bindings });
+        }
+        *self.index.write() = index;
         Ok(())
     }
 
@@ -180,13 +216,7 @@ impl RbacAuthorizer {
             },
             Subject::System | Subject::Anonymous => true,
         };
-        let mut index = self.index.write();
-        if bindings.is_empty() && !active {
-            index.subjects.remove(&subject);
-        } else {
-            let g = Grants::rebuild(bindings, &index.roles, active);
-            index.subjects.insert(subject, g);
-        }
+        self.index.write().set_subject(subject, SubjectInfo { active, bindings });
         Ok(())
     }
 
@@ -200,25 +230,19 @@ impl RbacAuthorizer {
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e),
         };
-        let affected: Vec<Subject> = {
-            let mut index = self.index.write();
-            match perms {
-                Some(p) => index.roles.insert(role, p),
-                None => index.roles.remove(&role),
-            };
-            index
-                .subjects
-                .iter()
-                .filter(|(_, g)| g.bindings.iter().any(|b| b.role == RoleRef::Custom(role)))
-                .map(|(s, _)| *s)
-                .collect()
-        };
         let mut index = self.index.write();
-        let roles = index.roles.clone();
-        for s in affected {
-            if let Some(g) = index.subjects.get_mut(&s) {
-                *g = Grants::rebuild(std::mem::take(&mut g.bindings), &roles, g.active);
-            }
+        match perms {
+            Some(p) => index.roles.insert(role, p),
+            None => index.roles.remove(&role),
+        };
+        let affected: Vec<(Subject, SubjectInfo)> = index
+            .subjects
+            .iter()
+            .filter(|(_, info)| info.bindings.iter().any(|b| b.role == RoleRef::Custom(role)))
+            .map(|(s, info)| (*s, info.clone()))
+            .collect();
+        for (s, info) in affected {
+            index.set_subject(s, info);
         }
         Ok(())
     }
@@ -231,17 +255,11 @@ impl RbacAuthorizer {
             )
             .union(PermissionSet::from_permissions([Permission::view(ResourceKind::Audit)])),
             Subject::Anonymous => PermissionSet::EMPTY,
-            s => {
-                let index = self.index.read();
-                match index.subjects.get(&s) {
-                    Some(g) if g.active => g.at(scope),
-                    _ => PermissionSet::EMPTY,
-                }
-            }
+            s => self.index.read().held(s, scope),
         }
     }
 
-    /// The number of subjects and custom roles in the index.
+    /// The number of subjects with bindings, and of custom roles, in the index.
     pub fn len(&self) -> (usize, usize) {
         let index = self.index.read();
         (index.subjects.len(), index.roles.len())
@@ -261,19 +279,30 @@ impl Authorizer for RbacAuthorizer {
             s => s,
         };
         let index = self.index.read();
-        let Some(g) = index.subjects.get(&subject) else { return Err(Denial::UnknownSubject) };
-        if !g.active {
-            return Err(Denial::SubjectDisabled);
-        }
-        if g.at(scope).contains(permission) {
+        let head = index.grants.get(&(subject, Level::System)).copied().unwrap_or_default();
+        if head.perms.contains(permission) {
             return Ok(());
         }
-        if let (Scope::Org { org }, true) = (scope, permission == Permission::view(ResourceKind::Organization)) {
-            if g.org_views.contains_key(org) {
+        let granted = |level| index.grants.get(&(subject, level)).is_some_and(|c| c.perms.contains(permission));
+        let allowed = match scope {
+            Scope::System => false,
+            Scope::Org { org } => granted(Level::Org(*org)),
+            Scope::Project { org, project } => granted(Level::Org(*org)) || granted(Level::Project(*project)),
+        };
+        if allowed {
+            return Ok(());
+        }
+        // The slow path: the exception for organization views, and why not.
+        if let Scope::Org { org } = scope {
+            if permission == Permission::view(ResourceKind::Organization) && index.org_view_via_project(subject, *org) {
                 return Ok(());
             }
         }
-        Err(Denial::NotGranted)
+        Err(match (head.known, head.disabled) {
+            (false, _) => Denial::UnknownSubject,
+            (true, true) => Denial::SubjectDisabled,
+            (true, false) => Denial::NotGranted,
+        })
     }
 
     fn has_access(&self, principal: &Principal, scope: &Scope) -> bool {
@@ -283,18 +312,14 @@ impl Authorizer for RbacAuthorizer {
             s => s,
         };
         let index = self.index.read();
-        let Some(g) = index.subjects.get(&subject) else { return false };
-        if !g.active {
-            return false;
-        }
-        if !g.system.is_empty() {
-            return true;
-        }
-        match scope {
-            Scope::System => false,
-            Scope::Org { org } => g.orgs.contains_key(org) || g.projects.values().any(|(o, _)| o == org),
-            Scope::Project { org, project } => g.orgs.contains_key(org) || g.projects.contains_key(project),
-        }
+        let Some(info) = index.subjects.get(&subject).filter(|i| i.active) else { return false };
+        info.bindings.iter().any(|b| match (b.scope, scope) {
+            (Scope::System, _) => true,
+            (Scope::Org { org: o }, Scope::Org { org } | Scope::Project { org, .. }) => o == *org,
+            (Scope::Project { org: o, .. }, Scope::Org { org }) => o == *org,
+            (Scope::Project { project: p, .. }, Scope::Project { project, .. }) => p == *project,
+            _ => false,
+        })
     }
 
     fn visibility(&self, principal: &Principal, permission: Permission) -> Visibility {
@@ -304,35 +329,46 @@ impl Authorizer for RbacAuthorizer {
             s => s,
         };
         let index = self.index.read();
-        let Some(g) = index.subjects.get(&subject).filter(|g| g.active) else { return Visibility::default() };
-        if g.system.contains(permission) {
+        let Some(info) = index.subjects.get(&subject).filter(|i| i.active) else { return Visibility::default() };
+        if index.lookup(subject, Level::System).contains(permission) {
             return Visibility { all: true, ..Default::default() };
         }
-        let mut orgs: Vec<OrgId> = g.orgs.iter().filter(|(_, p)| p.contains(permission)).map(|(o, _)| *o).collect();
-        if permission == Permission::view(ResourceKind::Organization) {
-            orgs.extend(g.org_views.keys().copied());
+        let org_view = permission == Permission::view(ResourceKind::Organization);
+        let mut orgs = Vec::new();
+        let mut projects = Vec::new();
+        for b in &info.bindings {
+            let perms = role_set(b.role, &index.roles);
+            match b.scope {
+                Scope::Org { org } if perms.contains(permission) => orgs.push(org),
+                Scope::Project { org, .. } if org_view && perms.contains(permission) => orgs.push(org),
+                Scope::Project { org, project } if perms.contains(permission) => {
+                    projects.push((org, project));
+                }
+                _ => {}
+            }
         }
         orgs.sort_unstable();
         orgs.dedup();
-        let mut projects: Vec<ProjectId> = g
-            .projects
-            .iter()
-            .filter(|(_, (org, p))| p.contains(permission) && !orgs.contains(org))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut projects: Vec<ProjectId> = projects.into_iter().filter(|(o, _)| !orgs.contains(o)).map(|(_, p)| p).collect();
         projects.sort_unstable();
+        projects.dedup();
         Visibility { all: false, orgs, projects }
     }
 
     fn scope_removed(&self, scope: &Scope) {
         let mut index = self.index.write();
-        let roles = index.roles.clone();
-        for g in index.subjects.values_mut() {
-            let before = g.bindings.len();
-            g.bindings.retain(|b| !scope.contains(&b.scope));
-            if g.bindings.len() != before {
-                *g = Grants::rebuild(std::mem::take(&mut g.bindings), &roles, g.active);
-            }
+        let affected: Vec<(Subject, SubjectInfo)> = index
+            .subjects
+            .iter()
+            .filter(|(_, info)| info.bindings.iter().any(|b| scope.contains(&b.scope)))
+            .map(|(s, info)| {
+                let mut info = info.clone();
+                info.bindings.retain(|b| !scope.contains(&b.scope));
+                (*s, info)
+            })
+            .collect();
+        for (s, info) in affected {
+            index.set_subject(s, info);
         }
     }
 }

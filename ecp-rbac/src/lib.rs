@@ -68,6 +68,11 @@ pub use error::{Error, Result};
 pub use password::{Argon2Params, PasswordPolicy};
 pub use users::{CreatedApiKey, Grant, NewApiKey, NewUser, OneTimeToken, UserChanges, Users};
 
+/// The README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Access control over one store: the authorizer, the services, and tenancy and audit wired to them.
 #[derive(Debug, Clone)]
 pub struct AccessControl {

@@ -360,6 +360,10 @@ async fn scenario(ops: Vec<(usize, Op)>) {
             }
             assert_eq!(live.has_access(p, scope), fresh.has_access(p, scope));
         }
+        for kind in ResourceKind::ALL {
+            let perm = Permission::view(kind);
+            assert_eq!(live.visibility(p, perm), fresh.visibility(p, perm), "{p} visibility of {perm}");
+        }
     }
     let _: Option<RoleRef> = None;
 }
