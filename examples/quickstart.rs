@@ -26,7 +26,9 @@ fn secret(s: &str) -> SecretString {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
 
     let db = std::env::args().skip_while(|a| a != "--db").nth(1);
     let config = match &db {
@@ -34,9 +36,11 @@ async fn main() -> anyhow::Result<()> {
         None => SqlStoreConfig::sqlite_memory(),
     };
     let store = Arc::new(SqlStore::connect(config.build()?).await.context("opening the store")?);
-    println!("store: {} ({})", "sqlite", db.as_deref().unwrap_or("in memory"));
+    println!("store: sqlite ({})", db.as_deref().unwrap_or("in memory"));
 
-    let ac = AccessControl::new(store.clone(), AccessConfig::builder().lockout(5, Duration::from_secs(900), Duration::from_secs(900)).build()?).await?;
+    let ac =
+        AccessControl::new(store.clone(), AccessConfig::builder().lockout(5, Duration::from_secs(900), Duration::from_secs(900)).build()?)
+            .await?;
 
     // 1. The install-time superuser, and a login.
     let admin_pw = secret("Adm1n-passw0rd!");
@@ -73,13 +77,22 @@ async fn main() -> anyhow::Result<()> {
     let viewer = create(mk("vera"), Grant::builtin(BuiltinRole::Viewer, plant.scope())).await?;
     let operator_role = ac
         .users
-        .create_role(&org_admin, Some(org.id), "Line operator", "start and stop edge services, read logs", &[
-            Permission::operate(ResourceKind::EdgeService),
-            Permission::view(ResourceKind::Log),
-        ])
+        .create_role(
+            &org_admin,
+            Some(org.id),
+            "Line operator",
+            "start and stop edge services, read logs",
+            &[Permission::operate(ResourceKind::EdgeService), Permission::view(ResourceKind::Log)],
+        )
         .await?;
     let operator = create(mk("otto"), Grant::custom(operator_role.id, plant.scope())).await?;
-    println!("\n3. users: org admin {}, project admin {}, viewer {}, operator {} (custom role)", org_admin.name(), proj_admin.name(), viewer.name(), operator.name());
+    println!(
+        "\n3. users: org admin {}, project admin {}, viewer {}, operator {} (custom role)",
+        org_admin.name(),
+        proj_admin.name(),
+        viewer.name(),
+        operator.name()
+    );
 
     // 4. Allowed and denied actions.
     println!("\n4. decisions:");

@@ -93,7 +93,7 @@ pub fn queries(ds: &DataSet, n: usize) -> Vec<(Principal, Permission, Scope)> {
         let own = ds.bindings.iter().find(|b| b.subject == user.subject()).map(|b| b.scope).unwrap_or(Scope::System);
         // Even queries aim at the user's own scope (mostly allowed), odd ones at a random project.
         let scope = if i % 2 == 0 { own } else { ds.projects[(x >> 20) as usize % ds.projects.len()] };
-        let action = if (x >> 40) % 2 == 0 { Action::View } else { Action::Edit };
+        let action = if (x >> 40).is_multiple_of(2) { Action::View } else { Action::Edit };
         out.push((user.clone(), Permission::new(kinds[(x >> 32) as usize % kinds.len()], action), scope));
     }
     out

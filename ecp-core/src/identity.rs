@@ -477,10 +477,7 @@ mod tests {
     fn password_hash_is_redacted() {
         let h = PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA");
         assert!(!format!("{h:?}").contains("argon2"));
-        let creds = UserCredentials {
-            user: User::new("a@b.c", "A", UserState::Active, Timestamp::now()).unwrap(),
-            password_hash: Some(h),
-        };
+        let creds = UserCredentials { user: User::new("a@b.c", "A", UserState::Active, Timestamp::now()).unwrap(), password_hash: Some(h) };
         assert!(!format!("{creds:?}").contains("argon2"));
     }
 

@@ -48,9 +48,9 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{BoxError, Error, Result};
 pub use id::{ApiKeyId, AuditId, BindingId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
 pub use page::{Page, PageRequest};
+pub use store::{AuditStore, IdentityStore, Store, TenancyStore, verify_audit};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use store::{SqlStore, SqlStoreConfig};
-pub use store::{AuditStore, IdentityStore, Store, TenancyStore, verify_audit};
 pub use tenancy::{Organization, Project, Tenancy, TenancyLimits};
 
 /// The traits whose methods every user of the store calls: `use ecp_core::prelude::*;`.

@@ -29,10 +29,7 @@ pub(crate) async fn sqlite() -> Fixture {
 pub(crate) async fn postgres() -> Option<Fixture> {
     let url = ecp_testkit::postgres::fresh_database().await?;
     let clock = ManualClock::starting_now();
-    let config = SqlStoreConfig::builder(SecretString::from(url.clone()))
-        .max_connections(8)
-        .clock(Arc::new(clock.clone()))
-        .build();
+    let config = SqlStoreConfig::builder(SecretString::from(url.clone())).max_connections(8).clock(Arc::new(clock.clone())).build();
     let config = match config {
         Ok(c) => c,
         Err(e) => {

@@ -88,10 +88,10 @@ impl Authenticator {
         let now = ctx.clock.now();
         let key = email_key(&claimed(email));
         let event = AuditEvent::new(&Principal::anonymous(claimed(email)), ResourceKind::User, ops::LOGIN);
-        if let Some(f) = ctx.store.login_failures(&key).await? {
-            if let Some(until) = f.locked_until.filter(|u| *u > now) {
-                return self.fail(event, Error::Locked { until }).await;
-            }
+        if let Some(f) = ctx.store.login_failures(&key).await?
+            && let Some(until) = f.locked_until.filter(|u| *u > now)
+        {
+            return self.fail(event, Error::Locked { until }).await;
         }
         let creds = if email.len() <= ecp_core::identity::MAX_EMAIL_LEN { ctx.store.find_credentials(email).await? } else { None };
         let hash = creds.as_ref().and_then(|c| c.password_hash.as_ref());
@@ -143,7 +143,8 @@ impl Authenticator {
             created_at: now,
             revoked_at: None,
         };
-        let tokens = SessionTokens { session: id, user, access_token: access, access_expires_at, refresh_token: refresh, refresh_expires_at };
+        let tokens =
+            SessionTokens { session: id, user, access_token: access, access_expires_at, refresh_token: refresh, refresh_expires_at };
         Ok((record, tokens))
     }
 

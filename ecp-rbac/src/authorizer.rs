@@ -165,13 +165,8 @@ impl RbacAuthorizer {
     /// # Errors
     /// `Backend` if the store fails; the old index stays in force.
     pub async fn reload(&self) -> Result<()> {
-        let roles: Map<RoleId, PermissionSet> = self
-            .store
-            .list_roles(None)
-            .await?
-            .into_iter()
-            .map(|r| (r.id, PermissionSet::from_permissions(r.permissions)))
-            .collect();
+        let roles: Map<RoleId, PermissionSet> =
+            self.store.list_roles(None).await?.into_iter().map(|r| (r.id, PermissionSet::from_permissions(r.permissions))).collect();
         let mut by_subject: Map<Subject, Vec<Binding>> = Map::default();
         let mut page = PageRequest::first(1000);
         loop {
@@ -293,10 +288,11 @@ impl Authorizer for RbacAuthorizer {
             return Ok(());
         }
         // The slow path: the exception for organization views, and why not.
-        if let Scope::Org { org } = scope {
-            if permission == Permission::view(ResourceKind::Organization) && index.org_view_via_project(subject, *org) {
-                return Ok(());
-            }
+        if let Scope::Org { org } = scope
+            && permission == Permission::view(ResourceKind::Organization)
+            && index.org_view_via_project(subject, *org)
+        {
+            return Ok(());
         }
         Err(match (head.known, head.disabled) {
             (false, _) => Denial::UnknownSubject,

@@ -38,7 +38,14 @@ impl Context {
 
     /// Checks `perm` at `scope`: `PermissionDenied` where the principal has some access to the
     /// scope, `NotFound { kind, id }` where it has none.
-    pub(crate) fn authorize(&self, p: &Principal, perm: Permission, scope: &Scope, kind: &'static str, id: &dyn fmt::Display) -> Result<()> {
+    pub(crate) fn authorize(
+        &self,
+        p: &Principal,
+        perm: Permission,
+        scope: &Scope,
+        kind: &'static str,
+        id: &dyn fmt::Display,
+    ) -> Result<()> {
         ecp_core::access::authorize(self.authz.as_ref(), p, perm, scope, kind, id).map_err(Error::from)
     }
 
@@ -68,7 +75,9 @@ impl Context {
             RoleRef::Custom(id) => {
                 let custom = self.store.get_role(id).await?;
                 match (custom.org, scope.org()) {
-                    (_, None) => return Err(ecp_core::Error::invalid("role", "custom roles are bound at organization or project scope").into()),
+                    (_, None) => {
+                        return Err(ecp_core::Error::invalid("role", "custom roles are bound at organization or project scope").into());
+                    }
                     (Some(owner), Some(org)) if owner != org => {
                         return Err(ecp_core::Error::not_found("role", id).into());
                     }

@@ -107,7 +107,8 @@ mod tests {
 
     #[test]
     fn custom_roles_are_normalized_and_checked() {
-        let got = normalize_custom(&[Permission::view(K::EdgeService), Permission::operate(K::EdgeService), Permission::view(K::Log)]).unwrap();
+        let got =
+            normalize_custom(&[Permission::view(K::EdgeService), Permission::operate(K::EdgeService), Permission::view(K::Log)]).unwrap();
         assert_eq!(got, vec![Permission::operate(K::EdgeService), Permission::view(K::Log)]);
         assert!(normalize_custom(&[]).is_err());
         assert!(normalize_custom(&[Permission::edit(K::License)]).is_err());

@@ -9,8 +9,8 @@ use ecp_core::access::{Authorizer, Permission, PermissionSet, Principal, Resourc
 use ecp_core::audit::AuditEvent;
 use ecp_core::clock::{self, Timestamp};
 use ecp_core::identity::{
-    ApiKey, Binding, BindingFilter, BuiltinRole, CustomRole, RoleRef, TokenHash, User, UserFilter, UserState, UserToken,
-    UserTokenPurpose, validate_display_name, validate_email,
+    ApiKey, Binding, BindingFilter, BuiltinRole, CustomRole, RoleRef, TokenHash, User, UserFilter, UserState, UserToken, UserTokenPurpose,
+    validate_display_name, validate_email,
 };
 use ecp_core::{ApiKeyId, OrgId, Page, PageRequest, RoleId, UserId};
 use secrecy::{ExposeSecret, SecretString};
@@ -262,10 +262,10 @@ impl Users {
         let mut orgs = Vec::new();
         for g in grants {
             self.ctx.authorize_grant(p, g.role, &g.scope).await?;
-            if let Some(org) = g.scope.org() {
-                if !orgs.contains(&org) {
-                    orgs.push(org);
-                }
+            if let Some(org) = g.scope.org()
+                && !orgs.contains(&org)
+            {
+                orgs.push(org);
             }
         }
         Ok(orgs)
@@ -520,11 +520,9 @@ impl Users {
         let ctx = &self.ctx;
         let event = user_event(principal, ops::UPDATE, None).resource(id, None);
         let admin_only = changes.email.is_some() || changes.sso_only.is_some() || principal.subject() != Subject::User(id);
-        if admin_only {
-            if let Err(e) = self.edit_users_at_system(principal) {
-                let e = if self.can_see(principal, id).await? { e } else { ecp_core::Error::not_found("user", id).into() };
-                return ctx.fail(event, e).await;
-            }
+        if admin_only && let Err(e) = self.edit_users_at_system(principal) {
+            let e = if self.can_see(principal, id).await? { e } else { ecp_core::Error::not_found("user", id).into() };
+            return ctx.fail(event, e).await;
         }
         let mut user = match ctx.store.get_user(id).await {
             Ok(u) => u,
@@ -659,7 +657,8 @@ impl Users {
             return ctx.fail(event, e).await;
         }
         // Taking roles away follows the granting rule: the principal must hold what they grant.
-        let held = ctx.store.list_bindings(&BindingFilter { subject: Some(Subject::User(user)), org: Some(org), ..Default::default() }).await?;
+        let held =
+            ctx.store.list_bindings(&BindingFilter { subject: Some(Subject::User(user)), org: Some(org), ..Default::default() }).await?;
         for b in &held {
             if let Err(e) = ctx.authorize_grant(principal, b.role, &b.scope).await {
                 return ctx.fail(event, e).await;
@@ -809,7 +808,15 @@ impl Users {
             .into());
         }
         let now = self.ctx.clock.now();
-        Ok(CustomRole { id, org, name: name.to_owned(), description: description.to_owned(), permissions, created_at: now, updated_at: now })
+        Ok(CustomRole {
+            id,
+            org,
+            name: name.to_owned(),
+            description: description.to_owned(),
+            permissions,
+            created_at: now,
+            updated_at: now,
+        })
     }
 
     /// Changes a custom role's name, description and permissions; every subject bound to it gets the

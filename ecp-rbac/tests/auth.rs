@@ -121,12 +121,16 @@ async fn access_tokens_expire_refresh_rotates_and_logout_revokes() {
 async fn disabled_users_are_refused_everywhere() {
     let w = world(true).await;
     let org = w.org("acme").await;
-    let u = w
-        .ac
-        .users
-        .create_user(&w.admin, NewUser::new("ann@example.com", "Ann").password(secret(PW)).grant(Grant::builtin(BuiltinRole::OrgAdmin, Scope::Org { org: org.id })))
-        .await
-        .unwrap();
+    let u =
+        w.ac.users
+            .create_user(
+                &w.admin,
+                NewUser::new("ann@example.com", "Ann")
+                    .password(secret(PW))
+                    .grant(Grant::builtin(BuiltinRole::OrgAdmin, Scope::Org { org: org.id })),
+            )
+            .await
+            .unwrap();
     let ann = Principal::user(u.id, u.email.clone());
     let tokens = w.ac.auth.login("ann@example.com", &secret(PW)).await.unwrap();
     assert!(w.ac.authorizer.check(&ann, Permission::edit(ResourceKind::Project), &Scope::Org { org: org.id }).is_ok());
@@ -144,7 +148,19 @@ async fn disabled_users_are_refused_everywhere() {
     w.ac.auth.login("ann@example.com", &secret(PW)).await.unwrap();
     w.ac.tenancy.create_project(&ann, org.id, "x").await.unwrap();
     // Nobody disables itself.
-    assert!(w.ac.users.set_enabled(&w.admin, match w.admin.subject() { Subject::User(id) => id, _ => unreachable!() }, false).await.is_err());
+    assert!(
+        w.ac.users
+            .set_enabled(
+                &w.admin,
+                match w.admin.subject() {
+                    Subject::User(id) => id,
+                    _ => unreachable!(),
+                },
+                false
+            )
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -168,7 +184,10 @@ async fn invitations_and_password_resets_are_single_use_and_expire() {
 
     // An administrator's reset: single use, expires, and ends every session.
     let reset = w.ac.users.start_password_reset(&w.admin, active.id).await.unwrap();
-    assert!(matches!(w.ac.users.complete_password_reset(&inv.token, &secret("N3w-passw0rd!")).await, Err(Error::InvalidToken)), "an invitation is no reset");
+    assert!(
+        matches!(w.ac.users.complete_password_reset(&inv.token, &secret("N3w-passw0rd!")).await, Err(Error::InvalidToken)),
+        "an invitation is no reset"
+    );
     w.ac.users.complete_password_reset(&reset.token, &secret("N3w-passw0rd!")).await.unwrap();
     assert!(w.ac.auth.authenticate(&session.access_token).await.is_err());
     assert!(matches!(w.ac.auth.login("new@example.com", &secret(PW)).await, Err(Error::InvalidCredentials)));
@@ -182,7 +201,10 @@ async fn invitations_and_password_resets_are_single_use_and_expire() {
     // Changing one's own password needs the current one and ends the other sessions.
     let me = Principal::user(active.id, active.email.clone());
     let s = w.ac.auth.login("new@example.com", &secret("N3w-passw0rd!")).await.unwrap();
-    assert!(matches!(w.ac.users.change_password(&me, &secret("wrong-Passw0rd!"), &secret("Next-passw0rd1!")).await, Err(Error::InvalidCredentials)));
+    assert!(matches!(
+        w.ac.users.change_password(&me, &secret("wrong-Passw0rd!"), &secret("Next-passw0rd1!")).await,
+        Err(Error::InvalidCredentials)
+    ));
     w.ac.users.change_password(&me, &secret("N3w-passw0rd!"), &secret("Next-passw0rd1!")).await.unwrap();
     assert!(w.ac.auth.authenticate(&s.access_token).await.is_err());
     w.ac.auth.login("new@example.com", &secret("Next-passw0rd1!")).await.unwrap();
@@ -209,7 +231,10 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
     let created = w
         .ac
         .users
-        .create_api_key(&w.admin, NewApiKey::new("ci").grant(Grant::builtin(BuiltinRole::ProjectAdmin, project.scope())).expires_after(Duration::from_secs(3600)))
+        .create_api_key(
+            &w.admin,
+            NewApiKey::new("ci").grant(Grant::builtin(BuiltinRole::ProjectAdmin, project.scope())).expires_after(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     let raw = created.secret.expose_secret().to_owned();
@@ -231,7 +256,11 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
     w.ac.authorizer.reload().await.unwrap();
     assert!(w.ac.authorizer.check(&p, Permission::view(ResourceKind::EdgeService), &project.scope()).is_err(), "expired keys hold nothing");
 
-    let forever = w.ac.users.create_api_key(&w.admin, NewApiKey::new("ops").grant(Grant::builtin(BuiltinRole::Viewer, project.scope()))).await.unwrap();
+    let forever =
+        w.ac.users
+            .create_api_key(&w.admin, NewApiKey::new("ops").grant(Grant::builtin(BuiltinRole::Viewer, project.scope())))
+            .await
+            .unwrap();
     let p2 = w.ac.auth.authenticate_api_key(&forever.secret).await.unwrap();
     w.ac.users.revoke_api_key(&w.admin, forever.key.id).await.unwrap();
     assert!(matches!(w.ac.auth.authenticate_api_key(&forever.secret).await, Err(Error::InvalidToken)));
@@ -240,8 +269,16 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
     // Keys get no more than their creator holds, in one organization.
     let other = w.org("globex").await;
     let oa = w.user_with("oa@example.com", BuiltinRole::OrgAdmin, Scope::Org { org: org.id }).await;
-    assert!(w.ac.users.create_api_key(&oa, NewApiKey::new("x").grant(Grant::builtin(BuiltinRole::SystemAdmin, Scope::System))).await.is_err());
-    assert!(w.ac.users.create_api_key(&oa, NewApiKey::new("x").grant(Grant::builtin(BuiltinRole::OrgAdmin, Scope::Org { org: other.id }))).await.unwrap_err().is_not_found());
+    assert!(
+        w.ac.users.create_api_key(&oa, NewApiKey::new("x").grant(Grant::builtin(BuiltinRole::SystemAdmin, Scope::System))).await.is_err()
+    );
+    assert!(
+        w.ac.users
+            .create_api_key(&oa, NewApiKey::new("x").grant(Grant::builtin(BuiltinRole::OrgAdmin, Scope::Org { org: other.id })))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
     assert!(w.ac.users.create_api_key(&oa, NewApiKey::new("x")).await.is_err());
     w.ac.users.create_api_key(&oa, NewApiKey::new("x").grant(Grant::builtin(BuiltinRole::Viewer, project.scope()))).await.unwrap();
 }

@@ -107,25 +107,25 @@ impl Run {
         principals.push(w.user_with("pa2@example.com", BuiltinRole::ProjectAdmin, scope_p(2)).await);
         principals.push(w.user_with("v1@example.com", BuiltinRole::Viewer, scope_p(1)).await);
         principals.push(w.user_with("v3@example.com", BuiltinRole::Viewer, Scope::Org { org: orgs[1] }).await);
-        let role = w
-            .ac
-            .users
-            .create_role(&w.admin, Some(orgs[2]), "Operator", "", &[Permission::operate(ResourceKind::EdgeService), Permission::edit(ResourceKind::User)])
-            .await
-            .unwrap();
-        let op = w
-            .ac
-            .users
-            .create_user(&w.admin, NewUser::new("op@example.com", "Op").grant(Grant::custom(role.id, scope_p(4))))
-            .await
-            .unwrap();
+        let role =
+            w.ac.users
+                .create_role(
+                    &w.admin,
+                    Some(orgs[2]),
+                    "Operator",
+                    "",
+                    &[Permission::operate(ResourceKind::EdgeService), Permission::edit(ResourceKind::User)],
+                )
+                .await
+                .unwrap();
+        let op =
+            w.ac.users.create_user(&w.admin, NewUser::new("op@example.com", "Op").grant(Grant::custom(role.id, scope_p(4)))).await.unwrap();
         principals.push(Principal::user(op.id, op.email));
-        let key = w
-            .ac
-            .users
-            .create_api_key(&w.admin, NewApiKey::new("key").grant(Grant::builtin(BuiltinRole::ProjectAdmin, scope_p(3))))
-            .await
-            .unwrap();
+        let key =
+            w.ac.users
+                .create_api_key(&w.admin, NewApiKey::new("key").grant(Grant::builtin(BuiltinRole::ProjectAdmin, scope_p(3))))
+                .await
+                .unwrap();
         principals.push(Principal::api_key(key.key.id, "key"));
         let users = principals.iter().filter_map(|p| match p.subject() {
             Subject::User(u) => Some(u),
@@ -145,7 +145,8 @@ impl Run {
     async fn snapshot(&self, org: OrgId) -> String {
         let s = &self.w.store;
         let o = s.get_org(org).await.ok();
-        let projects = s.list_projects(&ProjectFilter { org: Some(org), ..Default::default() }, &PageRequest::first(1000)).await.unwrap().items;
+        let projects =
+            s.list_projects(&ProjectFilter { org: Some(org), ..Default::default() }, &PageRequest::first(1000)).await.unwrap().items;
         let users = s.list_users(&UserFilter { org: Some(org), ..Default::default() }, &PageRequest::first(1000)).await.unwrap().items;
         let bindings = s.list_bindings(&BindingFilter { org: Some(org), ..Default::default() }).await.unwrap();
         let roles: Vec<_> = s.list_roles(Some(org)).await.unwrap().into_iter().filter(|r| r.org == Some(org)).collect();

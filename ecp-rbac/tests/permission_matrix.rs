@@ -70,9 +70,39 @@ async fn every_cell_of_the_matrix() {
         let org_module = matches!(kind, ResourceKind::Organization);
         let cases = [
             (&sys, if system_module { Scope::System } else { proj_scope }, levels[0]),
-            (&org_admin, if system_module { Scope::System } else if org_module { org_scope } else { proj_scope }, levels[1]),
-            (&proj_admin, if system_module { Scope::System } else if org_module { org_scope } else { proj_scope }, levels[2]),
-            (&viewer, if system_module { Scope::System } else if org_module { org_scope } else { proj_scope }, levels[3]),
+            (
+                &org_admin,
+                if system_module {
+                    Scope::System
+                } else if org_module {
+                    org_scope
+                } else {
+                    proj_scope
+                },
+                levels[1],
+            ),
+            (
+                &proj_admin,
+                if system_module {
+                    Scope::System
+                } else if org_module {
+                    org_scope
+                } else {
+                    proj_scope
+                },
+                levels[2],
+            ),
+            (
+                &viewer,
+                if system_module {
+                    Scope::System
+                } else if org_module {
+                    org_scope
+                } else {
+                    proj_scope
+                },
+                levels[3],
+            ),
         ];
         for (who, scope, level) in cases {
             for action in Action::ALL {

@@ -39,19 +39,15 @@ fn s(v: &str) -> SecretString {
 async fn secrets_never_leak() {
     let logs = Captured::default();
     let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
+    let subscriber =
+        tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || writer.clone()).with_ansi(false).finish();
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this test binary");
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("secrets.db");
     let clock = ManualClock::starting_now();
-    let store = Arc::new(
-        SqlStore::connect(SqlStoreConfig::sqlite_file(&db).clock(Arc::new(clock.clone())).build().unwrap()).await.unwrap(),
-    );
+    let store =
+        Arc::new(SqlStore::connect(SqlStoreConfig::sqlite_file(&db).clock(Arc::new(clock.clone())).build().unwrap()).await.unwrap());
     let config = AccessConfig::builder().clock(Arc::new(clock.clone())).argon2(Argon2Params::new(1024, 1, 1).unwrap()).build().unwrap();
     let ac = AccessControl::new(store.clone(), config).await.unwrap();
     let mut shown: Vec<String> = Vec::new();
@@ -64,7 +60,9 @@ async fn secrets_never_leak() {
     let project = ac.tenancy.create_project(&admin, org.id, "plant").await.unwrap();
 
     // A user with the sentinel as its password, and every failure path around it.
-    let new = NewUser::new("ann@example.com", "Ann").password(s(SENTINEL)).grant(Grant::builtin(BuiltinRole::OrgAdmin, Scope::Org { org: org.id }));
+    let new = NewUser::new("ann@example.com", "Ann")
+        .password(s(SENTINEL))
+        .grant(Grant::builtin(BuiltinRole::OrgAdmin, Scope::Org { org: org.id }));
     shown.push(format!("{new:?}"));
     let ann = ac.users.create_user(&admin, new).await.unwrap();
     shown.push(format!("{ann:?}"));
@@ -97,7 +95,8 @@ async fn secrets_never_leak() {
     let ann_p = Principal::user(ann.id, ann.email.clone());
     shown.push(format!("{:?}", ac.users.change_password(&ann_p, &s(WRONG), &s(SENTINEL)).await));
 
-    let key = ac.users.create_api_key(&admin, NewApiKey::new("ci").grant(Grant::builtin(BuiltinRole::Viewer, project.scope()))).await.unwrap();
+    let key =
+        ac.users.create_api_key(&admin, NewApiKey::new("ci").grant(Grant::builtin(BuiltinRole::Viewer, project.scope()))).await.unwrap();
     shown.push(format!("{key:?}"));
     secrets.push(key.secret.expose_secret().to_owned());
     let (_, secret_part) = key.secret.expose_secret().rsplit_once('_').unwrap();

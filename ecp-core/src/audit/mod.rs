@@ -229,11 +229,7 @@ impl AuditEvent {
             return String::new();
         }
         let json = self.details.to_string();
-        if json.len() > MAX_DETAILS_BYTES {
-            serde_json::json!({ "truncated": true, "bytes": json.len() }).to_string()
-        } else {
-            json
-        }
+        if json.len() > MAX_DETAILS_BYTES { serde_json::json!({ "truncated": true, "bytes": json.len() }).to_string() } else { json }
     }
 }
 

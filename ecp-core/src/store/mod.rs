@@ -18,17 +18,17 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
+use crate::access::Subject;
 use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditScope, ChainHead, ChainReader, StoredRecord, VerifyReport};
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::id::{ApiKeyId, OrgId, ProjectId, RoleId, SessionId, UserId};
 use crate::identity::{
-    ApiKey, Binding, BindingFilter, CustomRole, LockoutRule, LoginFailures, PasswordHash, SessionRecord, TokenHash, User,
-    UserCredentials, UserFilter, UserToken, UserTokenPurpose,
+    ApiKey, Binding, BindingFilter, CustomRole, LockoutRule, LoginFailures, PasswordHash, SessionRecord, TokenHash, User, UserCredentials,
+    UserFilter, UserToken, UserTokenPurpose,
 };
 use crate::page::{Page, PageRequest};
 use crate::tenancy::{Organization, Project, ProjectResource, ProjectResourceKind, ProjectUsage, TenancyLimits};
-use crate::access::Subject;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;

@@ -235,9 +235,7 @@ impl ProjectResourceKind {
 
     /// Parses [`as_str`](Self::as_str) back.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Cluster, Self::EdgeService, Self::Agent, Self::EdgeNode, Self::ConfigTemplate]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [Self::Cluster, Self::EdgeService, Self::Agent, Self::EdgeNode, Self::ConfigTemplate].into_iter().find(|k| k.as_str() == s)
     }
 }
 

@@ -86,7 +86,14 @@ impl Tenancy {
     /// # Errors
     /// `NotFound` (also when the principal may not see it), `Backend`.
     pub async fn get_org(&self, principal: &Principal, id: OrgId) -> Result<Organization> {
-        authorize(self.authz.as_ref(), principal, Permission::view(ResourceKind::Organization), &Scope::Org { org: id }, "organization", &id)?;
+        authorize(
+            self.authz.as_ref(),
+            principal,
+            Permission::view(ResourceKind::Organization),
+            &Scope::Org { org: id },
+            "organization",
+            &id,
+        )?;
         self.store.get_org(id).await
     }
 
@@ -231,10 +238,7 @@ impl Tenancy {
             Ok(p) => p,
             Err(e) => return self.fail(event, e).await,
         };
-        let event = self
-            .project_event(event, &project)
-            .await
-            .details(serde_json::json!({ "from": project.name, "to": truncated(name) }));
+        let event = self.project_event(event, &project).await.details(serde_json::json!({ "from": project.name, "to": truncated(name) }));
         if let Err(e) = crate::tenancy::validate_name("project name", name, crate::tenancy::MAX_TENANT_NAME_CHARS) {
             return self.fail(event, e).await;
         }

@@ -33,7 +33,8 @@ pub(crate) async fn every_mutation_is_audited_in_its_transaction(f: &Fixture) {
     assert!(s.delete_org(o.id, &ev("organization.delete")).await.is_err());
     assert_eq!(head(s).await, 2);
 
-    let page = s.query_audit(&AuditQuery::default(), &AuditScope { all: true, ..Default::default() }, &PageRequest::first(10)).await.unwrap();
+    let page =
+        s.query_audit(&AuditQuery::default(), &AuditScope { all: true, ..Default::default() }, &PageRequest::first(10)).await.unwrap();
     let ops: Vec<_> = page.items.iter().map(|r| r.event.operation.as_str().to_owned()).collect();
     assert_eq!(ops, vec!["project.create", "organization.create"]);
     let first = &page.items[1];
@@ -83,7 +84,8 @@ pub(crate) async fn queries_filter_and_page_newest_first(f: &Fixture) {
     assert_eq!(q(by_org).await.len(), 6);
     let by_project = AuditQuery { project: Some(p1), ..Default::default() };
     assert_eq!(q(by_project).await.len(), 1);
-    let by_resource = AuditQuery { resource_kind: Some(ResourceKind::EdgeService), resource_id: Some("svc-3".into()), ..Default::default() };
+    let by_resource =
+        AuditQuery { resource_kind: Some(ResourceKind::EdgeService), resource_id: Some("svc-3".into()), ..Default::default() };
     assert_eq!(q(by_resource).await.len(), 1);
     let by_op = AuditQuery { operation: Some("edge_service.upgrade".into()), ..Default::default() };
     assert_eq!(q(by_op).await.len(), 4);
@@ -93,7 +95,11 @@ pub(crate) async fn queries_filter_and_page_newest_first(f: &Fixture) {
     let failed = q(failures).await;
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].event.outcome, Outcome::Failure { reason: "permission denied".into() });
-    let window = AuditQuery { since: Some(ecp_core::clock::add(t0, Duration::from_secs(120))), until: Some(ecp_core::clock::add(t0, Duration::from_secs(300))), ..Default::default() };
+    let window = AuditQuery {
+        since: Some(ecp_core::clock::add(t0, Duration::from_secs(120))),
+        until: Some(ecp_core::clock::add(t0, Duration::from_secs(300))),
+        ..Default::default()
+    };
     let in_window = q(window).await;
     assert_eq!(in_window.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![5, 4, 3]);
 

@@ -114,7 +114,8 @@ pub(crate) async fn bindings_need_membership_and_agree_with_their_scope(f: &Fixt
     let sys = Binding::new(sub, RoleRef::Builtin(BuiltinRole::SystemAdmin), Scope::System, f.clock.now());
     s.put_binding(&sys, &ev("binding.put")).await.unwrap();
     // Missing things.
-    let ghost = Binding::new(Subject::User(ecp_core::UserId::new()), RoleRef::Builtin(BuiltinRole::SystemAdmin), Scope::System, f.clock.now());
+    let ghost =
+        Binding::new(Subject::User(ecp_core::UserId::new()), RoleRef::Builtin(BuiltinRole::SystemAdmin), Scope::System, f.clock.now());
     assert!(s.put_binding(&ghost, &ev("binding.put")).await.unwrap_err().is_not_found());
     let bad_project = Scope::Project { org: o.id, project: ecp_core::ProjectId::new() };
     assert!(s.put_binding(&viewer(bad_project), &ev("binding.put")).await.unwrap_err().is_not_found());
@@ -196,7 +197,12 @@ pub(crate) async fn custom_roles(f: &Fixture) {
     // An organization's role cannot be used in another organization, nor at system scope.
     assert!(matches!(s.put_binding(&bind(q.scope()), &ev("binding.put")).await.unwrap_err(), Error::InvalidInput { .. }));
     assert!(matches!(s.put_binding(&bind(Scope::System), &ev("binding.put")).await.unwrap_err(), Error::InvalidInput { .. }));
-    assert!(s.put_binding(&Binding::new(Subject::User(u.id), RoleRef::Custom(RoleId::new()), q.scope(), now), &ev("b")).await.unwrap_err().is_not_found());
+    assert!(
+        s.put_binding(&Binding::new(Subject::User(u.id), RoleRef::Custom(RoleId::new()), q.scope(), now), &ev("b"))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
 
     let mut edited = role.clone();
     edited.permissions.push(Permission::edit(ResourceKind::Tag));
@@ -353,11 +359,15 @@ pub(crate) async fn single_use_tokens(f: &Fixture) {
     assert_eq!(activated.state, UserState::Active);
     assert!(activated.has_password);
     // Single use.
-    assert!(s.redeem_user_token(&TokenHash::of("second"), UserTokenPurpose::Invitation, &pw, now, &audit).await.unwrap_err().is_not_found());
+    assert!(
+        s.redeem_user_token(&TokenHash::of("second"), UserTokenPurpose::Invitation, &pw, now, &audit).await.unwrap_err().is_not_found()
+    );
     // Expired.
     s.create_user_token(&token("third", 60), &ev("user.invite")).await.unwrap();
     let late = clock::add(now, Duration::from_secs(61));
-    assert!(s.redeem_user_token(&TokenHash::of("third"), UserTokenPurpose::Invitation, &pw, late, &audit).await.unwrap_err().is_not_found());
+    assert!(
+        s.redeem_user_token(&TokenHash::of("third"), UserTokenPurpose::Invitation, &pw, late, &audit).await.unwrap_err().is_not_found()
+    );
 }
 
 pub(crate) async fn login_failures_lock_and_count_exactly(f: &Fixture) {

@@ -121,10 +121,7 @@ pub(crate) async fn projects_and_their_limits(f: &Fixture) {
     assert_eq!(renamed.name, "Line A");
     assert!(s.rename_project(p1.id, "plant 2", f.clock.now(), &ev("project.rename")).await.unwrap_err().is_conflict());
 
-    let in_a = s
-        .list_projects(&ProjectFilter { org: Some(a.id), ..Default::default() }, &PageRequest::first(10))
-        .await
-        .unwrap();
+    let in_a = s.list_projects(&ProjectFilter { org: Some(a.id), ..Default::default() }, &PageRequest::first(10)).await.unwrap();
     assert_eq!(in_a.items.len(), 2);
     let search = s
         .list_projects(&ProjectFilter { name_contains: Some("line".into()), ..Default::default() }, &PageRequest::first(10))
@@ -132,10 +129,8 @@ pub(crate) async fn projects_and_their_limits(f: &Fixture) {
         .unwrap();
     assert_eq!(search.items.iter().map(|p| p.id).collect::<Vec<_>>(), vec![p1.id]);
     // LIKE wildcards in the search text are literal.
-    let wild = s
-        .list_projects(&ProjectFilter { name_contains: Some("%".into()), ..Default::default() }, &PageRequest::first(10))
-        .await
-        .unwrap();
+    let wild =
+        s.list_projects(&ProjectFilter { name_contains: Some("%".into()), ..Default::default() }, &PageRequest::first(10)).await.unwrap();
     assert!(wild.items.is_empty());
     let within = s
         .list_projects(
@@ -291,11 +286,8 @@ pub(crate) async fn concurrent_creates_and_deletes_hold_the_limits_exactly(f: &F
 async fn check_counts(store: &dyn Store, orgs: &[Organization], l: &TenancyLimits) -> u64 {
     let mut total = 0;
     for o in orgs {
-        let rows = store
-            .list_projects(&ProjectFilter { org: Some(o.id), ..Default::default() }, &PageRequest::first(1000))
-            .await
-            .unwrap()
-            .items;
+        let rows =
+            store.list_projects(&ProjectFilter { org: Some(o.id), ..Default::default() }, &PageRequest::first(1000)).await.unwrap().items;
         let names: HashSet<_> = rows.iter().map(|p| p.name.clone()).collect();
         assert_eq!(names.len(), rows.len());
         let counted = store.get_org(o.id).await.unwrap().project_count;

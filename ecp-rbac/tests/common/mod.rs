@@ -32,9 +32,7 @@ pub async fn world(fast: bool) -> World {
 pub async fn world_with(fast: bool, tweak: impl FnOnce(ecp_rbac::AccessConfigBuilder) -> ecp_rbac::AccessConfigBuilder) -> World {
     let clock = ManualClock::starting_now();
     let store = Arc::new(
-        SqlStore::connect(ecp_core::SqlStoreConfig::sqlite_memory().clock(Arc::new(clock.clone())).build().unwrap())
-            .await
-            .unwrap(),
+        SqlStore::connect(ecp_core::SqlStoreConfig::sqlite_memory().clock(Arc::new(clock.clone())).build().unwrap()).await.unwrap(),
     );
     let mut builder = AccessConfig::builder().clock(Arc::new(clock.clone()));
     if fast {

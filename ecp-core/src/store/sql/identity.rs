@@ -4,15 +4,17 @@ use async_trait::async_trait;
 use sqlx::Transaction;
 use sqlx::any::{Any, AnyRow};
 
-use super::{OnViolation, Sql, SqlStore, col, col_bool, col_opt_parse, col_opt_ts, col_parse, col_ts, like_contains, opt_ts, page_limit, ts};
+use super::{
+    OnViolation, Sql, SqlStore, col, col_bool, col_opt_parse, col_opt_ts, col_parse, col_ts, like_contains, opt_ts, page_limit, ts,
+};
 use crate::access::{Permission, Scope, Subject};
 use crate::audit::AuditEvent;
 use crate::clock::{self, Timestamp};
 use crate::error::{Error, Result};
 use crate::id::{ApiKeyId, OrgId, RoleId, SessionId, UserId};
 use crate::identity::{
-    ApiKey, Binding, BindingFilter, BuiltinRole, CustomRole, LockoutRule, LoginFailures, PasswordHash, RoleRef, SessionRecord,
-    TokenHash, User, UserCredentials, UserFilter, UserState, UserToken, UserTokenPurpose, email_key,
+    ApiKey, Binding, BindingFilter, BuiltinRole, CustomRole, LockoutRule, LoginFailures, PasswordHash, RoleRef, SessionRecord, TokenHash,
+    User, UserCredentials, UserFilter, UserState, UserToken, UserTokenPurpose, email_key,
 };
 use crate::page::{Page, PageRequest};
 use crate::store::IdentityStore;
@@ -24,7 +26,8 @@ const BINDING_COLUMNS: &str = "id, user_id, api_key_id, role_builtin, role_id, s
 const ROLE_COLUMNS: &str = "id, org_id, name, description, permissions, created_at, updated_at";
 const SESSION_COLUMNS: &str = "id, user_id, access_hash, access_expires_at, refresh_hash, previous_refresh_hash, \
      refresh_expires_at, created_at, revoked_at";
-const API_KEY_COLUMNS: &str = "id, name, org_id, secret_hash, created_by_kind, created_by_id, created_at, expires_at, revoked_at, last_used_at";
+const API_KEY_COLUMNS: &str =
+    "id, name, org_id, secret_hash, created_by_kind, created_by_id, created_at, expires_at, revoked_at, last_used_at";
 
 fn integrity(reason: String) -> Error {
     Error::Integrity { what: "stored row", reason }
@@ -198,17 +201,16 @@ impl SqlStore {
                 return Err(Error::invalid("subject", "the user must be a member of the organization first"));
             }
         }
-        let previous = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {BINDING_COLUMNS} FROM bindings WHERE subject_key = $1 AND scope_key = $2"
-        )))
-        .bind(subject.clone())
-        .bind(scope.clone())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(|e| self.err(e))?
-        .as_ref()
-        .map(binding_from_row)
-        .transpose()?;
+        let previous =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {BINDING_COLUMNS} FROM bindings WHERE subject_key = $1 AND scope_key = $2")))
+                .bind(subject.clone())
+                .bind(scope.clone())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(|e| self.err(e))?
+                .as_ref()
+                .map(binding_from_row)
+                .transpose()?;
         if previous.is_some() {
             sqlx::query("DELETE FROM bindings WHERE subject_key = $1 AND scope_key = $2")
                 .bind(subject.clone())
@@ -288,7 +290,10 @@ impl IdentityStore for SqlStore {
         .bind(opt_ts(user.last_login_at))
         .execute(&mut *tx)
         .await
-        .on_violation(|| Error::conflict("user", &user.email, "the email is taken"), || Error::conflict("user", user.id, "bad reference"))?;
+        .on_violation(
+            || Error::conflict("user", &user.email, "the email is taken"),
+            || Error::conflict("user", user.id, "bad reference"),
+        )?;
         for org in memberships {
             sqlx::query("INSERT INTO org_members (org_id, user_id, added_at) VALUES ($1, $2, $3)")
                 .bind(org.to_string())
@@ -296,7 +301,10 @@ impl IdentityStore for SqlStore {
                 .bind(ts(user.created_at))
                 .execute(&mut *tx)
                 .await
-                .on_violation(|| Error::invalid("memberships", "an organization is listed twice"), || Error::not_found("organization", org))?;
+                .on_violation(
+                    || Error::invalid("memberships", "an organization is listed twice"),
+                    || Error::not_found("organization", org),
+                )?;
         }
         for b in bindings {
             self.put_binding_in(&mut tx, b).await?;
@@ -391,7 +399,10 @@ impl IdentityStore for SqlStore {
         .bind(user.id.to_string())
         .execute(&mut *tx)
         .await
-        .on_violation(|| Error::conflict("user", &user.email, "the email is taken"), || Error::conflict("user", user.id, "bad reference"))?;
+        .on_violation(
+            || Error::conflict("user", &user.email, "the email is taken"),
+            || Error::conflict("user", user.id, "bad reference"),
+        )?;
         if updated.rows_affected() == 0 {
             return Err(Error::not_found("user", user.id));
         }
@@ -422,16 +433,9 @@ impl IdentityStore for SqlStore {
     async fn delete_user(&self, id: UserId, audit: &AuditEvent) -> Result<()> {
         let mut tx = self.write().await?;
         // Bindings go first: they reference both the user and its memberships.
-        sqlx::query("DELETE FROM bindings WHERE user_id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
+        sqlx::query("DELETE FROM bindings WHERE user_id = $1").bind(id.to_string()).execute(&mut *tx).await.map_err(|e| self.err(e))?;
+        let deleted =
+            sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await.map_err(|e| self.err(e))?;
         if deleted.rows_affected() == 0 {
             return Err(Error::not_found("user", id));
         }
@@ -551,16 +555,20 @@ impl IdentityStore for SqlStore {
 
     async fn update_role(&self, role: &CustomRole, audit: &AuditEvent) -> Result<()> {
         let mut tx = self.write().await?;
-        let updated = sqlx::query("UPDATE roles SET name = $1, name_key = $2, description = $3, permissions = $4, updated_at = $5 WHERE id = $6")
-            .bind(role.name.clone())
-            .bind(name_key(&role.name))
-            .bind(role.description.clone())
-            .bind(permissions_text(&role.permissions))
-            .bind(ts(role.updated_at))
-            .bind(role.id.to_string())
-            .execute(&mut *tx)
-            .await
-            .on_violation(|| Error::conflict("role", &role.name, "the name is taken"), || Error::conflict("role", role.id, "bad reference"))?;
+        let updated =
+            sqlx::query("UPDATE roles SET name = $1, name_key = $2, description = $3, permissions = $4, updated_at = $5 WHERE id = $6")
+                .bind(role.name.clone())
+                .bind(name_key(&role.name))
+                .bind(role.description.clone())
+                .bind(permissions_text(&role.permissions))
+                .bind(ts(role.updated_at))
+                .bind(role.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .on_violation(
+                    || Error::conflict("role", &role.name, "the name is taken"),
+                    || Error::conflict("role", role.id, "bad reference"),
+                )?;
         if updated.rows_affected() == 0 {
             return Err(Error::not_found("role", role.id));
         }
@@ -609,7 +617,8 @@ impl IdentityStore for SqlStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| self.err(e))?;
-        let binding = row.as_ref().map(binding_from_row).transpose()?.ok_or_else(|| Error::not_found("binding", format!("{subject} at {scope}")))?;
+        let binding =
+            row.as_ref().map(binding_from_row).transpose()?.ok_or_else(|| Error::not_found("binding", format!("{subject} at {scope}")))?;
         self.append_in(&mut tx, audit).await?;
         self.commit(tx).await?;
         Ok(binding)
@@ -650,10 +659,7 @@ impl IdentityStore for SqlStore {
     }
 
     async fn inactive_subjects(&self, now: Timestamp) -> Result<Vec<Subject>> {
-        let users = sqlx::query("SELECT id FROM users WHERE enabled = 0")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let users = sqlx::query("SELECT id FROM users WHERE enabled = 0").fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
         let keys = sqlx::query("SELECT id FROM api_keys WHERE revoked_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= $1)")
             .bind(ts(now))
             .fetch_all(&self.pool)

@@ -200,9 +200,7 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let dialect = config.dialect;
         let busy_ms = config.busy_timeout.as_millis().min(i32::MAX as u128);
-        let mut opts = AnyPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout);
+        let mut opts = AnyPoolOptions::new().max_connections(config.max_connections).acquire_timeout(config.acquire_timeout);
         if config.memory {
             // An in-memory SQLite database lives as long as its one connection.
             opts = opts.min_connections(1).idle_timeout(None).max_lifetime(None);
@@ -218,10 +216,11 @@ impl SqlStore {
                 Ok(())
             })
         });
-        let pool = opts
-            .connect(config.url.expose_secret())
-            .await
-            .map_err(|e| Error::Backend { backend: dialect.name(), retryable: true, source: redact(e) })?;
+        let pool = opts.connect(config.url.expose_secret()).await.map_err(|e| Error::Backend {
+            backend: dialect.name(),
+            retryable: true,
+            source: redact(e),
+        })?;
         migrator().run(&pool).await.map_err(|e| Error::backend(dialect.name(), e))?;
         Ok(SqlStore { pool, dialect, clock: config.clock })
     }
@@ -418,8 +417,7 @@ where
     T::Err: fmt::Display,
 {
     let s: Option<String> = col(row, name)?;
-    s.map(|s| s.parse().map_err(|e: T::Err| Error::Integrity { what: "stored row", reason: format!("column {name}: {e}") }))
-        .transpose()
+    s.map(|s| s.parse().map_err(|e: T::Err| Error::Integrity { what: "stored row", reason: format!("column {name}: {e}") })).transpose()
 }
 
 pub(super) fn col_bool(row: &AnyRow, name: &str) -> Result<bool> {

@@ -86,17 +86,15 @@ impl TenancyStore for SqlStore {
         if counted.rows_affected() == 0 {
             return Err(Error::LimitExceeded { limit: "organizations", max: limits.max_organizations });
         }
-        sqlx::query(
-            "INSERT INTO organizations (id, name, name_key, project_count, created_at, updated_at) VALUES ($1, $2, $3, 0, $4, $5)",
-        )
-        .bind(org.id.to_string())
-        .bind(org.name.clone())
-        .bind(name_key(&org.name))
-        .bind(ts(org.created_at))
-        .bind(ts(org.updated_at))
-        .execute(&mut *tx)
-        .await
-        .on_violation(|| Error::conflict("organization", &org.name, "the name is taken"), || self.err(sqlx::Error::RowNotFound))?;
+        sqlx::query("INSERT INTO organizations (id, name, name_key, project_count, created_at, updated_at) VALUES ($1, $2, $3, 0, $4, $5)")
+            .bind(org.id.to_string())
+            .bind(org.name.clone())
+            .bind(name_key(&org.name))
+            .bind(ts(org.created_at))
+            .bind(ts(org.updated_at))
+            .execute(&mut *tx)
+            .await
+            .on_violation(|| Error::conflict("organization", &org.name, "the name is taken"), || self.err(sqlx::Error::RowNotFound))?;
         self.append_in(&mut tx, audit).await?;
         self.commit(tx).await
     }
@@ -268,7 +266,10 @@ impl TenancyStore for SqlStore {
         .bind(id.to_string())
         .fetch_optional(&mut *tx)
         .await
-        .on_violation(|| Error::conflict("project", name, "the name is taken in this organization"), || self.err(sqlx::Error::RowNotFound))?;
+        .on_violation(
+            || Error::conflict("project", name, "the name is taken in this organization"),
+            || self.err(sqlx::Error::RowNotFound),
+        )?;
         let project = row.as_ref().map(project_from_row).transpose()?.ok_or_else(|| Error::not_found("project", id))?;
         self.append_in(&mut tx, audit).await?;
         self.commit(tx).await?;
@@ -308,22 +309,15 @@ impl TenancyStore for SqlStore {
                 ),
             ));
         }
-        let deleted = sqlx::query("DELETE FROM projects WHERE id = $1 AND org_id = $2")
-            .bind(id_s)
-            .bind(org)
-            .execute(&mut *tx)
-            .await
-            .on_violation(
+        let deleted =
+            sqlx::query("DELETE FROM projects WHERE id = $1 AND org_id = $2").bind(id_s).bind(org).execute(&mut *tx).await.on_violation(
                 || Error::conflict("project", id, "still referenced"),
                 || Error::conflict("project", id, "it still holds resources"),
             )?;
         if deleted.rows_affected() == 0 {
             return Err(Error::not_found("project", id));
         }
-        sqlx::query("UPDATE counters SET value = value - 1 WHERE name = 'projects'")
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
+        sqlx::query("UPDATE counters SET value = value - 1 WHERE name = 'projects'").execute(&mut *tx).await.map_err(|e| self.err(e))?;
         self.append_in(&mut tx, audit).await?;
         self.commit(tx).await
     }
@@ -397,11 +391,8 @@ impl TenancyStore for SqlStore {
 
     async fn deregister_resource(&self, id: uuid::Uuid, audit: &AuditEvent) -> Result<()> {
         let mut tx = self.write().await?;
-        let deleted = sqlx::query("DELETE FROM resources WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
+        let deleted =
+            sqlx::query("DELETE FROM resources WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await.map_err(|e| self.err(e))?;
         if deleted.rows_affected() == 0 {
             return Err(Error::not_found("resource", id));
         }
