@@ -282,3 +282,40 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
     assert!(w.ac.users.create_api_key(&oa, NewApiKey::new("x")).await.is_err());
     w.ac.users.create_api_key(&oa, NewApiKey::new("x").grant(Grant::builtin(BuiltinRole::Viewer, project.scope()))).await.unwrap();
 }
+
+/// Any string presented as a token, a refresh token, an API key or an invitation is refused with a
+/// typed error, never a panic, and changes nothing.
+#[test]
+fn hostile_tokens_are_refused_never_panic() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let w = rt.block_on(world(true));
+    let head_before = rt.block_on(w.store.audit_head()).unwrap();
+    let strategy = prop_oneof![
+        ".{0,200}",
+        "ecpat_[A-Za-z0-9_-]{0,60}",
+        "ecprt_[A-Za-z0-9_-]{0,60}",
+        "ecpk_[0-9a-f]{0,40}_[A-Za-z0-9_-]{0,60}",
+        "ecpk_[0-9a-f-]{36}_.{0,10}",
+        "ecpinv_[A-Za-z0-9_-]{0,60}",
+        "ecprst_.{0,60}",
+    ];
+    let mut runner = TestRunner::new(Config::with_cases(600));
+    runner
+        .run(&strategy, |s| {
+            rt.block_on(async {
+                let t = secret(&s);
+                assert!(w.ac.auth.authenticate(&t).await.unwrap_err().is_unauthenticated());
+                assert!(w.ac.auth.refresh(&t).await.unwrap_err().is_unauthenticated());
+                assert!(w.ac.auth.authenticate_api_key(&t).await.unwrap_err().is_unauthenticated());
+                assert!(w.ac.auth.logout(&t).await.unwrap_err().is_unauthenticated());
+                let weak_or_bad = w.ac.users.accept_invitation(&t, &secret("Str0ng-passw0rd!")).await.unwrap_err();
+                assert!(matches!(weak_or_bad, Error::InvalidToken));
+            });
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(rt.block_on(w.store.audit_head()).unwrap(), head_before, "refused tokens change nothing");
+}
