@@ -143,20 +143,8 @@ impl AuditStore for SqlStore {
         let limit = page_limit(page)?;
         query.validate()?;
         let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM audit_log WHERE 1 = 1"));
-        if !scope.all {
-            match (scope.orgs.is_empty(), scope.projects.is_empty()) {
-                (true, true) => return Ok(Page { items: Vec::new(), next: None }),
-                (false, true) => {
-                    sql.push(" AND org_id IN ").bind_list(scope.orgs.iter().map(ToString::to_string));
-                }
-                (true, false) => {
-                    sql.push(" AND project_id IN ").bind_list(scope.projects.iter().map(ToString::to_string));
-                }
-                (false, false) => {
-                    sql.push(" AND (org_id IN ").bind_list(scope.orgs.iter().map(ToString::to_string));
-                    sql.push(" OR project_id IN ").bind_list(scope.projects.iter().map(ToString::to_string)).push(")");
-                }
-            }
+        if !scope.all && !sql.within(&scope.orgs, "org_id IN ", &scope.projects, "project_id IN ", "") {
+            return Ok(Page { items: Vec::new(), next: None });
         }
         if let Some(since) = query.since {
             sql.push(" AND at >= ").bind(ts(since));

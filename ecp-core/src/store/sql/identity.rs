@@ -337,7 +337,7 @@ impl IdentityStore for SqlStore {
     }
 
     async fn list_users(&self, filter: &UserFilter, page: &PageRequest) -> Result<Page<User>> {
-        let limit = page_limit(page)?;
+        page_limit(page)?;
         if filter.search.as_ref().is_some_and(|s| s.len() > 200) {
             return Err(Error::invalid("search", "longer than 200 bytes"));
         }
@@ -349,24 +349,10 @@ impl IdentityStore for SqlStore {
             sql.push(" AND id IN (SELECT user_id FROM bindings WHERE project_id = ").bind(project.to_string()).push(")");
         }
         if let Some(orgs) = &filter.within_orgs {
-            match (orgs.is_empty(), filter.within_projects.is_empty()) {
-                (true, true) => return Ok(Page { items: Vec::new(), next: None }),
-                (false, _) => {
-                    sql.push(" AND (id IN (SELECT user_id FROM org_members WHERE org_id IN ")
-                        .bind_list(orgs.iter().map(ToString::to_string))
-                        .push(")");
-                    if !filter.within_projects.is_empty() {
-                        sql.push(" OR id IN (SELECT user_id FROM bindings WHERE project_id IN ")
-                            .bind_list(filter.within_projects.iter().map(ToString::to_string))
-                            .push(")");
-                    }
-                    sql.push(")");
-                }
-                (true, false) => {
-                    sql.push(" AND id IN (SELECT user_id FROM bindings WHERE project_id IN ")
-                        .bind_list(filter.within_projects.iter().map(ToString::to_string))
-                        .push(")");
-                }
+            let members = "id IN (SELECT user_id FROM org_members WHERE org_id IN ";
+            let bound = "id IN (SELECT user_id FROM bindings WHERE project_id IN ";
+            if !sql.within(orgs, members, &filter.within_projects, bound, ")") {
+                return Ok(Page { items: Vec::new(), next: None });
             }
         }
         if let Some(s) = &filter.search {
@@ -374,13 +360,7 @@ impl IdentityStore for SqlStore {
             sql.push(" AND (email_key LIKE ").bind(pattern.clone()).push(" ESCAPE '\\' OR LOWER(display_name) LIKE ");
             sql.bind(pattern).push(" ESCAPE '\\')");
         }
-        if let Some(cursor) = &page.cursor {
-            sql.push(" AND id > ").bind(cursor.clone());
-        }
-        sql.push(" ORDER BY id LIMIT ").bind(limit);
-        let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
-        let items = rows.iter().map(user_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(items, page.limit, |u| u.id.to_string()))
+        self.fetch_page(sql, page, user_from_row, |u| u.id.to_string()).await
     }
 
     async fn update_user(&self, user: &User, audit: &AuditEvent) -> Result<()> {
@@ -647,15 +627,8 @@ impl IdentityStore for SqlStore {
     }
 
     async fn all_bindings(&self, page: &PageRequest) -> Result<Page<Binding>> {
-        let limit = page_limit(page)?;
-        let mut sql = Sql::new(&format!("SELECT {BINDING_COLUMNS} FROM bindings WHERE 1 = 1"));
-        if let Some(cursor) = &page.cursor {
-            sql.push(" AND id > ").bind(cursor.clone());
-        }
-        sql.push(" ORDER BY id LIMIT ").bind(limit);
-        let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
-        let items = rows.iter().map(binding_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(items, page.limit, |b| b.id.to_string()))
+        let sql = Sql::new(&format!("SELECT {BINDING_COLUMNS} FROM bindings WHERE 1 = 1"));
+        self.fetch_page(sql, page, binding_from_row, |b| b.id.to_string()).await
     }
 
     async fn inactive_subjects(&self, now: Timestamp) -> Result<Vec<Subject>> {
@@ -743,18 +716,9 @@ impl IdentityStore for SqlStore {
     }
 
     async fn revoke_session(&self, id: SessionId, at: Timestamp, audit: &AuditEvent) -> Result<()> {
-        let mut tx = self.write().await?;
-        let found = sqlx::query("UPDATE sessions SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
-            .bind(ts(at))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        if found.rows_affected() == 0 {
-            return Err(Error::not_found("session", id));
-        }
-        self.append_in(&mut tx, audit).await?;
-        self.commit(tx).await
+        let statement =
+            sqlx::query("UPDATE sessions SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2").bind(ts(at)).bind(id.to_string());
+        self.change_one(statement, || Error::not_found("session", id), audit).await
     }
 
     async fn create_api_key(&self, key: &ApiKey, secret_hash: &TokenHash, bindings: &[Binding], audit: &AuditEvent) -> Result<()> {
@@ -809,18 +773,9 @@ impl IdentityStore for SqlStore {
     }
 
     async fn revoke_api_key(&self, id: ApiKeyId, at: Timestamp, audit: &AuditEvent) -> Result<()> {
-        let mut tx = self.write().await?;
-        let found = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
-            .bind(ts(at))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        if found.rows_affected() == 0 {
-            return Err(Error::not_found("api key", id));
-        }
-        self.append_in(&mut tx, audit).await?;
-        self.commit(tx).await
+        let statement =
+            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2").bind(ts(at)).bind(id.to_string());
+        self.change_one(statement, || Error::not_found("api key", id), audit).await
     }
 
     async fn touch_api_key(&self, id: ApiKeyId, at: Timestamp) -> Result<()> {

@@ -265,6 +265,41 @@ impl SqlStore {
     fn now(&self) -> Timestamp {
         self.clock.now()
     }
+
+    /// Finishes a keyset-paged listing: appends the cursor condition and the order, fetches one row
+    /// more than the page holds (to know whether another page follows), and maps the rows.
+    async fn fetch_page<T>(
+        &self,
+        mut sql: Sql,
+        page: &crate::page::PageRequest,
+        from_row: fn(&AnyRow) -> Result<T>,
+        cursor_of: impl Fn(&T) -> String,
+    ) -> Result<crate::page::Page<T>> {
+        let limit = page_limit(page)?;
+        if let Some(cursor) = &page.cursor {
+            sql.push(" AND id > ").bind(cursor.clone());
+        }
+        sql.push(" ORDER BY id LIMIT ").bind(limit);
+        let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        Ok(crate::page::Page::from_overfetch(items, page.limit, cursor_of))
+    }
+
+    /// Runs a statement that must change exactly one row, and its audit record, in one transaction.
+    async fn change_one(
+        &self,
+        statement: sqlx::query::Query<'static, Any, AnyArguments>,
+        missing: impl FnOnce() -> Error,
+        audit: &AuditEvent,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        let done = statement.execute(&mut *tx).await.map_err(|e| self.err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(missing());
+        }
+        self.append_in(&mut tx, audit).await?;
+        self.commit(tx).await
+    }
 }
 
 #[async_trait]
@@ -369,6 +404,35 @@ impl Sql {
         }
         self.text.push(')');
         self
+    }
+
+    /// Restricts to rows of some organizations or some projects: appends
+    /// ` AND (<org_expr> (ids) OR <project_expr> (ids))`, leaving out an empty side, where each
+    /// expression ends just before its list (`"org_id IN "`, or a subquery's `"... IN "` closed by
+    /// `close`). Returns `false` when both lists are empty: then nothing can match.
+    pub(super) fn within(
+        &mut self,
+        orgs: &[crate::id::OrgId],
+        org_expr: &str,
+        projects: &[crate::id::ProjectId],
+        project_expr: &str,
+        close: &str,
+    ) -> bool {
+        if orgs.is_empty() && projects.is_empty() {
+            return false;
+        }
+        self.push(" AND (");
+        if !orgs.is_empty() {
+            self.push(org_expr).bind_list(orgs.iter().map(ToString::to_string)).push(close);
+        }
+        if !projects.is_empty() {
+            if !orgs.is_empty() {
+                self.push(" OR ");
+            }
+            self.push(project_expr).bind_list(projects.iter().map(ToString::to_string)).push(close);
+        }
+        self.push(")");
+        true
     }
 
     pub(super) fn query(self) -> sqlx::query::Query<'static, Any, AnyArguments> {

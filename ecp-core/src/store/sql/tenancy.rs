@@ -104,7 +104,7 @@ impl TenancyStore for SqlStore {
     }
 
     async fn list_orgs(&self, within: Option<&[OrgId]>, page: &PageRequest) -> Result<Page<Organization>> {
-        let limit = page_limit(page)?;
+        page_limit(page)?;
         if within.is_some_and(<[OrgId]>::is_empty) {
             return Ok(Page { items: Vec::new(), next: None });
         }
@@ -112,13 +112,7 @@ impl TenancyStore for SqlStore {
         if let Some(ids) = within {
             sql.push(" AND id IN ").bind_list(ids.iter().map(ToString::to_string));
         }
-        if let Some(cursor) = &page.cursor {
-            sql.push(" AND id > ").bind(cursor.clone());
-        }
-        sql.push(" ORDER BY id LIMIT ").bind(limit);
-        let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
-        let items = rows.iter().map(org_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(items, page.limit, |o| o.id.to_string()))
+        self.fetch_page(sql, page, org_from_row, |o| o.id.to_string()).await
     }
 
     async fn rename_org(&self, id: OrgId, name: &str, now: Timestamp, audit: &AuditEvent) -> Result<Organization> {
@@ -219,7 +213,7 @@ impl TenancyStore for SqlStore {
     }
 
     async fn list_projects(&self, filter: &ProjectFilter, page: &PageRequest) -> Result<Page<Project>> {
-        let limit = page_limit(page)?;
+        page_limit(page)?;
         if filter.name_contains.as_ref().is_some_and(|s| s.len() > 200) {
             return Err(Error::invalid("name_contains", "longer than 200 bytes"));
         }
@@ -228,30 +222,14 @@ impl TenancyStore for SqlStore {
             sql.push(" AND org_id = ").bind(org.to_string());
         }
         if let Some(orgs) = &filter.within_orgs {
-            match (orgs.is_empty(), filter.within_projects.is_empty()) {
-                (true, true) => return Ok(Page { items: Vec::new(), next: None }),
-                (false, true) => {
-                    sql.push(" AND org_id IN ").bind_list(orgs.iter().map(ToString::to_string));
-                }
-                (true, false) => {
-                    sql.push(" AND id IN ").bind_list(filter.within_projects.iter().map(ToString::to_string));
-                }
-                (false, false) => {
-                    sql.push(" AND (org_id IN ").bind_list(orgs.iter().map(ToString::to_string));
-                    sql.push(" OR id IN ").bind_list(filter.within_projects.iter().map(ToString::to_string)).push(")");
-                }
+            if !sql.within(orgs, "org_id IN ", &filter.within_projects, "id IN ", "") {
+                return Ok(Page { items: Vec::new(), next: None });
             }
         }
         if let Some(s) = &filter.name_contains {
             sql.push(" AND name_key LIKE ").bind(like_contains(s)).push(" ESCAPE '\\'");
         }
-        if let Some(cursor) = &page.cursor {
-            sql.push(" AND id > ").bind(cursor.clone());
-        }
-        sql.push(" ORDER BY id LIMIT ").bind(limit);
-        let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
-        let items = rows.iter().map(project_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(items, page.limit, |p| p.id.to_string()))
+        self.fetch_page(sql, page, project_from_row, |p| p.id.to_string()).await
     }
 
     async fn rename_project(&self, id: ProjectId, name: &str, now: Timestamp, audit: &AuditEvent) -> Result<Project> {
@@ -357,19 +335,12 @@ impl TenancyStore for SqlStore {
         kind: Option<ProjectResourceKind>,
         page: &PageRequest,
     ) -> Result<Page<ProjectResource>> {
-        let limit = page_limit(page)?;
         let mut sql = Sql::new(&format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE project_id = "));
         sql.bind(project.to_string());
         if let Some(kind) = kind {
             sql.push(" AND kind = ").bind(kind.as_str().to_owned());
         }
-        if let Some(cursor) = &page.cursor {
-            sql.push(" AND id > ").bind(cursor.clone());
-        }
-        sql.push(" ORDER BY id LIMIT ").bind(limit);
-        let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
-        let items = rows.iter().map(resource_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(items, page.limit, |r| r.id.to_string()))
+        self.fetch_page(sql, page, resource_from_row, |r| r.id.to_string()).await
     }
 
     async fn move_resource(&self, id: uuid::Uuid, to: ProjectId, audit: &AuditEvent) -> Result<ProjectResource> {
