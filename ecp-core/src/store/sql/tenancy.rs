@@ -221,10 +221,10 @@ impl TenancyStore for SqlStore {
         if let Some(org) = filter.org {
             sql.push(" AND org_id = ").bind(org.to_string());
         }
-        if let Some(orgs) = &filter.within_orgs {
-            if !sql.within(orgs, "org_id IN ", &filter.within_projects, "id IN ", "") {
-                return Ok(Page { items: Vec::new(), next: None });
-            }
+        if let Some(orgs) = &filter.within_orgs
+            && !sql.within(orgs, "org_id IN ", &filter.within_projects, "id IN ", "")
+        {
+            return Ok(Page { items: Vec::new(), next: None });
         }
         if let Some(s) = &filter.name_contains {
             sql.push(" AND name_key LIKE ").bind(like_contains(s)).push(" ESCAPE '\\'");
