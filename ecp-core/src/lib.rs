@@ -35,6 +35,7 @@
 pub mod access;
 pub mod audit;
 pub mod clock;
+pub mod edge;
 pub mod error;
 pub mod id;
 pub mod identity;

@@ -1,0 +1,1 @@
+//! Adapters for the HTTP APIs of NeuronEX, Neuron, eKuiper and NanoMQ (being written).

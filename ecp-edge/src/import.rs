@@ -1,0 +1,1 @@
+//! CSV batch import of edge services (being written).
