@@ -87,6 +87,8 @@ conformance! {
     audit::queries_filter_and_page_newest_first,
     audit::concurrent_appends_never_fork_the_chain,
     audit::tampering_is_detected,
+    tasks::tasks_targets_exclusivity_and_leases,
+    tasks::the_engine_runs_a_task_to_its_end,
 }
 
 #[tokio::test]

@@ -22,12 +22,13 @@ use crate::access::Subject;
 use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditScope, ChainHead, ChainReader, StoredRecord, VerifyReport};
 use crate::clock::Timestamp;
 use crate::error::Result;
-use crate::id::{ApiKeyId, OrgId, ProjectId, RoleId, SessionId, UserId};
+use crate::id::{ApiKeyId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
 use crate::identity::{
     ApiKey, Binding, BindingFilter, CustomRole, LockoutRule, LoginFailures, PasswordHash, SessionRecord, TokenHash, User, UserCredentials,
     UserFilter, UserToken, UserTokenPurpose,
 };
 use crate::page::{Page, PageRequest};
+use crate::task::{TargetUpdate, Task, TaskState, TaskTarget, TaskTotals};
 use crate::tenancy::{Organization, Project, ProjectResource, ProjectResourceKind, ProjectUsage, TenancyLimits};
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -381,10 +382,71 @@ pub trait AuditStore: Send + Sync {
     async fn audit_head(&self) -> Result<ChainHead>;
 }
 
+/// Batch tasks of the task engine and their targets.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Creates a task with its targets, all or nothing. A task whose policy is exclusive is refused
+    /// while another exclusive task of its kind is active in its project.
+    ///
+    /// # Errors
+    /// `Conflict` for that, `NotFound` for the project, `Backend`.
+    async fn create_task(&self, task: &Task, targets: &[TaskTarget], audit: &AuditEvent) -> Result<()>;
+    /// One task.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn get_task(&self, id: TaskId) -> Result<Task>;
+    /// A project's tasks, newest first.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad page, `Backend`.
+    async fn list_tasks(&self, project: ProjectId, page: &PageRequest) -> Result<Page<Task>>;
+    /// Up to `limit` targets of a task with `seq` greater than `after_seq`, in order.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn task_targets(&self, id: TaskId, after_seq: Option<u64>, limit: u32) -> Result<Vec<TaskTarget>>;
+    /// Counts of a task's targets by state.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn task_totals(&self, id: TaskId) -> Result<TaskTotals>;
+    /// Writes target changes in one transaction.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn update_targets(&self, updates: &[TargetUpdate]) -> Result<()>;
+    /// Moves a task to `state` (recording when it started or ended), with an optional audit record
+    /// in the same transaction. A terminal state frees the task's exclusive slot.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn set_task_state(
+        &self,
+        id: TaskId,
+        state: TaskState,
+        reason: Option<&str>,
+        now: Timestamp,
+        audit: Option<&AuditEvent>,
+    ) -> Result<()>;
+    /// Takes the lease of every unfinished task that is unleased, leased by `owner`, or whose lease
+    /// ran out, until `now + lease`; returns their ids. Replicas call it to pick up each other's
+    /// tasks after a crash.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn claim_tasks(&self, owner: &str, now: Timestamp, lease: std::time::Duration) -> Result<Vec<TaskId>>;
+    /// Extends `owner`'s lease of a task; `false` if another owner holds it now.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn renew_lease(&self, id: TaskId, owner: &str, until: Timestamp) -> Result<bool>;
+}
+
 /// Everything ecp-rs persists. Object-safe: hosts hold an `Arc<dyn Store>`, and may bring their own
 /// backend by implementing the sub-traits.
 #[async_trait]
-pub trait Store: TenancyStore + IdentityStore + AuditStore + Send + Sync + Debug + 'static {
+pub trait Store: TenancyStore + IdentityStore + AuditStore + TaskStore + Send + Sync + Debug + 'static {
     /// The backend's name (`"sqlite"`, `"postgres"`).
     fn backend(&self) -> &'static str;
 

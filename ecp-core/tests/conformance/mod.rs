@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod identity;
+pub(crate) mod tasks;
 pub(crate) mod tenancy;
 
 use ecp_core::access::{Principal, ResourceKind};

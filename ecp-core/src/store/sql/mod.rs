@@ -6,6 +6,7 @@
 
 mod audit;
 mod identity;
+mod task;
 mod tenancy;
 
 use std::fmt;
@@ -181,13 +182,13 @@ impl fmt::Debug for SqlStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "foundation".into(),
-        MigrationType::Simple,
-        include_str!("../../../migrations/0001_foundation.sql").into_sql_str(),
-        false,
-    )])
+    let m = |version, name: &'static str, sql: &'static str| {
+        Migration::new(version, name.into(), MigrationType::Simple, sql.into_sql_str(), false)
+    };
+    Migrator::with_migrations(vec![
+        m(1, "foundation", include_str!("../../../migrations/0001_foundation.sql")),
+        m(2, "tasks", include_str!("../../../migrations/0002_tasks.sql")),
+    ])
 }
 
 impl SqlStore {

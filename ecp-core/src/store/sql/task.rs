@@ -1,0 +1,267 @@
+//! Tasks and their targets.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+
+use super::{OnViolation, Sql, SqlStore, col, col_opt_ts, col_parse, col_ts, col_u64, opt_ts, page_limit, ts};
+use crate::audit::{Actor, AuditEvent};
+use crate::clock::{self, Timestamp};
+use crate::error::{Error, Result};
+use crate::id::{ProjectId, TaskId};
+use crate::page::{Page, PageRequest};
+use crate::store::TaskStore;
+use crate::task::{RolloutPolicy, TargetState, TargetUpdate, Task, TaskState, TaskTarget, TaskTotals};
+
+const TASK_COLUMNS: &str =
+    "id, org_id, project_id, kind, state, spec, policy, actor, reason, created_at, updated_at, started_at, finished_at";
+const TARGET_COLUMNS: &str =
+    "task_id, target_id, seq, name, params, state, attempt, reason, result, started_at, finished_at, next_attempt_at";
+/// Targets per multi-row insert (12 parameters each, well under both databases' limits).
+const INSERT_CHUNK: usize = 400;
+
+fn integrity(reason: String) -> Error {
+    Error::Integrity { what: "stored row", reason }
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, name: &str) -> Result<T> {
+    let text: String = col(row, name)?;
+    serde_json::from_str(&text).map_err(|e| integrity(format!("column {name}: {e}")))
+}
+
+fn task_from_row(row: &AnyRow) -> Result<Task> {
+    let state: String = col(row, "state")?;
+    Ok(Task {
+        id: col_parse(row, "id")?,
+        org: col_parse(row, "org_id")?,
+        project: col_parse(row, "project_id")?,
+        kind: col(row, "kind")?,
+        state: TaskState::parse(&state).ok_or_else(|| integrity(format!("task state {state:?}")))?,
+        spec: json_col(row, "spec")?,
+        policy: json_col::<RolloutPolicy>(row, "policy")?,
+        created_by: json_col::<Actor>(row, "actor")?,
+        reason: col(row, "reason")?,
+        created_at: col_ts(row, "created_at")?,
+        updated_at: col_ts(row, "updated_at")?,
+        started_at: col_opt_ts(row, "started_at")?,
+        finished_at: col_opt_ts(row, "finished_at")?,
+    })
+}
+
+fn target_from_row(row: &AnyRow) -> Result<TaskTarget> {
+    let state: String = col(row, "state")?;
+    let result: Option<String> = col(row, "result")?;
+    Ok(TaskTarget {
+        task: col_parse(row, "task_id")?,
+        target: col(row, "target_id")?,
+        seq: col_u64(row, "seq")?,
+        name: col(row, "name")?,
+        params: json_col(row, "params")?,
+        state: TargetState::parse(&state).ok_or_else(|| integrity(format!("target state {state:?}")))?,
+        attempt: u32::try_from(col_u64(row, "attempt")?).unwrap_or(u32::MAX),
+        reason: col(row, "reason")?,
+        result: result.map(|r| serde_json::from_str(&r).map_err(|e| integrity(format!("target result: {e}")))).transpose()?,
+        started_at: col_opt_ts(row, "started_at")?,
+        finished_at: col_opt_ts(row, "finished_at")?,
+        next_attempt_at: col_opt_ts(row, "next_attempt_at")?,
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::invalid("task", e.to_string()))
+}
+
+#[async_trait]
+impl TaskStore for SqlStore {
+    async fn create_task(&self, task: &Task, targets: &[TaskTarget], audit: &AuditEvent) -> Result<()> {
+        let exclusive = task.policy.exclusive.then(|| format!("{}:{}", task.project, task.kind));
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO tasks (id, org_id, project_id, kind, state, spec, policy, actor, exclusive_key, lease_owner, lease_until, reason, \
+             created_at, updated_at, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11, $12, $13, $14)",
+        )
+        .bind(task.id.to_string())
+        .bind(task.org.to_string())
+        .bind(task.project.to_string())
+        .bind(task.kind.clone())
+        .bind(task.state.as_str())
+        .bind(to_json(&task.spec)?)
+        .bind(to_json(&task.policy)?)
+        .bind(to_json(&task.created_by)?)
+        .bind(exclusive)
+        .bind(task.reason.clone())
+        .bind(ts(task.created_at))
+        .bind(ts(task.updated_at))
+        .bind(opt_ts(task.started_at))
+        .bind(opt_ts(task.finished_at))
+        .execute(&mut *tx)
+        .await
+        .on_violation(
+            || Error::conflict("task", &task.kind, "another task of this kind is active in the project"),
+            || Error::not_found("project", task.project),
+        )?;
+        for chunk in targets.chunks(INSERT_CHUNK) {
+            let mut sql = Sql::new(&format!("INSERT INTO task_targets ({TARGET_COLUMNS}) VALUES "));
+            for (i, t) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push("(");
+                sql.bind(t.task.to_string()).push(", ").bind(t.target.clone()).push(", ").bind(i64::try_from(t.seq).unwrap_or(i64::MAX));
+                sql.push(", ").bind(t.name.clone()).push(", ").bind(to_json(&t.params)?).push(", ").bind(t.state.as_str().to_owned());
+                sql.push(", ").bind(i64::from(t.attempt)).push(", ").bind(t.reason.clone()).push(", ");
+                sql.bind(t.result.as_ref().map(to_json).transpose()?).push(", ").bind(opt_ts(t.started_at)).push(", ");
+                sql.bind(opt_ts(t.finished_at)).push(", ").bind(opt_ts(t.next_attempt_at)).push(")");
+            }
+            sql.query()
+                .execute(&mut *tx)
+                .await
+                .on_violation(|| Error::invalid("targets", "a target is listed twice"), || Error::not_found("task", task.id))?;
+        }
+        self.append_in(&mut tx, audit).await?;
+        self.commit(tx).await
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Task> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1")))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.as_ref().map(task_from_row).transpose()?.ok_or_else(|| Error::not_found("task", id))
+    }
+
+    async fn list_tasks(&self, project: ProjectId, page: &PageRequest) -> Result<Page<Task>> {
+        let limit = page_limit(page)?;
+        let mut sql = Sql::new(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE project_id = "));
+        sql.bind(project.to_string());
+        if let Some(cursor) = &page.cursor {
+            sql.push(" AND id < ").bind(cursor.clone());
+        }
+        sql.push(" ORDER BY id DESC LIMIT ").bind(limit);
+        let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
+        let items = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |t| t.id.to_string()))
+    }
+
+    async fn task_targets(&self, id: TaskId, after_seq: Option<u64>, limit: u32) -> Result<Vec<TaskTarget>> {
+        let after = after_seq.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TARGET_COLUMNS} FROM task_targets WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        )))
+        .bind(id.to_string())
+        .bind(after)
+        .bind(i64::from(limit.clamp(1, 100_000)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter().map(target_from_row).collect()
+    }
+
+    async fn task_totals(&self, id: TaskId) -> Result<TaskTotals> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM task_targets WHERE task_id = $1 GROUP BY state")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut totals = TaskTotals::default();
+        for row in &rows {
+            let state: String = col(row, "state")?;
+            let state = TargetState::parse(&state).ok_or_else(|| integrity(format!("target state {state:?}")))?;
+            totals.add(state, col_u64(row, "n")?);
+        }
+        Ok(totals)
+    }
+
+    async fn update_targets(&self, updates: &[TargetUpdate]) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for u in updates {
+            sqlx::query(
+                "UPDATE task_targets SET state = $1, attempt = $2, reason = $3, result = $4, started_at = $5, finished_at = $6, \
+                 next_attempt_at = $7 WHERE task_id = $8 AND target_id = $9",
+            )
+            .bind(u.state.as_str())
+            .bind(i64::from(u.attempt))
+            .bind(u.reason.clone())
+            .bind(u.result.as_ref().map(to_json).transpose()?)
+            .bind(opt_ts(u.started_at))
+            .bind(opt_ts(u.finished_at))
+            .bind(opt_ts(u.next_attempt_at))
+            .bind(u.task.to_string())
+            .bind(u.target.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        self.commit(tx).await
+    }
+
+    async fn set_task_state(
+        &self,
+        id: TaskId,
+        state: TaskState,
+        reason: Option<&str>,
+        now: Timestamp,
+        audit: Option<&AuditEvent>,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        let terminal = state.is_terminal();
+        let done = sqlx::query(
+            "UPDATE tasks SET state = $1, reason = COALESCE($2, reason), updated_at = $3, \
+             started_at = CASE WHEN $4 = 1 THEN COALESCE(started_at, $3) ELSE started_at END, \
+             finished_at = CASE WHEN $5 = 1 THEN $3 ELSE finished_at END, \
+             exclusive_key = CASE WHEN $5 = 1 THEN NULL ELSE exclusive_key END, \
+             lease_owner = CASE WHEN $5 = 1 THEN NULL ELSE lease_owner END \
+             WHERE id = $6",
+        )
+        .bind(state.as_str())
+        .bind(reason.map(str::to_owned))
+        .bind(ts(now))
+        .bind(i64::from(state == TaskState::Running))
+        .bind(i64::from(terminal))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found("task", id));
+        }
+        if let Some(event) = audit {
+            self.append_in(&mut tx, event).await?;
+        }
+        self.commit(tx).await
+    }
+
+    async fn claim_tasks(&self, owner: &str, now: Timestamp, lease: Duration) -> Result<Vec<TaskId>> {
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(
+            "UPDATE tasks SET lease_owner = $1, lease_until = $2 WHERE state IN ('pending', 'running', 'paused') \
+             AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $3) RETURNING id",
+        )
+        .bind(owner.to_owned())
+        .bind(ts(clock::add(now, lease)))
+        .bind(ts(now))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        self.commit(tx).await?;
+        let mut ids = rows.iter().map(|r| col_parse::<TaskId>(r, "id")).collect::<Result<Vec<_>>>()?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn renew_lease(&self, id: TaskId, owner: &str, until: Timestamp) -> Result<bool> {
+        let done = sqlx::query("UPDATE tasks SET lease_until = $1 WHERE id = $2 AND lease_owner = $3")
+            .bind(ts(until))
+            .bind(id.to_string())
+            .bind(owner.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+}
