@@ -365,3 +365,144 @@ mod tests {
         assert!(!format!("{:?}", Credentials::Token(SecretString::from("tok3n"))).contains("tok3n"));
     }
 }
+
+/// Which edge services of a project to pick: every set field must match. Resolved by the store
+/// with one query (never by loading every service).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeSelector {
+    /// Carrying every one of these tags.
+    #[serde(default)]
+    pub all_tags: Vec<String>,
+    /// Carrying at least one of these tags.
+    #[serde(default)]
+    pub any_tags: Vec<String>,
+    /// Of one of these kinds.
+    #[serde(default)]
+    pub kinds: Vec<EdgeKind>,
+    /// In one of these modes.
+    #[serde(default)]
+    pub modes: Vec<ManagementMode>,
+    /// In one of these states.
+    #[serde(default)]
+    pub statuses: Vec<EdgeStatus>,
+    /// Reporting one of these versions (exactly, or a prefix ending in `*`: `"3.6*"`).
+    #[serde(default)]
+    pub versions: Vec<String>,
+    /// Whose name matches this glob (`*` any run, `?` one character; case-insensitive).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Whose endpoint contains this.
+    #[serde(default)]
+    pub endpoint_contains: Option<String>,
+    /// Only these services.
+    #[serde(default)]
+    pub ids: Option<Vec<EdgeServiceId>>,
+}
+
+impl EdgeSelector {
+    /// Everything.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Services carrying every one of `tags`.
+    pub fn with_tags<I: IntoIterator<Item = S>, S: Into<String>>(tags: I) -> Self {
+        Self { all_tags: tags.into_iter().map(Into::into).collect(), ..Self::default() }
+    }
+
+    /// Checks the sizes and the tags.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`].
+    pub fn validate(&self) -> Result<()> {
+        for t in self.all_tags.iter().chain(&self.any_tags) {
+            validate_tag(t)?;
+        }
+        if self.all_tags.len() + self.any_tags.len() > 100 || self.versions.len() > 100 {
+            return Err(Error::invalid("selector", "at most 100 tags and 100 versions"));
+        }
+        if self.versions.iter().any(|v| v.is_empty() || v.len() > 64) {
+            return Err(Error::invalid("selector.versions", "1..=64 bytes each"));
+        }
+        if self.name.as_ref().is_some_and(|n| n.is_empty() || n.chars().count() > 200) {
+            return Err(Error::invalid("selector.name", "1..=200 characters"));
+        }
+        if self.endpoint_contains.as_ref().is_some_and(|e| e.len() > 2048) {
+            return Err(Error::invalid("selector.endpoint_contains", "longer than 2048 bytes"));
+        }
+        if self.ids.as_ref().is_some_and(|ids| ids.len() > 10_000) {
+            return Err(Error::invalid("selector.ids", "at most 10000"));
+        }
+        Ok(())
+    }
+}
+
+/// What a health probe of one service found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    /// Whether it answered.
+    pub answered: bool,
+    /// The version it reported, if it answered with one.
+    pub version: Option<String>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Limits of edge fleets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EdgeLimits {
+    /// Tags defined in one project (the product's 100).
+    pub max_tags_per_project: u64,
+    /// Probes missed in a row before a service is offline.
+    pub offline_after_misses: u32,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        Self { max_tags_per_project: 100, offline_after_misses: 3 }
+    }
+}
+
+impl EdgeLimits {
+    /// Limits with `max_tags_per_project` tags and offline after `misses` missed probes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for zeros.
+    pub fn new(max_tags_per_project: u64, offline_after_misses: u32) -> Result<Self> {
+        if max_tags_per_project == 0 || offline_after_misses == 0 {
+            return Err(Error::invalid("edge limits", "must be positive"));
+        }
+        Ok(Self { max_tags_per_project, offline_after_misses })
+    }
+}
+
+/// A tag of a project and how many services carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagUsage {
+    /// The tag.
+    pub name: String,
+    /// Services carrying it.
+    pub services: u64,
+}
+
+/// One version of a configuration template, as stored. What the body means is `ecp-edge`'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateRecord {
+    /// The template (the same across versions).
+    pub id: uuid::Uuid,
+    /// Its version, from 1.
+    pub version: u32,
+    /// Its project.
+    pub project: ProjectId,
+    /// Its name, unique in the project.
+    pub name: String,
+    /// Its kind (`"neuron_south_device"`, `"ekuiper_rule"` ...).
+    pub kind: String,
+    /// The template itself.
+    pub body: serde_json::Value,
+    /// Who saved this version.
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+}

@@ -89,6 +89,9 @@ conformance! {
     audit::tampering_is_detected,
     tasks::tasks_targets_exclusivity_and_leases,
     tasks::the_engine_runs_a_task_to_its_end,
+    edge::edge_services_tags_and_selectors,
+    edge::a_large_import_in_one_call,
+    edge::templates_are_versioned,
 }
 
 #[tokio::test]

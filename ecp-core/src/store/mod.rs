@@ -21,8 +21,9 @@ use async_trait::async_trait;
 use crate::access::Subject;
 use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditScope, ChainHead, ChainReader, StoredRecord, VerifyReport};
 use crate::clock::Timestamp;
+use crate::edge::{EdgeLimits, EdgeSelector, EdgeService, ProbeOutcome, TagUsage, TemplateRecord};
 use crate::error::Result;
-use crate::id::{ApiKeyId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
+use crate::id::{ApiKeyId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
 use crate::identity::{
     ApiKey, Binding, BindingFilter, CustomRole, LockoutRule, LoginFailures, PasswordHash, SessionRecord, TokenHash, User, UserCredentials,
     UserFilter, UserToken, UserTokenPurpose,
@@ -443,10 +444,95 @@ pub trait TaskStore: Send + Sync {
     async fn renew_lease(&self, id: TaskId, owner: &str, until: Timestamp) -> Result<bool>;
 }
 
+/// Edge services, their tags and synced information, and configuration templates.
+#[async_trait]
+pub trait EdgeStore: Send + Sync {
+    /// Registers edge services in one project, each all or nothing: a row that fails (a taken name,
+    /// the project's tag limit) is reported in its place and leaves nothing behind; the others are
+    /// stored. Tags that do not exist yet are created. One audit record covers the whole call.
+    ///
+    /// # Errors
+    /// `NotFound` for the project, `InvalidInput` for services of several projects, `Backend`.
+    async fn create_edge_services(&self, services: &[EdgeService], limits: &EdgeLimits, audit: &AuditEvent) -> Result<Vec<Result<()>>>;
+    /// One edge service.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn get_edge_service(&self, id: EdgeServiceId) -> Result<EdgeService>;
+    /// A project's edge services matching a selector, in id order.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad selector or page, `Backend`.
+    async fn select_edge_services(&self, project: ProjectId, selector: &EdgeSelector, page: &PageRequest) -> Result<Page<EdgeService>>;
+    /// How many of a project's edge services match a selector.
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Backend`.
+    async fn count_edge_services(&self, project: ProjectId, selector: &EdgeSelector) -> Result<u64>;
+    /// Saves a service's name, endpoint, credentials and tags.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` for a taken name, `LimitExceeded` for the tag limit, `Backend`.
+    async fn update_edge_service(&self, service: &EdgeService, limits: &EdgeLimits, audit: &AuditEvent) -> Result<()>;
+    /// Deletes (deregisters) a service.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn delete_edge_service(&self, id: EdgeServiceId, audit: &AuditEvent) -> Result<()>;
+    /// Records a probe: an answer makes the service online (with its version); `offline_after`
+    /// misses in a row make it offline. Returns the service as updated.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn record_probe(&self, id: EdgeServiceId, outcome: &ProbeOutcome, offline_after: u32) -> Result<EdgeService>;
+    /// Stores what an information sync pulled from a service.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn save_edge_info(&self, id: EdgeServiceId, info: &serde_json::Value, at: Timestamp) -> Result<()>;
+    /// The synced information of every service of a project that has some: (service, name, info).
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn edge_infos(&self, project: ProjectId) -> Result<Vec<(EdgeServiceId, String, serde_json::Value)>>;
+    /// A project's tags with how many services carry each.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn list_tags(&self, project: ProjectId) -> Result<Vec<TagUsage>>;
+    /// Defines a tag.
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Conflict` if it exists, `LimitExceeded`, `NotFound` for the project,
+    /// `Backend`.
+    async fn create_tag(&self, project: ProjectId, name: &str, limits: &EdgeLimits, now: Timestamp, audit: &AuditEvent) -> Result<()>;
+    /// Deletes a tag no service carries.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` while in use, `Backend`.
+    async fn delete_tag(&self, project: ProjectId, name: &str, audit: &AuditEvent) -> Result<()>;
+    /// Saves a version of a configuration template: version 1 creates it (its name must be free in
+    /// the project), later versions must follow the latest one.
+    ///
+    /// # Errors
+    /// `Conflict` for a taken name or a version that is not the next, `NotFound`, `Backend`.
+    async fn save_template(&self, template: &TemplateRecord, audit: &AuditEvent) -> Result<()>;
+    /// A template's version, or its latest.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn get_template(&self, id: uuid::Uuid, version: Option<u32>) -> Result<TemplateRecord>;
+    /// The latest version of every template of a project, by name.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn list_templates(&self, project: ProjectId) -> Result<Vec<TemplateRecord>>;
+}
+
 /// Everything ecp-rs persists. Object-safe: hosts hold an `Arc<dyn Store>`, and may bring their own
 /// backend by implementing the sub-traits.
 #[async_trait]
-pub trait Store: TenancyStore + IdentityStore + AuditStore + TaskStore + Send + Sync + Debug + 'static {
+pub trait Store: TenancyStore + IdentityStore + AuditStore + TaskStore + EdgeStore + Send + Sync + Debug + 'static {
     /// The backend's name (`"sqlite"`, `"postgres"`).
     fn backend(&self) -> &'static str;
 

@@ -1,6 +1,7 @@
 //! The conformance tests, written once against `dyn Store`.
 
 pub(crate) mod audit;
+pub(crate) mod edge;
 pub(crate) mod identity;
 pub(crate) mod tasks;
 pub(crate) mod tenancy;

@@ -5,6 +5,7 @@
 //! the [`Dialect`] decides.
 
 mod audit;
+mod edge;
 mod identity;
 mod task;
 mod tenancy;
@@ -188,6 +189,7 @@ fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         m(1, "foundation", include_str!("../../../migrations/0001_foundation.sql")),
         m(2, "tasks", include_str!("../../../migrations/0002_tasks.sql")),
+        m(3, "edge", include_str!("../../../migrations/0003_edge.sql")),
     ])
 }
 
