@@ -7,8 +7,10 @@
 //! - [`import`]: CSV batch import of edge services.
 
 pub mod api;
+pub mod driver;
 pub mod error;
 pub mod import;
+pub mod template;
 pub mod transport;
 
 pub use error::{Error, Result};
