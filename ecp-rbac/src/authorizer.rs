@@ -137,6 +137,8 @@ pub struct RbacAuthorizer {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     index: RwLock<Index>,
+    /// The last audit record [`RbacAuthorizer::sync`] has seen.
+    synced_seq: tokio::sync::Mutex<u64>,
 }
 
 impl fmt::Debug for RbacAuthorizer {
@@ -155,7 +157,7 @@ impl RbacAuthorizer {
     /// # Errors
     /// `Backend` if the store fails.
     pub async fn load(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self> {
-        let this = RbacAuthorizer { store, clock, index: RwLock::new(Index::default()) };
+        let this = RbacAuthorizer { store, clock, index: RwLock::new(Index::default()), synced_seq: tokio::sync::Mutex::new(0) };
         this.reload().await?;
         Ok(this)
     }
@@ -165,6 +167,103 @@ impl RbacAuthorizer {
     /// # Errors
     /// `Backend` if the store fails; the old index stays in force.
     pub async fn reload(&self) -> Result<()> {
+        let mut synced = self.synced_seq.lock().await;
+        let head = self.store.audit_head().await?.seq;
+        self.reload_all().await?;
+        *synced = head;
+        Ok(())
+    }
+
+    /// Catches up with changes other replicas made to the shared store: reads the audit records
+    /// appended since the last sync (every change of access is one) and reloads what they touched —
+    /// the subject of a grant, revocation or user change, a custom role, an API key, a deleted
+    /// organization or project. Cheap when nothing changed (one query). Returns how many records it
+    /// read.
+    ///
+    /// Call it periodically on every replica ([`RbacAuthorizer::spawn_sync`] does), or before a
+    /// decision that must see the latest grants.
+    ///
+    /// # Errors
+    /// `Backend`; the index keeps what it had, and the next sync retries from the same record.
+    pub async fn sync(&self) -> Result<usize> {
+        let mut synced = self.synced_seq.lock().await;
+        let mut read = 0;
+        loop {
+            let page = self.store.audit_records_after(*synced, 1000).await?;
+            let n = page.len();
+            for stored in &page {
+                self.apply_record(&stored.record).await?;
+                *synced = stored.record.seq;
+            }
+            read += n;
+            if n < 1000 {
+                return Ok(read);
+            }
+        }
+    }
+
+    async fn apply_record(&self, record: &ecp_core::AuditRecord) -> Result<()> {
+        use ecp_core::audit::Outcome;
+        let e = &record.event;
+        if e.outcome != Outcome::Success {
+            return Ok(());
+        }
+        let op = e.operation.as_str();
+        let id = e.resource_id.as_deref().unwrap_or_default();
+        match e.resource_kind {
+            ResourceKind::Organization if op == "organization.delete" => {
+                if let Some(org) = e.org.as_ref() {
+                    self.scope_removed(&Scope::Org { org: org.id });
+                }
+            }
+            ResourceKind::Project if op == "project.delete" => {
+                if let (Some(org), Some(project)) = (e.org.as_ref(), e.project.as_ref()) {
+                    self.scope_removed(&Scope::Project { org: org.id, project: project.id });
+                }
+            }
+            ResourceKind::User if op.starts_with("role.") => {
+                if let Ok(role) = id.parse::<RoleId>() {
+                    self.reload_role(role).await?;
+                }
+            }
+            ResourceKind::User if op.starts_with("api_key.") => {
+                if let Ok(key) = id.parse() {
+                    self.reload_subject(Subject::ApiKey(key)).await?;
+                }
+            }
+            ResourceKind::User if (op == "user.grant" || op == "user.revoke") && e.details.get("subject").is_some() => {
+                if let Ok(subject) = serde_json::from_value::<Subject>(e.details["subject"].clone()) {
+                    self.reload_subject(subject).await?;
+                }
+            }
+            ResourceKind::User => {
+                if let Ok(user) = id.parse() {
+                    self.reload_subject(Subject::User(user)).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Runs [`RbacAuthorizer::sync`] every `every` until the returned task is aborted or the
+    /// authorizer dropped.
+    pub fn spawn_sync(self: &Arc<Self>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(this) = weak.upgrade() else { return };
+                if let Err(e) = this.sync().await {
+                    tracing::warn!(error = %e, "syncing the authorizer with the store failed");
+                }
+            }
+        })
+    }
+
+    async fn reload_all(&self) -> Result<()> {
         let roles: Map<RoleId, PermissionSet> =
             self.store.list_roles(None).await?.into_iter().map(|r| (r.id, PermissionSet::from_permissions(r.permissions))).collect();
         let mut by_subject: Map<Subject, Vec<Binding>> = Map::default();

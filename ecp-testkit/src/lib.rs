@@ -8,11 +8,17 @@
 //!
 //! - [`postgres`]: a fresh database on the server named by `ECP_TEST_POSTGRES_URL` (the test
 //!   script starts Debian's PostgreSQL on a free loopback port and sets it).
+//! - [`sim`]: simulated NeuronEX, Neuron, eKuiper and NanoMQ HTTP APIs on loopback, with the
+//!   products' wire quirks, real in-memory state and fault injection (latency, failing the next N
+//!   requests, going offline and back on the same port, token expiry). The `sim-edge` binary runs
+//!   them from the command line (for Docker images and manual runs).
 //!
-//! Later issues add mosquitto on a free port, static test binaries packed into `FROM scratch`
-//! Docker images, and simulated NeuronEX, eKuiper and NanoMQ APIs.
+//! Later issues add mosquitto on a free port and static test binaries packed into `FROM scratch`
+//! Docker images.
 
+#[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod sim;
 
 /// Whether the tests run under CI (`CI=true`), where a missing component is a failure.
 pub fn in_ci() -> bool {
