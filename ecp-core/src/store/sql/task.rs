@@ -20,6 +20,8 @@ const TARGET_COLUMNS: &str =
     "task_id, target_id, seq, name, params, state, attempt, reason, result, started_at, finished_at, next_attempt_at";
 /// Targets per multi-row insert (12 parameters each, well under both databases' limits).
 const INSERT_CHUNK: usize = 400;
+/// Target updates per statement (9 parameters each).
+const UPDATE_CHUNK: usize = 500;
 
 fn integrity(reason: String) -> Error {
     Error::Integrity { what: "stored row", reason }
@@ -178,24 +180,31 @@ impl TaskStore for SqlStore {
         if updates.is_empty() {
             return Ok(());
         }
+        // Only the last change of each target matters: a target that started and finished within
+        // one batch is written once.
+        let mut last: std::collections::HashMap<(TaskId, &str), usize> = std::collections::HashMap::with_capacity(updates.len());
+        for (i, u) in updates.iter().enumerate() {
+            last.insert((u.task, u.target.as_str()), i);
+        }
+        let mut keep: Vec<&TargetUpdate> = last.into_values().map(|i| &updates[i]).collect();
+        keep.sort_by(|a, b| (a.task, &a.target).cmp(&(b.task, &b.target)));
         let mut tx = self.write().await?;
-        for u in updates {
-            sqlx::query(
-                "UPDATE task_targets SET state = $1, attempt = $2, reason = $3, result = $4, started_at = $5, finished_at = $6, \
-                 next_attempt_at = $7 WHERE task_id = $8 AND target_id = $9",
-            )
-            .bind(u.state.as_str())
-            .bind(i64::from(u.attempt))
-            .bind(u.reason.clone())
-            .bind(u.result.as_ref().map(to_json).transpose()?)
-            .bind(opt_ts(u.started_at))
-            .bind(opt_ts(u.finished_at))
-            .bind(opt_ts(u.next_attempt_at))
-            .bind(u.task.to_string())
-            .bind(u.target.clone())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
+        // One statement per chunk: UPDATE ... FROM (VALUES ...), understood by both databases
+        // (VALUES columns are named column1, column2 ... in each).
+        for chunk in keep.chunks(UPDATE_CHUNK) {
+            let mut sql = Sql::new(
+                "UPDATE task_targets SET state = v.column3, attempt = v.column4, reason = v.column5, result = v.column6, \
+                 started_at = v.column7, finished_at = v.column8, next_attempt_at = v.column9 FROM (VALUES ",
+            );
+            for (i, u) in chunk.iter().enumerate() {
+                sql.push(if i > 0 { ", (" } else { "(" });
+                sql.bind(u.task.to_string()).push(", ").bind(u.target.clone()).push(", ").bind(u.state.as_str().to_owned());
+                sql.push(", ").bind(i64::from(u.attempt)).push(", ").bind(u.reason.clone()).push(", ");
+                sql.bind(u.result.as_ref().map(to_json).transpose()?).push(", ").bind(opt_ts(u.started_at)).push(", ");
+                sql.bind(opt_ts(u.finished_at)).push(", ").bind(opt_ts(u.next_attempt_at)).push(")");
+            }
+            sql.push(") AS v WHERE task_targets.task_id = v.column1 AND task_targets.target_id = v.column2");
+            sql.query().execute(&mut *tx).await.map_err(|e| self.err(e))?;
         }
         self.commit(tx).await
     }

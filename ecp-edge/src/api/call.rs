@@ -1,0 +1,349 @@
+//! [`ApiCall`]: one request and the pure function that reads its answer; the helpers the product
+//! modules build them with.
+
+use std::fmt;
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderValue, Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// Reads an answer: the call's endpoint (`METHOD path`, for errors) and the response.
+pub(crate) type Parser<T> = fn(&str, &http::Response<Bytes>) -> Result<T>;
+
+/// One call to an edge service's API, built without I/O: the request (its URI is a path and query
+/// relative to the service's base URL) and the pure function that turns the answer into `T`.
+///
+/// The clients send calls and add authentication; a call can also be sent by any
+/// [`EdgeTransport`](crate::EdgeTransport) and its answer read with [`parse`](Self::parse).
+pub struct ApiCall<T> {
+    request: http::Request<Bytes>,
+    endpoint: String,
+    needs_auth: bool,
+    parse: Parser<T>,
+}
+
+impl<T> ApiCall<T> {
+    pub(crate) fn new(method: Method, uri: Uri, body: Body, needs_auth: bool, parse: Parser<T>) -> Result<Self> {
+        let endpoint = format!("{method} {}", uri.path());
+        let (bytes, content_type, accept) = match body {
+            Body::Empty(accept) => (Bytes::new(), None, accept),
+            Body::Json(b) => (Bytes::from(b), Some("application/json"), JSON),
+        };
+        let mut request = http::Request::new(bytes);
+        *request.method_mut() = method;
+        *request.uri_mut() =
+            http::Uri::try_from(uri.0).map_err(|e| ecp_core::Error::invalid("path", format!("not a valid request path: {e}")))?;
+        request.headers_mut().insert(ACCEPT, HeaderValue::from_static(accept));
+        if let Some(ct) = content_type {
+            request.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        Ok(ApiCall { request, endpoint, needs_auth, parse })
+    }
+
+    /// The request, without authentication.
+    pub fn request(&self) -> &http::Request<Bytes> {
+        &self.request
+    }
+
+    /// The request, without authentication.
+    pub fn into_request(self) -> http::Request<Bytes> {
+        self.request
+    }
+
+    /// `METHOD path` (no query, no credentials), as errors name the call.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Whether the service wants credentials for this call (Neuron's ping and metrics, eKuiper's
+    /// `/` and `/ping` do not).
+    pub fn needs_auth(&self) -> bool {
+        self.needs_auth
+    }
+
+    /// Reads the service's answer to this call.
+    ///
+    /// # Errors
+    /// [`Error::Api`] for the product's error answers (including Neuron's and NanoMQ's errors under
+    /// HTTP 200, and HTML pages where JSON was expected), [`Error::Unauthorized`] when the
+    /// credentials were refused, [`Error::Decode`] when the body does not have the expected shape.
+    pub fn parse(&self, response: &http::Response<Bytes>) -> Result<T> {
+        (self.parse)(&self.endpoint, response)
+    }
+}
+
+impl<T> fmt::Debug for ApiCall<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiCall")
+            .field("method", self.request.method())
+            .field("uri", self.request.uri())
+            .field("body_len", &self.request.body().len())
+            .field("needs_auth", &self.needs_auth)
+            .finish()
+    }
+}
+
+pub(crate) const JSON: &str = "application/json";
+pub(crate) const TEXT: &str = "text/plain";
+
+/// The body of a request.
+pub(crate) enum Body {
+    /// No body; the `Accept` header to send.
+    Empty(&'static str),
+    /// A JSON body.
+    Json(Vec<u8>),
+}
+
+impl Body {
+    /// No body, JSON expected.
+    pub(crate) const NONE: Body = Body::Empty(JSON);
+
+    /// `value` as JSON.
+    pub(crate) fn json(value: &impl Serialize) -> Result<Body> {
+        serde_json::to_vec(value)
+            .map(Body::Json)
+            .map_err(|e| ecp_core::Error::invalid("body", format!("cannot be encoded as JSON: {e}")).into())
+    }
+}
+
+/// A request path and query, built from a fixed prefix, checked and percent-encoded segments and
+/// query pairs.
+#[derive(Debug, Clone)]
+pub(crate) struct Uri(String);
+
+impl Uri {
+    /// `prefix` followed by `path` (both fixed strings of the module, e.g. `/api/v2` + `/node`).
+    pub(crate) fn new(prefix: &str, path: &str) -> Self {
+        let mut s = String::with_capacity(prefix.len() + path.len() + 32);
+        s.push_str(prefix);
+        s.push_str(path);
+        if s.is_empty() {
+            s.push('/');
+        }
+        Uri(s)
+    }
+
+    /// Appends `/segment`, percent-encoded.
+    ///
+    /// Refuses empty, `.` and `..` segments (a URL parser would resolve them into another path).
+    pub(crate) fn segment(mut self, field: &'static str, segment: &str) -> Result<Self> {
+        check_name(field, segment)?;
+        if matches!(segment, "." | "..") {
+            return Err(ecp_core::Error::invalid(field, "must not be `.` or `..`").into());
+        }
+        self.0.push('/');
+        encode_into(&mut self.0, segment);
+        Ok(self)
+    }
+
+    /// Appends a static path piece (`/status`).
+    pub(crate) fn push(mut self, piece: &str) -> Self {
+        self.0.push_str(piece);
+        self
+    }
+
+    /// Appends `key=value` to the query, percent-encoded.
+    pub(crate) fn query(mut self, key: &str, value: &str) -> Self {
+        self.0.push(if self.0.contains('?') { '&' } else { '?' });
+        encode_into(&mut self.0, key);
+        self.0.push('=');
+        encode_into(&mut self.0, value);
+        self
+    }
+
+    /// Appends `key=value` when there is a value.
+    pub(crate) fn query_opt(self, key: &str, value: Option<&str>) -> Self {
+        match value {
+            Some(v) => self.query(key, v),
+            None => self,
+        }
+    }
+
+    /// The path, without the query.
+    pub(crate) fn path(&self) -> &str {
+        self.0.split('?').next().unwrap_or_default()
+    }
+}
+
+/// Checks a name sent to a service: not empty, at most 1024 bytes, no control characters.
+pub(crate) fn check_name(field: &'static str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(ecp_core::Error::invalid(field, "must not be empty").into());
+    }
+    if name.len() > 1024 {
+        return Err(ecp_core::Error::invalid(field, "longer than 1024 bytes").into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ecp_core::Error::invalid(field, "must not contain control characters").into());
+    }
+    Ok(())
+}
+
+/// Checks a path prefix: empty, or `/`-led segments of unreserved characters, without a trailing
+/// `/`.
+pub(crate) fn check_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    let valid = prefix.len() <= 256
+        && prefix.starts_with('/')
+        && prefix[1..].split('/').all(|s| {
+            !s.is_empty()
+                && !matches!(s, "." | "..")
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(ecp_core::Error::invalid("prefix", "must be empty or `/`-separated segments of letters, digits, `-`, `.`, `_`, `~`").into())
+    }
+}
+
+/// RFC 3986 percent-encoding of everything but unreserved characters.
+fn encode_into(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading answers.
+
+/// The longest product message kept in an error.
+const MAX_MESSAGE: usize = 300;
+
+/// A short, printable excerpt of an untrusted string for an error: control characters replaced,
+/// cut at [`MAX_MESSAGE`] characters.
+pub(crate) fn excerpt(s: &str) -> String {
+    let mut out: String = s.trim().chars().take(MAX_MESSAGE).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if s.trim().chars().nth(MAX_MESSAGE).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// [`excerpt`] of a body, lossy UTF-8, or `None` when empty.
+pub(crate) fn body_excerpt(body: &[u8]) -> Option<String> {
+    let head = &body[..body.len().min(4 * MAX_MESSAGE)];
+    let s = excerpt(&String::from_utf8_lossy(head));
+    (!s.is_empty()).then_some(s)
+}
+
+/// Whether an answer is an HTML page (by content type, or a body that starts with `<`).
+pub(crate) fn is_html(response: &http::Response<Bytes>) -> bool {
+    let ct_html = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
+    ct_html || response.body().iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
+}
+
+/// The error for an HTML page where the API was expected.
+pub(crate) fn html_error(endpoint: &str, status: StatusCode, product: &str) -> Error {
+    Error::Api {
+        endpoint: endpoint.to_owned(),
+        status: status.as_u16(),
+        code: None,
+        message: Some(format!("answered an HTML page, not the {product} API (unknown route, or the base URL is not {product})")),
+    }
+}
+
+/// A generic error answer: the status and an excerpt of the body.
+pub(crate) fn status_error(endpoint: &str, status: StatusCode, code: Option<i64>, body: &[u8]) -> Error {
+    Error::Api { endpoint: endpoint.to_owned(), status: status.as_u16(), code, message: body_excerpt(body) }
+}
+
+/// A [`Error::Decode`] with a bounded, printable reason.
+pub(crate) fn decode_error(endpoint: &str, reason: impl fmt::Display) -> Error {
+    Error::Decode { endpoint: endpoint.to_owned(), reason: excerpt(&reason.to_string()) }
+}
+
+/// The body as a JSON value.
+pub(crate) fn json_value(endpoint: &str, body: &[u8]) -> Result<serde_json::Value> {
+    serde_json::from_slice(body).map_err(|e| decode_error(endpoint, format_args!("not JSON: {e}")))
+}
+
+/// A JSON value as `T`.
+pub(crate) fn from_value<T: DeserializeOwned>(endpoint: &str, value: serde_json::Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| decode_error(endpoint, e))
+}
+
+/// The body as UTF-8 text.
+pub(crate) fn text(endpoint: &str, body: &Bytes) -> Result<String> {
+    std::str::from_utf8(body).map(str::to_owned).map_err(|e| decode_error(endpoint, format_args!("not UTF-8 text: {e}")))
+}
+
+/// `{"<key>": <integer>}` at the top of a JSON object, if any.
+pub(crate) fn int_field(value: &serde_json::Value, key: &str) -> Option<i64> {
+    value.as_object()?.get(key)?.as_i64()
+}
+
+/// Lenient deserializers for fields whose type varies across product versions.
+pub(crate) mod lenient {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    /// A string, or a number or boolean turned into one; `null` is `None`.
+    pub(crate) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        })
+    }
+
+    /// An integer, or a string holding one; anything else is `None`.
+    pub(crate) fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_and_queries_are_encoded() {
+        let uri = Uri::new("/api/v2", "/node").segment("name", "a b/c?d").unwrap().query("node", "x&y=z").query_opt("none", None);
+        assert_eq!(uri.0, "/api/v2/node/a%20b%2Fc%3Fd?node=x%26y%3Dz");
+        assert_eq!(uri.path(), "/api/v2/node/a%20b%2Fc%3Fd");
+        assert!(Uri::new("", "/rules").segment("id", "..").is_err());
+        assert!(Uri::new("", "/rules").segment("id", "").is_err());
+        assert!(Uri::new("", "/rules").segment("id", "a\nb").is_err());
+        assert_eq!(Uri::new("", "").0, "/");
+    }
+
+    #[test]
+    fn prefixes() {
+        for ok in ["", "/api/v2", "/api/neuron", "/a-b/c_d"] {
+            assert!(check_prefix(ok).is_ok(), "{ok}");
+        }
+        for bad in ["api", "/api/", "/a//b", "/a/../b", "/a b", "/a?b"] {
+            assert!(check_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn excerpts_are_bounded_and_printable() {
+        let long = "x".repeat(10_000);
+        assert!(excerpt(&long).chars().count() <= MAX_MESSAGE + 1);
+        assert_eq!(excerpt("a\u{1b}[31mb\n"), "a [31mb");
+        assert_eq!(body_excerpt(b"  "), None);
+        assert_eq!(body_excerpt(&[0xff, b'a']).as_deref(), Some("\u{fffd}a"));
+    }
+}
