@@ -5,10 +5,13 @@
 //! - [`transport`]: the [`EdgeTransport`] seam and its HTTP implementation.
 //! - [`api`]: adapters for the real HTTP APIs of NeuronEX, Neuron, eKuiper and NanoMQ.
 //! - [`import`]: CSV batch import of edge services.
+//! - [`fleet`]: the project-scoped fleet handle: registration, import, selectors, tags, probes, info
+//!   sync, statistics, templates and their delivery as tasks.
 
 pub mod api;
 pub mod driver;
 pub mod error;
+pub mod fleet;
 pub mod import;
 pub mod template;
 pub mod transport;
