@@ -4,11 +4,14 @@
 //!
 //! - [`transport`]: the [`EdgeTransport`] seam and its HTTP implementation.
 //! - [`api`]: adapters for the real HTTP APIs of NeuronEX, Neuron, eKuiper and NanoMQ.
+//! - `direct` (feature `direct`): the driver of services managed directly over their HTTP APIs.
 //! - [`import`]: CSV batch import of edge services.
 //! - [`fleet`]: the project-scoped fleet handle: registration, import, selectors, tags, probes, info
 //!   sync, statistics, templates and their delivery as tasks.
 
 pub mod api;
+#[cfg(feature = "direct")]
+pub mod direct;
 pub mod driver;
 pub mod error;
 pub mod fleet;

@@ -77,6 +77,78 @@ impl<T> ApiCall<T> {
     }
 }
 
+/// The header a raw call carries its attempt's idempotency key in.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+impl ApiCall<serde_json::Value> {
+    /// A call of any method to any path of the service (a template's raw API call), with an
+    /// optional JSON body and an `Idempotency-Key` header the service may use to drop a repeated
+    /// attempt.
+    ///
+    /// The answer is read the way the products answer: a 2xx body as JSON (`null` when empty, a
+    /// string when it is not JSON); a non-2xx status, or an error under HTTP 200 (Neuron's
+    /// `{"error":N}`, NanoMQ's `{"code":N}` with N other than 0) as [`Error::Api`].
+    ///
+    /// # Errors
+    /// [`Error::Core`] (invalid input) for a method other than GET, POST, PUT, PATCH, DELETE, or a
+    /// path that does not start with one `/`, climbs out with `..`, or holds whitespace or
+    /// control characters.
+    pub fn raw(method: &str, path: &str, body: Option<&serde_json::Value>, idempotency_key: Option<&str>) -> Result<Self> {
+        let method = match method {
+            "GET" => Method::GET,
+            "POST" => Method::POST,
+            "PUT" => Method::PUT,
+            "PATCH" => Method::PATCH,
+            "DELETE" => Method::DELETE,
+            _ => return Err(ecp_core::Error::invalid("method", "must be GET, POST, PUT, PATCH or DELETE").into()),
+        };
+        if !path.starts_with('/')
+            || path.starts_with("//")
+            || path.len() > 2048
+            || path.split(['/', '?']).any(|seg| seg == "..")
+            || path.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(ecp_core::Error::invalid(
+                "path",
+                "must be a path on the service, starting with one '/', without '..' or whitespace",
+            )
+            .into());
+        }
+        let body = match body {
+            Some(v) => Body::json(v)?,
+            None => Body::NONE,
+        };
+        let mut call = ApiCall::new(method, Uri(path.to_owned()), body, true, parse_raw)?;
+        if let Some(key) = idempotency_key {
+            let value =
+                HeaderValue::try_from(key).map_err(|_| ecp_core::Error::invalid("idempotency_key", "is not a valid header value"))?;
+            call.request.headers_mut().insert(IDEMPOTENCY_KEY, value);
+        }
+        Ok(call)
+    }
+}
+
+fn parse_raw(endpoint: &str, response: &http::Response<Bytes>) -> Result<serde_json::Value> {
+    let status = response.status();
+    let body = response.body();
+    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let code = json.as_ref().and_then(|v| int_field(v, "error").or_else(|| int_field(v, "code")));
+    if !status.is_success() {
+        if json.is_none() && is_html(response) {
+            return Err(html_error(endpoint, status, "edge service"));
+        }
+        return Err(status_error(endpoint, status, code, body));
+    }
+    if let Some(code) = code.filter(|c| *c != 0) {
+        return Err(status_error(endpoint, status, Some(code), body));
+    }
+    Ok(match json {
+        Some(v) => v,
+        None if body.is_empty() => serde_json::Value::Null,
+        None => serde_json::Value::String(String::from_utf8_lossy(body).into_owned()),
+    })
+}
+
 impl<T> fmt::Debug for ApiCall<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiCall")

@@ -359,6 +359,17 @@ impl EkuiperApi {
         ApiCall::new(Method::POST, self.uri("/streams"), Body::json(&serde_json::json!({ "sql": sql }))?, true, parse_sentence)
     }
 
+    /// `PUT /streams/{name} {"sql"}` → `Stream demo is replaced.`: replaces an existing stream's
+    /// definition (the statement must create the same name).
+    ///
+    /// # Errors
+    /// [`Error::Core`] (invalid input) for an empty name or statement.
+    pub fn replace_stream(&self, name: &str, sql: &str) -> Result<ApiCall<String>> {
+        call::check_name("sql", sql.trim())?;
+        let uri = self.uri("/streams").segment("name", name)?;
+        ApiCall::new(Method::PUT, uri, Body::json(&serde_json::json!({ "sql": sql }))?, true, parse_sentence)
+    }
+
     /// `DELETE /streams/{name}[?force=true]` → `Stream demo is dropped.` (refused while a rule uses
     /// the stream, unless forced).
     ///
@@ -548,6 +559,14 @@ impl EkuiperClient {
     /// As [`execute`](Self::execute).
     pub async fn create_stream(&self, sql: &str) -> Result<String> {
         self.execute(self.api.create_stream(sql)?).await
+    }
+
+    /// Replaces an existing stream's definition; returns eKuiper's sentence.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub async fn replace_stream(&self, name: &str, sql: &str) -> Result<String> {
+        self.execute(self.api.replace_stream(name, sql)?).await
     }
 
     /// Drops a stream (`force` even while rules use it); returns eKuiper's sentence.

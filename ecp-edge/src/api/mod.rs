@@ -42,13 +42,15 @@ pub mod ekuiper;
 pub mod nanomq;
 pub mod neuron;
 pub mod neuronex;
+mod raw;
 mod session;
 
-pub use call::ApiCall;
+pub use call::{ApiCall, IDEMPOTENCY_KEY};
 pub use ekuiper::{EkuiperApi, EkuiperClient};
 pub use nanomq::{NanoMqApi, NanoMqClient};
 pub use neuron::{NeuronApi, NeuronClient, NodeType};
 pub use neuronex::{NeuronExApi, NeuronExClient};
+pub use raw::RawClient;
 pub use session::LoginToken;
 
 #[cfg(test)]
