@@ -6,8 +6,10 @@
 //!
 //! It creates an organization with two projects, users of every built-in role and a custom role,
 //! shows an allowed and a denied action for each, locks out a login after repeated failures, and
-//! prints the audit trail with its hash chain verified. State lives in SQLite: in memory, or in a
-//! file with `--db ecp.db`.
+//! prints the audit trail with its hash chain verified. Then it grows a fleet: 200 simulated
+//! NeuronEX services on loopback (from `ecp-testkit`, speaking the real HTTP API) imported from a
+//! CSV file, probed, synced, and given a configuration template (an eKuiper stream) by a rollout
+//! task with a progress bar. State lives in SQLite: in memory, or in a file with `--db ecp.db`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,6 +158,99 @@ async fn main() -> anyhow::Result<()> {
     }
     let report = ac.audit.verify(&admin, None).await?;
     println!("\n   hash chain verified: {} records, head #{} {}", report.records, report.head.seq, &report.head.hash[..16]);
+
+    // 7. A fleet of directly managed edge services.
+    fleet(&store, &ac, &admin, plant.id).await?;
     ac.auth.logout(&tokens.access_token).await?;
+    Ok(())
+}
+
+async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, project: ecp_core::ProjectId) -> anyhow::Result<()> {
+    use ecp_core::edge::{EdgeLimits, EdgeSelector, ManagementMode};
+    use ecp_core::task::{RolloutPolicy, TaskEngine, TaskEngineConfig, TaskEvent};
+    use ecp_edge::direct::{DirectDriver, DirectDriverConfig};
+    use ecp_edge::driver::Drivers;
+    use ecp_edge::fleet::Fleet;
+    use ecp_edge::import::ImportLimits;
+    use ecp_edge::template::{ConfigTemplate, ParamGrid, ParamSpec, ParamType, TemplateKind};
+    use ecp_testkit::sim::{SimConfig, SimKind, SimService};
+
+    const SERVICES: usize = 200;
+    println!("\n7. a fleet of {SERVICES} simulated NeuronEX services on loopback");
+    let mut sims = Vec::with_capacity(SERVICES);
+    for _ in 0..SERVICES {
+        sims.push(SimService::start(SimConfig::new(SimKind::NeuronEx)).await?);
+    }
+    let clock: Arc<dyn ecp_core::Clock> = Arc::new(ecp_core::SystemClock);
+    let engine = TaskEngine::new(store.clone(), clock.clone(), TaskEngineConfig::default());
+    let driver = Arc::new(DirectDriver::new(DirectDriverConfig::default())?);
+    let drivers = Drivers::new().with(ManagementMode::Direct, driver);
+    let fleet = Fleet::new(store.clone(), ac.authorizer.clone(), clock, engine, drivers, EdgeLimits::default())?;
+    let f = fleet.project(admin, project).await?;
+
+    // The CSV import: one bad line (an unknown category) is reported with its number.
+    let mut csv = String::from("category,name,nodeType,endpoint,scheme,tagName,username,password\n");
+    for (i, sim) in sims.iter().enumerate() {
+        let line = if i % 2 == 0 { "line1" } else { "line2" };
+        csv.push_str(&format!("4,neuronex-{i:03},Direct,{},http,{line};shenzhen,admin,0000\n", sim.addr()));
+    }
+    csv.push_str("7,bogus,Direct,127.0.0.1:1,http,,,\n");
+    let report = f.import_csv(std::io::Cursor::new(csv.into_bytes()), ImportLimits::default()).await?;
+    println!("   imported {} services; rejected {:?}", report.imported.len(), report.failures);
+
+    let probed = f.probe_all().await?;
+    let online = probed.iter().filter(|s| s.status == ecp_core::edge::EdgeStatus::Online).count();
+    println!("   probed: {online} online, NeuronEX {}", probed.first().and_then(|s| s.version.clone()).unwrap_or_default());
+
+    // A template with a parameter, previewed, then delivered to line1 by a rollout task.
+    let template = ConfigTemplate::new(
+        TemplateKind::EkuiperStream,
+        serde_json::json!({ "name": "telemetry", "sql": "CREATE STREAM telemetry () WITH (TYPE=\"neuron\", FORMAT=\"json\", SHARED=\"${shared}\")" }),
+        vec![ParamSpec::with_default("shared", ParamType::String, serde_json::json!("true"))],
+    );
+    let saved = f.save_template(None, "telemetry stream", &template).await?;
+    let selector = EdgeSelector::with_tags(["line1"]);
+    let preview = f.preview(saved.id, None, &selector, &ParamGrid::default()).await?;
+    println!("   template {:?} v{} previewed for {} services", saved.name, saved.version, preview.len());
+    let policy = RolloutPolicy::builder().max_in_flight(16).build()?;
+    let handle = f.deliver(saved.id, None, &selector, &ParamGrid::default(), policy).await?;
+    let mut events = handle.subscribe();
+    let bar = indicatif::ProgressBar::new(preview.len() as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template("   delivering [{bar:40}] {pos}/{len} {msg}")?.progress_chars("=> "));
+    let state = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(TaskEvent::Target { totals, .. }) => {
+                    bar.set_position(totals.succeeded + totals.failed + totals.timed_out + totals.canceled);
+                    bar.set_message(format!("{} ok, {} failed", totals.succeeded, totals.failed));
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break handle.wait().await,
+            },
+            state = handle.wait() => break state,
+        }
+    };
+    let (_, totals) = f.task(handle.id()).await?;
+    bar.set_position(totals.succeeded + totals.failed);
+    let summary = format!("{} ok, {} failed: task {state:?}", totals.succeeded, totals.failed);
+    if bar.is_hidden() {
+        println!("   delivered: {summary}");
+    }
+    bar.finish_with_message(summary);
+
+    let (synced, failed) = f.sync_all().await?;
+    let stats = f.statistics().await?;
+    println!(
+        "   synced {synced} services ({} failed); statistics: {} online, {} offline, {} rules, {} streams on {} services",
+        failed.len(),
+        stats.services_online,
+        stats.services_offline,
+        stats.rules_total,
+        sims.iter().filter(|s| s.with_ekuiper(|e| e.streams.contains_key("telemetry")).unwrap_or(false)).count(),
+        SERVICES / 2,
+    );
+    for sim in sims {
+        sim.shutdown().await;
+    }
     Ok(())
 }
