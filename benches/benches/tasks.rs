@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ecp_core::access::Principal;
 use ecp_core::prelude::*;
-use ecp_core::task::{IdempotencyKey, NewTarget, NewTask, RolloutPolicy, TargetError, TargetExecutor, Task, TaskEngine, TaskEngineConfig, TaskKind, TaskTarget};
+use ecp_core::task::{
+    IdempotencyKey, NewTarget, NewTask, RolloutPolicy, TargetError, TargetExecutor, Task, TaskEngine, TaskEngineConfig, TaskKind,
+    TaskTarget,
+};
 use ecp_core::{AuditEvent, Operation, Organization, Project, ResourceKind, SqlStore, SystemClock, TenancyLimits, Timestamp};
 use tokio::task::JoinSet;
 
@@ -45,9 +48,23 @@ fn bench(c: &mut Criterion) {
         let store = Arc::new(SqlStore::memory().await.unwrap());
         let sys = Principal::system("bench");
         let org = Organization::new("o", Timestamp::now()).unwrap();
-        store.create_org(&org, &TenancyLimits::default(), &AuditEvent::new(&sys, ResourceKind::Organization, Operation::from_static("organization.create"))).await.unwrap();
+        store
+            .create_org(
+                &org,
+                &TenancyLimits::default(),
+                &AuditEvent::new(&sys, ResourceKind::Organization, Operation::from_static("organization.create")),
+            )
+            .await
+            .unwrap();
         let project = Project::new(org.id, "p", Timestamp::now()).unwrap();
-        store.create_project(&project, &TenancyLimits::default(), &AuditEvent::new(&sys, ResourceKind::Project, Operation::from_static("project.create"))).await.unwrap();
+        store
+            .create_project(
+                &project,
+                &TenancyLimits::default(),
+                &AuditEvent::new(&sys, ResourceKind::Project, Operation::from_static("project.create")),
+            )
+            .await
+            .unwrap();
         let engine = TaskEngine::new(store, Arc::new(SystemClock), TaskEngineConfig::default());
         engine.register(Arc::new(NoopKind)).unwrap();
         (engine, org, project)

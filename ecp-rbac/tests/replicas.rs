@@ -14,7 +14,8 @@ use ecp_rbac::{AccessConfig, AccessControl, Argon2Params, Grant, NewApiKey, NewU
 async fn grants_revocations_and_deletions_reach_the_other_replica() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.db");
-    let store = |p: std::path::PathBuf| async move { Arc::new(SqlStore::connect(SqlStoreConfig::sqlite_file(p).build().unwrap()).await.unwrap()) };
+    let store =
+        |p: std::path::PathBuf| async move { Arc::new(SqlStore::connect(SqlStoreConfig::sqlite_file(p).build().unwrap()).await.unwrap()) };
     let config = || AccessConfig::builder().argon2(Argon2Params::new(1024, 1, 1).unwrap()).build().unwrap();
     let a = AccessControl::new(store(path.clone()).await, config()).await.unwrap();
     let root = a.users.bootstrap_admin("root@example.com", "Root", &common::secret("R00t-passw0rd!")).await.unwrap();
@@ -23,7 +24,11 @@ async fn grants_revocations_and_deletions_reach_the_other_replica() {
 
     let org = a.tenancy.create_org(&root, "acme").await.unwrap();
     let project = a.tenancy.create_project(&root, org.id, "plant").await.unwrap();
-    let ann = a.users.create_user(&root, NewUser::new("ann@example.com", "Ann").grant(Grant::builtin(BuiltinRole::Viewer, project.scope()))).await.unwrap();
+    let ann = a
+        .users
+        .create_user(&root, NewUser::new("ann@example.com", "Ann").grant(Grant::builtin(BuiltinRole::Viewer, project.scope())))
+        .await
+        .unwrap();
     let ann_p = Principal::user(ann.id, ann.email.clone());
     let view = Permission::view(ResourceKind::EdgeService);
     let edit = Permission::edit(ResourceKind::EdgeService);
@@ -50,7 +55,8 @@ async fn grants_revocations_and_deletions_reach_the_other_replica() {
     b.authorizer.sync().await.unwrap();
     assert!(b.authorizer.check(&ann_p, view, &project.scope()).is_err(), "disabled everywhere");
 
-    let key = a.users.create_api_key(&root, NewApiKey::new("ci").grant(Grant::builtin(BuiltinRole::Viewer, project.scope()))).await.unwrap();
+    let key =
+        a.users.create_api_key(&root, NewApiKey::new("ci").grant(Grant::builtin(BuiltinRole::Viewer, project.scope()))).await.unwrap();
     let key_p = Principal::api_key(key.key.id, "ci");
     b.authorizer.sync().await.unwrap();
     assert!(b.authorizer.check(&key_p, view, &project.scope()).is_ok());
