@@ -123,11 +123,6 @@ impl DirectDriver {
         Ok(DirectDriver { http: http.build()?, clients: Mutex::new(HashMap::new()) })
     }
 
-    /// Drops the cached client (and login token) of a service, as when it is deregistered.
-    pub fn forget(&self, id: EdgeServiceId) {
-        self.lock().remove(&id);
-    }
-
     /// How many services have a cached client.
     pub fn cached_clients(&self) -> usize {
         self.lock().len()
@@ -195,6 +190,12 @@ impl EdgeDriver for DirectDriver {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::managed()
+    }
+
+    /// Drops the service's cached client and login token ([`Fleet`](crate::fleet) calls this on
+    /// deregistration).
+    fn forget(&self, service: &EdgeService) {
+        self.lock().remove(&service.id);
     }
 
     async fn probe(&self, service: &EdgeService) -> Result<Health> {

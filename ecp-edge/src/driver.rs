@@ -193,6 +193,12 @@ pub trait EdgeDriver: Send + Sync + fmt::Debug + 'static {
     /// take.
     async fn apply(&self, service: &EdgeService, change: &ConfigChange, key: &IdempotencyKey) -> Result<serde_json::Value>;
 
+    /// Drops whatever the driver keeps for a service (cached clients, login tokens) once it is
+    /// deregistered. The default keeps nothing.
+    fn forget(&self, service: &EdgeService) {
+        let _ = service;
+    }
+
     /// Installs the service (hosted only).
     ///
     /// # Errors

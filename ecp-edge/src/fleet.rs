@@ -494,6 +494,9 @@ impl ProjectFleet {
         if let Err(e) = self.store().delete_edge_service(id, &event).await {
             return self.fail(event, e).await;
         }
+        if let Ok(d) = self.fleet.inner.drivers.get(s.mode) {
+            d.forget(&s);
+        }
         Ok(())
     }
 

@@ -170,7 +170,7 @@ async fn offline_expired_tokens_and_changed_credentials() {
     assert!(matches!(err, Error::Unauthorized { .. }) && !err.is_retryable(), "{err:?}");
     assert!(!format!("{err:?}{err}").contains("wrong-password"));
     assert_eq!(d.cached_clients(), 1);
-    d.forget(svc.id);
+    d.forget(&svc);
     assert_eq!(d.cached_clients(), 0);
 }
 
