@@ -168,7 +168,7 @@ impl DirectDriver {
 fn unfit(change: &ConfigChange, kind: EdgeKind) -> Error {
     Error::Core(ecp_core::Error::invalid(
         "change",
-        format!("a {} change does not apply to a {kind} service", serde_json::to_value(change.template_kind()).unwrap_or_default()),
+        format!("a {} change does not apply to a {kind} service", change.template_kind().as_str()),
     ))
 }
 
