@@ -9,6 +9,7 @@
 //! - [`fleet`]: the project-scoped fleet handle: registration, import, selectors, tags, probes, info
 //!   sync, statistics, templates and their delivery as tasks.
 
+pub mod agent;
 pub mod api;
 #[cfg(feature = "direct")]
 pub mod direct;

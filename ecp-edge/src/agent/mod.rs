@@ -1,0 +1,11 @@
+//! Edge agents over MQTT 5: the protocol (topics, messages, codec), the per-agent broker access
+//! control, and (feature `mqtt`) the cloud-side hub and the edge-side agent.
+//!
+//! The wire protocol is written down in `docs/agent-protocol.md`.
+
+pub mod acl;
+pub mod proto;
+pub mod topics;
+
+pub use proto::{DecodeError, Envelope, Message, RejectReason};
+pub use topics::{AgentId, Channel, Topics};
