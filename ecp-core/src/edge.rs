@@ -259,6 +259,9 @@ pub struct EdgeService {
     pub endpoint: String,
     /// How to authenticate to it.
     pub credentials: Credentials,
+    /// The edge agent it is reached through (mode `agent`); `endpoint` is then its URL as the
+    /// agent sees it.
+    pub agent: Option<AgentId>,
     /// Its tags (at most 10), sorted.
     pub tags: Vec<String>,
     /// The product version it last reported.
@@ -302,6 +305,7 @@ impl EdgeService {
             mode,
             endpoint: endpoint.to_owned(),
             credentials,
+            agent: None,
             tags,
             version: None,
             status: EdgeStatus::Unknown,
@@ -310,6 +314,16 @@ impl EdgeService {
             created_at: now,
             updated_at: now,
         })
+    }
+}
+
+impl EdgeService {
+    /// Makes the service one reached through `agent` (mode `agent`).
+    #[must_use]
+    pub fn through_agent(mut self, agent: AgentId) -> Self {
+        self.mode = ManagementMode::Agent;
+        self.agent = Some(agent);
+        self
     }
 }
 
@@ -505,4 +519,125 @@ pub struct TemplateRecord {
     pub created_by: String,
     /// When.
     pub created_at: Timestamp,
+}
+
+/// An edge agent's id: 1–64 characters of `A-Z a-z 0-9 _ -`. It is also the agent's MQTT username
+/// and client id and a level of its topics, so it can never hold a topic wildcard or separator.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AgentId(String);
+
+impl AgentId {
+    /// The longest id.
+    pub const MAX_LEN: usize = 64;
+
+    /// Checks `id`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when it is empty, too long, or holds another character.
+    pub fn new(id: impl Into<String>) -> Result<Self> {
+        let id = id.into();
+        if id.is_empty() || id.len() > Self::MAX_LEN {
+            return Err(Error::invalid("agent id", format!("must be 1 to {} characters", Self::MAX_LEN)));
+        }
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(Error::invalid("agent id", "may hold only A-Z, a-z, 0-9, '_' and '-'"));
+        }
+        Ok(AgentId(id))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for AgentId {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self> {
+        AgentId::new(value)
+    }
+}
+
+impl From<AgentId> for String {
+    fn from(value: AgentId) -> Self {
+        value.0
+    }
+}
+
+impl std::str::FromStr for AgentId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        AgentId::new(s)
+    }
+}
+
+/// An edge agent as stored: unmanaged until an admin manages it into a project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    /// Its id.
+    pub id: AgentId,
+    /// Its project once managed.
+    pub project: Option<ProjectId>,
+    /// The name it was managed under.
+    pub name: Option<String>,
+    /// Whether it is connected, as last known.
+    pub online: bool,
+    /// Its software version, from its last hello.
+    pub version: Option<String>,
+    /// Its last hello (services it fronts, heartbeat interval ...).
+    pub hello: serde_json::Value,
+    /// Whether broker credentials were issued to it.
+    pub has_secret: bool,
+    /// When it last said anything.
+    pub last_seen: Option<Timestamp>,
+    /// When it was first seen or provisioned.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// Which agents to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentFilter {
+    /// Of this project.
+    pub project: Option<ProjectId>,
+    /// Only managed (`Some(true)`) or unmanaged (`Some(false)`) agents.
+    pub managed: Option<bool>,
+    /// Only online (`Some(true)`) or offline agents.
+    pub online: Option<bool>,
+}
+
+/// One item of an agent's desired configuration, as stored; what `change` means is `ecp-edge`'s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredRecord {
+    /// The agent.
+    pub agent: AgentId,
+    /// What it configures (`stream:demo`).
+    pub key: String,
+    /// Its version (increasing per agent).
+    pub version: u64,
+    /// The local service it applies to (`host:port`).
+    pub target: String,
+    /// The change.
+    pub change: serde_json::Value,
+    /// The version the agent last reported for this key, and whether it was applied.
+    pub applied: Option<(u64, bool)>,
+    /// The agent's answer for that version.
+    pub detail: Option<serde_json::Value>,
+    /// When it was last set.
+    pub updated_at: Timestamp,
+}
+
+impl DesiredRecord {
+    /// Whether the agent applied this version (or a later one) successfully.
+    pub fn converged(&self) -> bool {
+        matches!(self.applied, Some((v, true)) if v >= self.version)
+    }
 }

@@ -50,7 +50,7 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{BoxError, Error, Result};
 pub use id::{ApiKeyId, AuditId, BindingId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
 pub use page::{Page, PageRequest};
-pub use store::{AuditStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore, verify_audit};
+pub use store::{AgentStore, AuditStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore, verify_audit};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use store::{SqlStore, SqlStoreConfig};
 pub use tenancy::{Organization, Project, Tenancy, TenancyLimits};
@@ -59,7 +59,7 @@ pub use tenancy::{Organization, Project, Tenancy, TenancyLimits};
 pub mod prelude {
     pub use crate::access::Authorizer;
     pub use crate::clock::Clock;
-    pub use crate::store::{AuditStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore};
+    pub use crate::store::{AgentStore, AuditStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore};
 }
 
 #[doc(hidden)]

@@ -92,6 +92,8 @@ conformance! {
     edge::edge_services_tags_and_selectors,
     edge::a_large_import_in_one_call,
     edge::templates_are_versioned,
+    agents::agents_appear_are_managed_and_guard_their_services,
+    agents::desired_items_version_and_converge,
 }
 
 #[tokio::test]

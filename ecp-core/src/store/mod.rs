@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use crate::access::Subject;
 use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditScope, ChainHead, ChainReader, StoredRecord, VerifyReport};
 use crate::clock::Timestamp;
-use crate::edge::{EdgeLimits, EdgeSelector, EdgeService, ProbeOutcome, TagUsage, TemplateRecord};
+use crate::edge::{Agent, AgentFilter, AgentId, DesiredRecord, EdgeLimits, EdgeSelector, EdgeService, ProbeOutcome, TagUsage, TemplateRecord};
 use crate::error::Result;
 use crate::id::{ApiKeyId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
 use crate::identity::{
@@ -529,10 +529,89 @@ pub trait EdgeStore: Send + Sync {
     async fn list_templates(&self, project: ProjectId) -> Result<Vec<TemplateRecord>>;
 }
 
+/// Edge agents: presence, management into projects, broker credentials and desired configuration.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Records an agent's hello: creates it, unmanaged, on first contact; otherwise updates its
+    /// version, hello and last-seen time. Either way it is online.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn agent_hello(&self, id: &AgentId, version: &str, hello: &serde_json::Value, at: Timestamp) -> Result<Agent>;
+    /// Records presence (a status message, a heartbeat, or missed heartbeats); unknown agents are
+    /// ignored (`Ok(false)`).
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn set_agent_presence(&self, id: &AgentId, online: bool, at: Timestamp) -> Result<bool>;
+    /// One agent.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn get_agent(&self, id: &AgentId) -> Result<Agent>;
+    /// Agents matching `filter`, in id order.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad page, `Backend`.
+    async fn list_agents(&self, filter: &AgentFilter, page: &PageRequest) -> Result<Page<Agent>>;
+    /// Manages an agent into a project under `name`, or transfers a managed one to another project.
+    ///
+    /// # Errors
+    /// `NotFound` for the agent or project, `Conflict` when it is transferred while services of
+    /// its old project are reached through it, `Backend`.
+    async fn manage_agent(&self, id: &AgentId, project: ProjectId, name: &str, audit: &AuditEvent) -> Result<Agent>;
+    /// Makes a managed agent unmanaged again.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` while a service is reached through it, `Backend`.
+    async fn unmanage_agent(&self, id: &AgentId, audit: &AuditEvent) -> Result<()>;
+    /// Deletes an agent and its desired configuration.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` while a service is reached through it, `Backend`.
+    async fn delete_agent(&self, id: &AgentId, audit: &AuditEvent) -> Result<()>;
+    /// Stores the hash of an agent's broker secret (`None` revokes it), creating the agent,
+    /// unmanaged, when it was never seen (credentials are issued before the agent first connects).
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn set_agent_secret(&self, id: &AgentId, hash: Option<&str>, at: Timestamp, audit: &AuditEvent) -> Result<()>;
+    /// Every agent's secret hash, for the broker's password file.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn agent_secrets(&self) -> Result<Vec<(AgentId, String)>>;
+    /// Sets a desired item of an agent. The same target and change as stored leave it as it is;
+    /// anything else stores it under the agent's next version. Returns the item as stored.
+    ///
+    /// # Errors
+    /// `NotFound` for the agent, `Backend`.
+    async fn put_desired(&self, id: &AgentId, key: &str, target: &str, change: &serde_json::Value, at: Timestamp) -> Result<DesiredRecord>;
+    /// An agent's desired items, by key.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn desired(&self, id: &AgentId) -> Result<Vec<DesiredRecord>>;
+    /// Records what an agent reported for a desired item; reports for a key it does not have, or
+    /// for an older version than already recorded, are ignored (`Ok(false)`).
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn record_applied(
+        &self,
+        id: &AgentId,
+        key: &str,
+        version: u64,
+        ok: bool,
+        detail: &serde_json::Value,
+        at: Timestamp,
+    ) -> Result<bool>;
+}
+
 /// Everything ecp-rs persists. Object-safe: hosts hold an `Arc<dyn Store>`, and may bring their own
 /// backend by implementing the sub-traits.
 #[async_trait]
-pub trait Store: TenancyStore + IdentityStore + AuditStore + TaskStore + EdgeStore + Send + Sync + Debug + 'static {
+pub trait Store: TenancyStore + IdentityStore + AuditStore + TaskStore + EdgeStore + AgentStore + Send + Sync + Debug + 'static {
     /// The backend's name (`"sqlite"`, `"postgres"`).
     fn backend(&self) -> &'static str;
 

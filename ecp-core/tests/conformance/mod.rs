@@ -1,5 +1,6 @@
 //! The conformance tests, written once against `dyn Store`.
 
+pub(crate) mod agents;
 pub(crate) mod audit;
 pub(crate) mod edge;
 pub(crate) mod identity;

@@ -208,8 +208,8 @@ pub struct Event {
 /// An HTTP request to tunnel to a local service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpRequest {
-    /// The local service's name at the agent.
-    pub service: String,
+    /// The local service, as `host:port`: it must be on the agent's allow-list.
+    pub target: String,
     /// The method.
     pub method: String,
     /// The path and query, relative to the service's URL.
@@ -259,8 +259,8 @@ pub enum Command {
     Status,
     /// Restart a local service the agent is allowed to restart.
     Restart {
-        /// The service's name at the agent.
-        service: String,
+        /// The local service, as `host:port`.
+        target: String,
     },
     /// Apply one desired item now (at most once per key and version) and answer with the outcome.
     Apply(DesiredItem),
@@ -310,8 +310,8 @@ pub struct DesiredItem {
     pub key: String,
     /// Its version, increasing per agent.
     pub version: u64,
-    /// The local service it applies to.
-    pub service: String,
+    /// The local service it applies to, as `host:port`.
+    pub target: String,
     /// The change.
     pub change: ConfigChange,
 }
@@ -621,20 +621,20 @@ mod tests {
         round_trip(Message::Heartbeat(Heartbeat { seq: 4, uptime_secs: 40, services: vec![], metrics: [("rss_bytes".into(), 1.0e6)].into() }));
         round_trip(Message::Event(Event { level: Level::Warning, message: "x".into(), fields: BTreeMap::new() }));
         round_trip(Message::Command(Command::Http(HttpRequest {
-            service: "nx".into(),
+            target: "127.0.0.1:8085".into(),
             method: "GET".into(),
             path: "/api/version".into(),
             headers: vec![("accept".into(), "application/json".into())],
             body: Some(encode_body(b"{}")),
         })));
-        round_trip(Message::Command(Command::Restart { service: "nx".into() }));
+        round_trip(Message::Command(Command::Restart { target: "127.0.0.1:8085".into() }));
         round_trip(Message::Reply(Reply::Error { code: ErrorCode::Forbidden, message: "no".into() }));
         round_trip(Message::Desired(Desired {
             version: 2,
             items: vec![DesiredItem {
                 key: "stream:s".into(),
                 version: 2,
-                service: "nx".into(),
+                target: "127.0.0.1:8085".into(),
                 change: ConfigChange::EkuiperStream { name: "s".into(), sql: "CREATE STREAM s () WITH (TYPE=\"memory\")".into() },
             }],
         }));

@@ -15,66 +15,12 @@
 //! | `…/cmd` | hub → agent | 1 | no |
 //! | `…/desired` | hub → agent | 1 | yes |
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
+pub use ecp_core::edge::AgentId;
 
 use crate::error::{Error, Result};
 
 /// The default topic prefix.
 pub const DEFAULT_PREFIX: &str = "ecp";
-
-/// The longest agent id.
-pub const MAX_AGENT_ID: usize = 64;
-
-/// An agent's id: 1–64 characters of `A-Z a-z 0-9 _ -`. It is also the agent's MQTT username and
-/// client id, so it can never hold a topic wildcard or separator.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct AgentId(String);
-
-impl AgentId {
-    /// Checks `id`.
-    ///
-    /// # Errors
-    /// `InvalidInput` when it is empty, too long, or holds another character.
-    pub fn new(id: impl Into<String>) -> Result<Self> {
-        let id = id.into();
-        check_segment("agent id", &id, MAX_AGENT_ID)?;
-        Ok(AgentId(id))
-    }
-
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AgentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for AgentId {
-    type Error = Error;
-    fn try_from(value: String) -> Result<Self> {
-        AgentId::new(value)
-    }
-}
-
-impl From<AgentId> for String {
-    fn from(value: AgentId) -> Self {
-        value.0
-    }
-}
-
-impl std::str::FromStr for AgentId {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        AgentId::new(s)
-    }
-}
 
 /// Checks one topic segment (agent id, hub id, prefix level): 1..=`max` of `A-Z a-z 0-9 _ -`.
 pub(crate) fn check_segment(what: &'static str, s: &str, max: usize) -> Result<()> {
@@ -203,7 +149,7 @@ impl Topics {
     pub fn parse(&self, topic: &str) -> Option<(AgentId, Channel)> {
         let rest = topic.strip_prefix(&self.prefix)?.strip_prefix("/agents/")?;
         let mut parts = rest.split('/');
-        let agent = AgentId::new(parts.next()?).ok()?;
+        let agent = AgentId::new(parts.next()?.to_owned()).ok()?;
         let channel = Channel::parse(parts.next()?)?;
         match (channel, parts.next(), parts.next()) {
             (Channel::Reply, Some(hub), None) if check_segment("hub id", hub, 64).is_ok() => Some((agent, channel)),

@@ -11,7 +11,7 @@ use super::{OnViolation, Sql, SqlStore, col, col_opt_ts, col_parse, col_ts, col_
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::edge::{
-    Credentials, EdgeKind, EdgeLimits, EdgeSelector, EdgeService, EdgeStatus, ManagementMode, ProbeOutcome, TagUsage, TemplateRecord,
+    AgentId, Credentials, EdgeKind, EdgeLimits, EdgeSelector, EdgeService, EdgeStatus, ManagementMode, ProbeOutcome, TagUsage, TemplateRecord,
 };
 use crate::error::{Error, Result};
 use crate::id::{EdgeServiceId, ProjectId};
@@ -19,9 +19,9 @@ use crate::page::{Page, PageRequest};
 use crate::store::EdgeStore;
 use crate::tenancy::model::name_key;
 
-const COLUMNS: &str = "id, project_id, name, kind, mode, endpoint, cred_kind, cred_user, cred_secret, version, status, last_seen, \
-                       missed_probes, created_at, updated_at";
-/// Services per multi-row insert (17 parameters each).
+const COLUMNS: &str = "id, project_id, name, kind, mode, endpoint, cred_kind, cred_user, cred_secret, agent_id, version, status, \
+                       last_seen, missed_probes, created_at, updated_at";
+/// Services per multi-row insert (18 parameters each).
 const CHUNK: usize = 200;
 
 fn integrity(reason: String) -> Error {
@@ -49,6 +49,10 @@ fn service_from_row(row: &AnyRow) -> Result<EdgeService> {
         mode: ManagementMode::parse(&mode).ok_or_else(|| integrity(format!("management mode {mode:?}")))?,
         endpoint: col(row, "endpoint")?,
         credentials,
+        agent: col::<Option<String>>(row, "agent_id")?
+            .map(AgentId::new)
+            .transpose()
+            .map_err(|e| integrity(format!("agent id: {e}")))?,
         tags: Vec::new(),
         version: col(row, "version")?,
         status: EdgeStatus::parse(&status).ok_or_else(|| integrity(format!("edge status {status:?}")))?,
@@ -152,7 +156,7 @@ impl SqlStore {
             let mut res = Sql::new("INSERT INTO resources (id, project_id, kind, name, name_key, created_at) VALUES ");
             let mut svc = Sql::new(
                 "INSERT INTO edge_services (id, project_id, name, name_key, kind, mode, endpoint, cred_kind, cred_user, cred_secret, \
-                 version, status, last_seen, missed_probes, created_at, updated_at) VALUES ",
+                 agent_id, version, status, last_seen, missed_probes, created_at, updated_at) VALUES ",
             );
             let mut tags = Sql::new("INSERT INTO edge_service_tags (service_id, project_id, tag) VALUES ");
             let mut any_tag = false;
@@ -164,7 +168,8 @@ impl SqlStore {
                 svc.push(sep).bind(s.id.to_string()).push(", ").bind(s.project.to_string()).push(", ").bind(s.name.clone());
                 svc.push(", ").bind(name_key(&s.name)).push(", ").bind(s.kind.as_str().to_owned()).push(", ");
                 svc.bind(s.mode.as_str().to_owned()).push(", ").bind(s.endpoint.clone()).push(", ").bind(ck.to_owned()).push(", ");
-                svc.bind(cu).push(", ").bind(cs).push(", ").bind(s.version.clone()).push(", ").bind(s.status.as_str().to_owned());
+                svc.bind(cu).push(", ").bind(cs).push(", ").bind(s.agent.as_ref().map(|a| a.as_str().to_owned())).push(", ");
+                svc.bind(s.version.clone()).push(", ").bind(s.status.as_str().to_owned());
                 svc.push(", ").bind(opt_ts(s.last_seen)).push(", ").bind(i64::from(s.missed_probes)).push(", ");
                 svc.bind(ts(s.created_at)).push(", ").bind(ts(s.updated_at)).push(")");
                 for t in &s.tags {
@@ -367,7 +372,7 @@ impl EdgeStore for SqlStore {
         let (ck, cu, cs) = credential_columns(&s.credentials);
         let done = sqlx::query(
             "UPDATE edge_services SET name = $1, name_key = $2, endpoint = $3, cred_kind = $4, cred_user = $5, cred_secret = $6, \
-             updated_at = $7 WHERE id = $8",
+             agent_id = $7, mode = $8, updated_at = $9 WHERE id = $10",
         )
         .bind(s.name.clone())
         .bind(name_key(&s.name))
@@ -375,6 +380,8 @@ impl EdgeStore for SqlStore {
         .bind(ck)
         .bind(cu)
         .bind(cs)
+        .bind(s.agent.as_ref().map(|a| a.as_str().to_owned()))
+        .bind(s.mode.as_str())
         .bind(ts(s.updated_at))
         .bind(s.id.to_string())
         .execute(&mut *tx)

@@ -4,6 +4,7 @@
 //! microsecond times, `$n` parameters); where they differ (how a write transaction starts, pragmas)
 //! the [`Dialect`] decides.
 
+mod agent;
 mod audit;
 mod edge;
 mod identity;
@@ -190,6 +191,7 @@ fn migrator() -> Migrator {
         m(1, "foundation", include_str!("../../../migrations/0001_foundation.sql")),
         m(2, "tasks", include_str!("../../../migrations/0002_tasks.sql")),
         m(3, "edge", include_str!("../../../migrations/0003_edge.sql")),
+        m(4, "agents", include_str!("../../../migrations/0004_agents.sql")),
     ])
 }
 

@@ -287,6 +287,15 @@ impl TenancyStore for SqlStore {
                 ),
             ));
         }
+        let agents = sqlx::query("SELECT COUNT(*) AS n FROM agents WHERE project_id = $1")
+            .bind(id_s.clone())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        let agents = super::col_u64(&agents, "n")?;
+        if agents > 0 {
+            return Err(Error::conflict("project", id, format!("it still holds {agents} managed edge agents")));
+        }
         let deleted =
             sqlx::query("DELETE FROM projects WHERE id = $1 AND org_id = $2").bind(id_s).bind(org).execute(&mut *tx).await.on_violation(
                 || Error::conflict("project", id, "still referenced"),

@@ -1,0 +1,104 @@
+use ecp_core::edge::{AgentFilter, AgentId, Credentials, EdgeKind, EdgeLimits, EdgeService, ManagementMode};
+use ecp_core::prelude::*;
+use ecp_core::{Organization, PageRequest, Project, TenancyLimits};
+use serde_json::json;
+
+use super::ev;
+use crate::Fixture;
+
+async fn project(f: &Fixture, org: &str) -> Project {
+    let o = Organization::new(org, f.clock.now()).unwrap();
+    f.store.create_org(&o, &TenancyLimits::default(), &ev("organization.create")).await.unwrap();
+    let p = Project::new(o.id, "p", f.clock.now()).unwrap();
+    f.store.create_project(&p, &TenancyLimits::default(), &ev("project.create")).await.unwrap();
+    p
+}
+
+pub(crate) async fn agents_appear_are_managed_and_guard_their_services(f: &Fixture) {
+    let s = f.store.as_ref();
+    let (p1, p2) = (project(f, "acme").await, project(f, "globex").await);
+    let a = AgentId::new("edge-a").unwrap();
+    let b = AgentId::new("edge-b").unwrap();
+
+    // Credentials issued before the first connection create the agent, unmanaged and offline.
+    s.set_agent_secret(&b, Some("$7$101$x$y"), f.clock.now(), &ev("agent.credentials")).await.unwrap();
+    let got = s.get_agent(&b).await.unwrap();
+    assert!(got.has_secret && !got.online && got.project.is_none());
+    assert_eq!(s.agent_secrets().await.unwrap(), vec![(b.clone(), "$7$101$x$y".to_owned())]);
+
+    // A hello creates an unknown agent, unmanaged and online; a second one updates it.
+    let hello = json!({"services": [{"name": "nx", "kind": "neuronex", "url": "http://127.0.0.1:8085"}]});
+    let first = s.agent_hello(&a, "0.1.0", &hello, f.clock.now()).await.unwrap();
+    assert!(first.online && first.project.is_none() && !first.has_secret);
+    assert_eq!(first.hello, hello);
+    s.agent_hello(&a, "0.1.1", &hello, f.clock.now()).await.unwrap();
+    assert_eq!(s.get_agent(&a).await.unwrap().version.as_deref(), Some("0.1.1"));
+    assert!(s.get_agent(&AgentId::new("nobody").unwrap()).await.unwrap_err().is_not_found());
+    assert!(!s.set_agent_presence(&AgentId::new("nobody").unwrap(), true, f.clock.now()).await.unwrap());
+
+    let unmanaged = s.list_agents(&AgentFilter { managed: Some(false), ..Default::default() }, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(unmanaged.items.len(), 2);
+    let online = s.list_agents(&AgentFilter { online: Some(true), ..Default::default() }, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(online.items.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), vec!["edge-a"]);
+
+    // Manage into p1; a service is reached through it.
+    let managed = s.manage_agent(&a, p1.id, "line 1 gateway", &ev("agent.manage")).await.unwrap();
+    assert_eq!(managed.project, Some(p1.id));
+    let in_p1 = s.list_agents(&AgentFilter { project: Some(p1.id), ..Default::default() }, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(in_p1.items.len(), 1);
+    let svc = EdgeService::new(p1.id, "nx-1", EdgeKind::NeuronEx, ManagementMode::Direct, "http://127.0.0.1:8085", Credentials::None, vec![], f.clock.now())
+        .unwrap()
+        .through_agent(a.clone());
+    let limits = EdgeLimits::new(100, 3).unwrap();
+    s.create_edge_services(std::slice::from_ref(&svc), &limits, &ev("edge_service.register")).await.unwrap().pop().unwrap().unwrap();
+    let stored = s.get_edge_service(svc.id).await.unwrap();
+    assert_eq!((stored.mode, stored.agent.as_ref()), (ManagementMode::Agent, Some(&a)));
+
+    // While it serves: no transfer, no unmanage, no delete; the project cannot go either.
+    assert!(s.manage_agent(&a, p2.id, "moved", &ev("agent.transfer")).await.unwrap_err().is_conflict());
+    assert!(s.unmanage_agent(&a, &ev("agent.unmanage")).await.unwrap_err().is_conflict());
+    assert!(s.delete_agent(&a, &ev("agent.delete")).await.unwrap_err().is_conflict());
+    // Renaming within the same project is fine.
+    s.manage_agent(&a, p1.id, "renamed", &ev("agent.manage")).await.unwrap();
+
+    s.delete_edge_service(svc.id, &ev("edge_service.delete")).await.unwrap();
+    assert!(s.delete_project(p1.id, &ev("project.delete")).await.unwrap_err().is_conflict(), "a project holding an agent stays");
+    let moved = s.manage_agent(&a, p2.id, "moved", &ev("agent.transfer")).await.unwrap();
+    assert_eq!(moved.project, Some(p2.id));
+    s.delete_project(p1.id, &ev("project.delete")).await.unwrap();
+    s.unmanage_agent(&a, &ev("agent.unmanage")).await.unwrap();
+    s.delete_agent(&a, &ev("agent.delete")).await.unwrap();
+    assert!(s.get_agent(&a).await.unwrap_err().is_not_found());
+}
+
+pub(crate) async fn desired_items_version_and_converge(f: &Fixture) {
+    let s = f.store.as_ref();
+    let a = AgentId::new("edge-d").unwrap();
+    s.agent_hello(&a, "0.1.0", &json!({}), f.clock.now()).await.unwrap();
+    let stream = json!({"kind": "ekuiper_stream", "name": "s", "sql": "CREATE STREAM s () WITH (TYPE=\"memory\")"});
+    let one = s.put_desired(&a, "stream:s", "127.0.0.1:8085", &stream, f.clock.now()).await.unwrap();
+    assert_eq!((one.version, one.applied), (1, None));
+    // The same change again keeps its version: a retried delivery is not a new one.
+    assert_eq!(s.put_desired(&a, "stream:s", "127.0.0.1:8085", &stream, f.clock.now()).await.unwrap().version, 1);
+    let rule = json!({"kind": "ekuiper_rule", "id": "r", "sql": "SELECT * FROM s", "actions": []});
+    assert_eq!(s.put_desired(&a, "rule:r", "127.0.0.1:8085", &rule, f.clock.now()).await.unwrap().version, 2);
+    assert!(s.record_applied(&a, "stream:s", 1, true, &json!({"created": true}), f.clock.now()).await.unwrap());
+    let items = s.desired(&a).await.unwrap();
+    assert_eq!(items.iter().map(|d| (d.key.as_str(), d.converged())).collect::<Vec<_>>(), vec![("rule:r", false), ("stream:s", true)]);
+    assert_eq!(items[1].detail, Some(json!({"created": true})));
+
+    // A changed stream gets the next version and is no longer converged.
+    let stream2 = json!({"kind": "ekuiper_stream", "name": "s", "sql": "CREATE STREAM s (a bigint) WITH (TYPE=\"memory\")"});
+    let three = s.put_desired(&a, "stream:s", "127.0.0.1:8085", &stream2, f.clock.now()).await.unwrap();
+    assert_eq!(three.version, 3);
+    assert!(!three.converged());
+    // A late report of the old version does not move the record backwards, nor does one for a
+    // version that was never desired or a key that does not exist.
+    assert!(s.record_applied(&a, "stream:s", 3, false, &json!("boom"), f.clock.now()).await.unwrap());
+    assert!(!s.record_applied(&a, "stream:s", 1, true, &json!({}), f.clock.now()).await.unwrap());
+    assert!(!s.record_applied(&a, "stream:s", 9, true, &json!({}), f.clock.now()).await.unwrap());
+    assert!(!s.record_applied(&a, "nope", 1, true, &json!({}), f.clock.now()).await.unwrap());
+    let now = s.desired(&a).await.unwrap();
+    assert_eq!(now[1].applied, Some((3, false)));
+    assert!(s.put_desired(&AgentId::new("ghost").unwrap(), "k", "t", &stream, f.clock.now()).await.unwrap_err().is_not_found());
+}
