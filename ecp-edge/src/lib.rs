@@ -17,6 +17,7 @@ pub mod driver;
 pub mod error;
 pub mod fleet;
 pub mod import;
+mod managed;
 pub mod template;
 pub mod transport;
 
