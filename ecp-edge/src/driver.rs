@@ -91,6 +91,11 @@ impl Capabilities {
         )
     }
 
+    /// Adds `op`.
+    pub fn insert(&mut self, op: EdgeOperation) {
+        self.0.insert(op);
+    }
+
     /// Whether `op` is supported.
     pub fn supports(&self, op: EdgeOperation) -> bool {
         self.0.contains(&op)

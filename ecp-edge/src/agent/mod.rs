@@ -4,8 +4,20 @@
 //! The wire protocol is written down in `docs/agent-protocol.md`.
 
 pub mod acl;
+#[cfg(feature = "mqtt")]
+pub mod driver;
+#[cfg(feature = "mqtt")]
+pub mod hub;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 pub mod proto;
 pub mod topics;
 
 pub use proto::{DecodeError, Envelope, Message, RejectReason};
 pub use topics::{AgentId, Channel, Topics};
+#[cfg(feature = "mqtt")]
+pub use driver::{AgentDriver, TunnelTransport, desired_key};
+#[cfg(feature = "mqtt")]
+pub use hub::{AgentHub, AgentHubConfig, HubEvent, HubStats};
+#[cfg(feature = "mqtt")]
+pub use mqtt::{MqttConfig, MqttTls};

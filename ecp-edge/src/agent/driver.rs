@@ -1,0 +1,237 @@
+//! The agent backend (feature `mqtt`): [`TunnelTransport`] carries the product adapters' HTTP
+//! requests through an edge agent, and [`AgentDriver`] manages services reached that way with the
+//! same logic as the direct driver, except configuration, which goes through the agent's desired
+//! state so that an agent that was away converges when it returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ecp_core::edge::{AgentId, EdgeService};
+use ecp_core::task::IdempotencyKey;
+use serde_json::Value;
+
+use super::hub::AgentHub;
+use super::proto::{self, Command, ErrorCode, HttpRequest, HttpResponse, Reply};
+use crate::driver::{Capabilities, EdgeDriver, EdgeInfo, EdgeOperation, Health};
+use crate::error::{Error, Result};
+use crate::managed::{self, Client, Clients};
+use crate::template::ConfigChange;
+use crate::transport::EdgeTransport;
+
+/// The JSON and base64 overhead of a tunnelled request or answer, beyond its body.
+const ENVELOPE_OVERHEAD: usize = 4096;
+
+/// An [`EdgeTransport`] that sends each request as an `http` command to an edge agent, which
+/// calls the local service at `target` (`host:port`, on the agent's allow-list) and returns its
+/// answer. Bodies travel base64-encoded in one message: a request or answer whose encoding would
+/// exceed the broker payload limit is refused with `TooLarge` (about 190 KiB of body with the
+/// default 256 KiB limit).
+#[derive(Debug, Clone)]
+pub struct TunnelTransport {
+    hub: AgentHub,
+    agent: AgentId,
+    target: String,
+    base_path: String,
+    timeout: Option<Duration>,
+    max_payload: usize,
+}
+
+impl TunnelTransport {
+    /// Requests to the service at `endpoint` (its URL as the agent sees it) through `agent`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an endpoint that is not an http(s) URL with a host.
+    pub fn new(hub: AgentHub, agent: AgentId, endpoint: &str, max_payload: usize) -> Result<Self> {
+        let (target, base_path) = split_endpoint(endpoint)?;
+        Ok(TunnelTransport { hub, agent, target, base_path, timeout: None, max_payload })
+    }
+
+    /// Waits `timeout` for each answer instead of the hub's default.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The local service, as `host:port`.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+}
+
+/// The `host:port` of an http(s) endpoint (the scheme's port when none is given) and its path
+/// without a trailing `/`.
+pub(crate) fn split_endpoint(endpoint: &str) -> Result<(String, String)> {
+    let bad = |reason: &'static str| Error::Core(ecp_core::Error::invalid("endpoint", reason));
+    let url = url::Url::parse(endpoint).map_err(|_| bad("not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("must be http or https"));
+    }
+    let host = url.host_str().ok_or_else(|| bad("has no host"))?;
+    let port = url.port_or_known_default().ok_or_else(|| bad("has no port"))?;
+    Ok((format!("{host}:{port}"), url.path().trim_end_matches('/').to_owned()))
+}
+
+#[async_trait]
+impl EdgeTransport for TunnelTransport {
+    async fn send(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+        let endpoint = format!("{} {}", request.method(), request.uri().path());
+        let (parts, body) = request.into_parts();
+        let encoded = body.len().div_ceil(3) * 4 + ENVELOPE_OVERHEAD;
+        if encoded > self.max_payload {
+            return Err(Error::TooLarge { endpoint, size: body.len(), limit: self.max_payload.saturating_sub(ENVELOPE_OVERHEAD) / 4 * 3 });
+        }
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let headers = parts
+            .headers
+            .iter()
+            .filter(|(n, _)| *n != http::header::HOST)
+            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
+            .collect();
+        let command = Command::Http(HttpRequest {
+            target: self.target.clone(),
+            method: parts.method.as_str().to_owned(),
+            path: format!("{}{path}", self.base_path),
+            headers,
+            body: (!body.is_empty()).then(|| proto::encode_body(&body)),
+        });
+        let reply = self.hub.request(&self.agent, command, self.timeout).await.map_err(|e| match e {
+            Error::Transport { retryable, source, .. } => Error::Transport { endpoint: endpoint.clone(), retryable, source },
+            Error::TooLarge { size, limit, .. } => Error::TooLarge { endpoint: endpoint.clone(), size, limit },
+            other => other,
+        })?;
+        let result = match reply {
+            Reply::Ok { result } => result,
+            Reply::Error { code, message } => return Err(reply_error(&endpoint, &self.agent, code, message, self.max_payload)),
+        };
+        let answer: HttpResponse =
+            serde_json::from_value(result).map_err(|e| Error::Decode { endpoint: endpoint.clone(), reason: format!("agent answer: {e}") })?;
+        let body = proto::decode_body(&answer.body).map_err(|e| Error::Decode { endpoint: endpoint.clone(), reason: format!("agent body: {e}") })?;
+        let mut response = http::Response::builder().status(answer.status);
+        for (name, value) in &answer.headers {
+            response = response.header(name, value);
+        }
+        response.body(Bytes::from(body)).map_err(|e| Error::Decode { endpoint, reason: format!("agent answer: {e}") })
+    }
+
+    fn describe(&self) -> String {
+        format!("agent {} → {}{}", self.agent, self.target, self.base_path)
+    }
+}
+
+fn reply_error(endpoint: &str, agent: &AgentId, code: ErrorCode, message: String, limit: usize) -> Error {
+    let endpoint = endpoint.to_owned();
+    match code {
+        ErrorCode::TooLarge => Error::TooLarge { endpoint, size: limit, limit },
+        ErrorCode::Unreachable => Error::Transport { endpoint, retryable: true, source: format!("agent {agent}: {message}").into() },
+        ErrorCode::Unsupported => Error::Core(ecp_core::Error::unsupported("agent command", "agent")),
+        ErrorCode::Forbidden => Error::Api { endpoint, status: 403, code: None, message: Some(format!("agent {agent} refused: {message}")) },
+        _ => Error::Api { endpoint, status: 502, code: None, message: Some(format!("agent {agent}: {message}")) },
+    }
+}
+
+/// The driver of services reached through edge agents; see the [module docs](self).
+///
+/// | operation | how |
+/// |---|---|
+/// | probe, info sync | the direct driver's calls, tunnelled through the agent |
+/// | configuration | a desired item of the agent (`stream:s`, `rule:r`, `node:n`, `nanomq:config`, `call:METHOD path`), applied by the agent at most once per version |
+/// | restart | the agent's `restart` command, where its configuration allows it |
+#[derive(Debug)]
+pub struct AgentDriver {
+    hub: AgentHub,
+    clients: Clients,
+    apply_timeout: Duration,
+    max_payload: usize,
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients").field("len", &self.len()).finish()
+    }
+}
+
+impl AgentDriver {
+    /// A driver over `hub`; configuration deliveries wait `apply_timeout` for the agent's report.
+    pub fn new(hub: AgentHub, apply_timeout: Duration, max_payload: usize) -> Self {
+        AgentDriver { hub, clients: Clients::default(), apply_timeout, max_payload }
+    }
+
+    fn agent_of(service: &EdgeService) -> Result<&AgentId> {
+        service.agent.as_ref().ok_or_else(|| Error::Core(ecp_core::Error::invalid("service", "is not reached through an agent")))
+    }
+
+    fn client(&self, service: &EdgeService) -> Result<Client> {
+        let agent = Self::agent_of(service)?.clone();
+        self.clients.get(service, || {
+            Ok(Arc::new(TunnelTransport::new(self.hub.clone(), agent, &service.endpoint, self.max_payload)?) as Arc<dyn EdgeTransport>)
+        })
+    }
+}
+
+/// The desired-state key of a change: what it configures, so a newer change of the same thing
+/// replaces the older one.
+pub fn desired_key(change: &ConfigChange) -> String {
+    let key = match change {
+        ConfigChange::NeuronSouthDevice { node, .. } => format!("node:{node}"),
+        ConfigChange::EkuiperStream { name, .. } => format!("stream:{name}"),
+        ConfigChange::EkuiperRule { id, .. } => format!("rule:{id}"),
+        ConfigChange::NanoMqConfig { .. } => "nanomq:config".to_owned(),
+        ConfigChange::RawApiCall { method, path, .. } => format!("call:{} {path}", method.to_uppercase()),
+    };
+    key.chars().take(200).collect()
+}
+
+#[async_trait]
+impl EdgeDriver for AgentDriver {
+    fn backend(&self) -> &'static str {
+        "agent"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut c = Capabilities::managed();
+        c.insert(EdgeOperation::Restart);
+        c
+    }
+
+    fn forget(&self, service: &EdgeService) {
+        self.clients.forget(service.id);
+    }
+
+    async fn probe(&self, service: &EdgeService) -> Result<Health> {
+        managed::probe(&self.client(service)?).await
+    }
+
+    async fn sync_info(&self, service: &EdgeService) -> Result<EdgeInfo> {
+        managed::sync_info(&self.client(service)?, "agent (custom service)").await
+    }
+
+    async fn apply(&self, service: &EdgeService, change: &ConfigChange, key: &IdempotencyKey) -> Result<Value> {
+        let _ = key; // The agent deduplicates by item key and version.
+        change.validate()?;
+        let agent = Self::agent_of(service)?;
+        let (target, _) = split_endpoint(&service.endpoint)?;
+        let item = desired_key(change);
+        let applied = self.hub.deliver(agent, &item, &target, change, self.apply_timeout).await?;
+        if applied.ok {
+            Ok(applied.detail)
+        } else {
+            let message = match &applied.detail {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Err(Error::Api { endpoint: format!("agent {agent}: apply {item} v{}", applied.version), status: 422, code: None, message: Some(message) })
+        }
+    }
+
+    async fn restart(&self, service: &EdgeService) -> Result<()> {
+        let agent = Self::agent_of(service)?;
+        let (target, _) = split_endpoint(&service.endpoint)?;
+        match self.hub.request(agent, Command::Restart { target }, None).await? {
+            Reply::Ok { .. } => Ok(()),
+            Reply::Error { code, message } => Err(reply_error("restart", agent, code, message, self.max_payload)),
+        }
+    }
+}

@@ -1,0 +1,725 @@
+//! [`AgentHub`]: the cloud side of the agent protocol (feature `mqtt`).
+//!
+//! One hub per control-plane replica holds one MQTT 5 connection. It
+//!
+//! - records every agent that says hello (unknown agents appear unmanaged in the store);
+//! - tracks presence from the agents' retained status (their last will says offline), their
+//!   heartbeats, and missed heartbeats (`missed_heartbeats` intervals of silence make an agent
+//!   offline);
+//! - sends commands as MQTT 5 requests (a response topic of its own and unique correlation data),
+//!   matches replies to requests by correlation data *and* agent, and times requests out;
+//! - keeps each agent's desired configuration in the store, publishes it retained, and records
+//!   what the agent reports it applied; an agent that was away gets its desired configuration
+//!   again when it says hello, so it converges without anyone acting.
+//!
+//! Replicas share the agents' traffic with `shared_group` (`$share/{group}/…` subscriptions);
+//! replies come back on each hub's own response topic.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ecp_core::edge::{AgentId, DesiredRecord};
+use ecp_core::{Clock, Store};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop};
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::mqtt::{MqttConfig, qos};
+use super::proto::{
+    self, Applied, CodecStats, Command, Desired, DesiredItem, Envelope, Event as AgentEvent, Heartbeat, Hello, Message, RejectReason,
+    Reply,
+};
+use super::topics::{Channel, Topics, check_segment};
+use crate::error::{Error, Result};
+use crate::template::ConfigChange;
+
+/// The settings of an [`AgentHub`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AgentHubConfig {
+    /// This hub's id: its MQTT client id is `ecp-hub-{id}` and its replies come on
+    /// `…/reply/{id}` (default: `hub-` and 8 random hex digits).
+    pub hub_id: String,
+    /// The topic layout.
+    pub topics: Topics,
+    /// The broker.
+    pub mqtt: MqttConfig,
+    /// How long a command waits for its reply by default (15 s).
+    pub request_timeout: Duration,
+    /// Heartbeat intervals of silence after which an agent is offline (3).
+    pub missed_heartbeats: u32,
+    /// The shared-subscription group of several replicas, if any.
+    pub shared_group: Option<String>,
+    /// The most requests waiting for replies at once (65,536).
+    pub max_pending: usize,
+}
+
+impl AgentHubConfig {
+    /// A hub on `mqtt` with the default settings.
+    pub fn new(mqtt: MqttConfig) -> Self {
+        AgentHubConfig {
+            hub_id: format!("hub-{:08x}", fastrand::u32(..)),
+            topics: Topics::default(),
+            mqtt,
+            request_timeout: Duration::from_secs(15),
+            missed_heartbeats: 3,
+            shared_group: None,
+            max_pending: 65_536,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_segment("hub id", &self.hub_id, 64)?;
+        if let Some(g) = &self.shared_group {
+            check_segment("shared group", g, 64)?;
+        }
+        if self.missed_heartbeats == 0 || self.max_pending == 0 || self.request_timeout.is_zero() {
+            return Err(Error::Core(ecp_core::Error::invalid("hub", "missed_heartbeats, max_pending and request_timeout must not be 0")));
+        }
+        self.mqtt.validate()
+    }
+}
+
+/// Something the hub heard, for hosts that watch agents (telemetry, logs, UIs).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum HubEvent {
+    /// An agent said hello.
+    Hello(AgentId),
+    /// An agent came online.
+    Online(AgentId),
+    /// An agent went offline (its will, its own status, or missed heartbeats).
+    Offline(AgentId),
+    /// A heartbeat.
+    Heartbeat(AgentId, Heartbeat),
+    /// An event from the edge.
+    Event(AgentId, AgentEvent),
+    /// A desired item was applied (or failed).
+    Applied(AgentId, Applied),
+}
+
+/// Counters of the hub.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Connections to the broker made.
+    pub connects: u64,
+    /// Messages received from agents.
+    pub received: u64,
+    /// Commands sent.
+    pub requests: u64,
+    /// Commands that timed out.
+    pub timeouts: u64,
+    /// Messages dropped because the hub's queue was full.
+    pub overloaded: u64,
+    /// Rejected messages, by reason.
+    pub rejected: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug)]
+struct Presence {
+    online: bool,
+    last_seen: Instant,
+    heartbeat: Duration,
+    last: Option<Heartbeat>,
+}
+
+struct Pending {
+    agent: AgentId,
+    tx: oneshot::Sender<Reply>,
+}
+
+type ReportWaiters = HashMap<(AgentId, String), Vec<(u64, oneshot::Sender<Applied>)>>;
+
+struct Inner {
+    config: AgentHubConfig,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    client: AsyncClient,
+    connected: watch::Sender<bool>,
+    corr_prefix: u64,
+    corr_next: AtomicU64,
+    pending: Mutex<HashMap<u128, Pending>>,
+    reports: Mutex<ReportWaiters>,
+    presence: Mutex<HashMap<AgentId, Presence>>,
+    events: broadcast::Sender<HubEvent>,
+    codec: CodecStats,
+    connects: AtomicU64,
+    received: AtomicU64,
+    requests: AtomicU64,
+    timeouts: AtomicU64,
+    overloaded: AtomicU64,
+}
+
+/// The cloud side of the agent protocol; see the [module docs](self). Cheap to clone.
+#[derive(Clone)]
+pub struct AgentHub {
+    inner: Arc<Inner>,
+    tasks: Arc<Vec<tokio::task::AbortHandle>>,
+}
+
+impl std::fmt::Debug for AgentHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHub").field("hub_id", &self.inner.config.hub_id).field("mqtt", &self.inner.config.mqtt).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section is one insert, remove or field update: a poisoned lock is usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn transport_error(what: String, retryable: bool, source: impl Into<ecp_core::BoxError>) -> Error {
+    Error::Transport { endpoint: what, retryable, source: source.into() }
+}
+
+impl AgentHub {
+    /// Connects to the broker and starts serving; returns once the broker accepted the
+    /// connection (within the configured connect timeout).
+    ///
+    /// # Errors
+    /// `InvalidInput` for bad settings; `Transport` when the broker cannot be reached or refuses
+    /// the hub's credentials in time.
+    pub async fn connect(config: AgentHubConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self> {
+        config.validate()?;
+        let options = config.mqtt.options(&format!("ecp-hub-{}", config.hub_id), None)?;
+        let (client, eventloop) = AsyncClient::new(options, usize::from(config.mqtt.inflight).max(64) * 4);
+        let (connected, mut ready) = watch::channel(false);
+        let (events, _) = broadcast::channel(4096);
+        let inner = Arc::new(Inner {
+            store,
+            clock,
+            client,
+            connected,
+            corr_prefix: fastrand::u64(..),
+            corr_next: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            reports: Mutex::new(HashMap::new()),
+            presence: Mutex::new(HashMap::new()),
+            events,
+            codec: CodecStats::default(),
+            connects: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            overloaded: AtomicU64::new(0),
+            config,
+        });
+        let (work_tx, work_rx) = mpsc::channel(16_384);
+        let (fail_tx, mut fail_rx) = mpsc::channel::<String>(1);
+        let poll = tokio::spawn(poll_loop(inner.clone(), eventloop, work_tx, fail_tx));
+        let work = tokio::spawn(work_loop(inner.clone(), work_rx));
+        let sweep = tokio::spawn(sweep_loop(inner.clone()));
+        let hub = AgentHub { inner: inner.clone(), tasks: Arc::new(vec![poll.abort_handle(), work.abort_handle(), sweep.abort_handle()]) };
+        let deadline = inner.config.mqtt.connect_timeout + Duration::from_secs(2);
+        let outcome = tokio::time::timeout(deadline, async {
+            tokio::select! {
+                r = ready.wait_for(|c| *c) => r.map(|_| ()).map_err(|_| "the hub stopped".to_owned()),
+                Some(e) = fail_rx.recv() => Err(e),
+            }
+        })
+        .await;
+        match outcome {
+            Ok(Ok(())) => Ok(hub),
+            Ok(Err(e)) => {
+                hub.shutdown();
+                Err(transport_error(hub.broker(), false, e))
+            }
+            Err(_) => {
+                hub.shutdown();
+                Err(transport_error(hub.broker(), true, "the broker did not accept the connection in time"))
+            }
+        }
+    }
+
+    fn broker(&self) -> String {
+        format!("mqtt://{}:{}", self.inner.config.mqtt.host, self.inner.config.mqtt.port)
+    }
+
+    /// Stops the hub's tasks (requests in flight fail).
+    pub fn shutdown(&self) {
+        let _ = self.inner.client.try_disconnect();
+        for t in self.tasks.iter() {
+            t.abort();
+        }
+        let _ = self.inner.connected.send(false);
+    }
+
+    /// This hub's id.
+    pub fn hub_id(&self) -> &str {
+        &self.inner.config.hub_id
+    }
+
+    /// The topic layout.
+    pub fn topics(&self) -> &Topics {
+        &self.inner.config.topics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Whether the hub is connected to the broker now.
+    pub fn is_connected(&self) -> bool {
+        *self.inner.connected.borrow()
+    }
+
+    /// Events from agents.
+    pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> HubStats {
+        let i = &self.inner;
+        HubStats {
+            connects: i.connects.load(Ordering::Relaxed),
+            received: i.received.load(Ordering::Relaxed),
+            requests: i.requests.load(Ordering::Relaxed),
+            timeouts: i.timeouts.load(Ordering::Relaxed),
+            overloaded: i.overloaded.load(Ordering::Relaxed),
+            rejected: i.codec.snapshot().into_iter().map(|(r, n)| (r.as_str().to_owned(), n)).collect(),
+        }
+    }
+
+    /// The rejections of `reason` so far.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.inner.codec.get(reason)
+    }
+
+    /// Whether `agent` is online as this hub knows it.
+    pub fn is_online(&self, agent: &AgentId) -> bool {
+        lock(&self.inner.presence).get(agent).is_some_and(|p| p.online)
+    }
+
+    /// The agents online as this hub knows them.
+    pub fn online_agents(&self) -> Vec<AgentId> {
+        lock(&self.inner.presence).iter().filter(|(_, p)| p.online).map(|(a, _)| a.clone()).collect()
+    }
+
+    /// The latest heartbeat of `agent`.
+    pub fn last_heartbeat(&self, agent: &AgentId) -> Option<Heartbeat> {
+        lock(&self.inner.presence).get(agent).and_then(|p| p.last.clone())
+    }
+
+    /// Sends `command` to `agent` and waits up to `timeout` (default: the configured request
+    /// timeout) for its reply.
+    ///
+    /// # Errors
+    /// `Transport` (retryable) when the hub is not connected, the agent is offline, or it does
+    /// not answer in time; `TooLarge` for a command over the payload limit.
+    pub async fn request(&self, agent: &AgentId, command: Command, timeout: Option<Duration>) -> Result<Reply> {
+        let inner = &self.inner;
+        let what = format!("agent {agent}");
+        if !self.is_connected() {
+            return Err(transport_error(what, true, "the hub is not connected to the broker"));
+        }
+        if lock(&inner.presence).get(agent).is_some_and(|p| !p.online) {
+            return Err(transport_error(what, true, "the agent is offline"));
+        }
+        let payload = proto::encode(&Envelope::new(Message::Command(command)), inner.config.mqtt.max_payload)
+            .map_err(|e| encode_error(&what, e))?;
+        let corr = (u128::from(inner.corr_prefix) << 64) | u128::from(inner.corr_next.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&inner.pending);
+            if pending.len() >= inner.config.max_pending {
+                return Err(transport_error(what, true, "too many requests are waiting for replies"));
+            }
+            pending.insert(corr, Pending { agent: agent.clone(), tx });
+        }
+        let properties = PublishProperties {
+            response_topic: Some(inner.config.topics.reply(agent, &inner.config.hub_id)),
+            correlation_data: Some(Bytes::copy_from_slice(&corr.to_be_bytes())),
+            ..PublishProperties::default()
+        };
+        inner.requests.fetch_add(1, Ordering::Relaxed);
+        let topic = inner.config.topics.topic(agent, Channel::Command);
+        if let Err(e) = inner.client.publish_with_properties(topic, qos(Channel::Command), false, payload, properties).await {
+            lock(&inner.pending).remove(&corr);
+            return Err(transport_error(what, true, e));
+        }
+        let timeout = timeout.unwrap_or(inner.config.request_timeout);
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(transport_error(what, true, "the hub stopped")),
+            Err(_) => {
+                lock(&inner.pending).remove(&corr);
+                inner.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(transport_error(what, true, format!("no reply within {timeout:?}")))
+            }
+        }
+    }
+
+    /// Sets one item of `agent`'s desired configuration and waits up to `timeout` for the agent
+    /// to report it applied. The same change as already desired keeps its version, so a retried
+    /// delivery is not applied twice; one already applied returns at once.
+    ///
+    /// When the agent is away or slow, the item stays desired: the agent applies it when it
+    /// comes back (see [`converged`](Self::converged)), and this call fails with a retryable
+    /// `Transport` error.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown agent; `Transport` (retryable) when no report came in time;
+    /// `TooLarge` when the agent's desired configuration would exceed the payload limit;
+    /// `Backend`.
+    pub async fn deliver(&self, agent: &AgentId, key: &str, target: &str, change: &ConfigChange, timeout: Duration) -> Result<Applied> {
+        let inner = &self.inner;
+        let value = serde_json::to_value(change).map_err(|e| Error::Core(ecp_core::Error::invalid("change", e.to_string())))?;
+        let record = inner.store.put_desired(agent, key, target, &value, inner.clock.now()).await?;
+        if let (Some((v, ok)), Some(detail)) = (record.applied, &record.detail)
+            && v >= record.version
+        {
+            return Ok(Applied { key: record.key, version: v, ok, detail: detail.clone() });
+        }
+        let (tx, rx) = oneshot::channel();
+        lock(&inner.reports).entry((agent.clone(), key.to_owned())).or_default().push((record.version, tx));
+        if let Err(e) = self.publish_desired(agent).await {
+            remove_waiter(inner, agent, key);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(applied)) => Ok(applied),
+            _ => {
+                remove_waiter(inner, agent, key);
+                Err(transport_error(
+                    format!("agent {agent}"),
+                    true,
+                    format!("no report of {key} v{} within {timeout:?}; the agent applies it when it is back", record.version),
+                ))
+            }
+        }
+    }
+
+    /// Publishes `agent`'s whole desired configuration, retained.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Transport`, `Backend`.
+    pub async fn publish_desired(&self, agent: &AgentId) -> Result<()> {
+        publish_desired(&self.inner, agent).await
+    }
+
+    /// `agent`'s desired items and whether each is applied.
+    ///
+    /// # Errors
+    /// `Backend`.
+    pub async fn desired(&self, agent: &AgentId) -> Result<Vec<DesiredRecord>> {
+        Ok(self.inner.store.desired(agent).await?)
+    }
+
+    /// Whether `agent` applied every desired item at its latest version.
+    ///
+    /// # Errors
+    /// `Backend`.
+    pub async fn converged(&self, agent: &AgentId) -> Result<bool> {
+        Ok(self.inner.store.desired(agent).await?.iter().all(DesiredRecord::converged))
+    }
+}
+
+fn encode_error(what: &str, e: proto::EncodeError) -> Error {
+    match e {
+        proto::EncodeError::TooLarge { size, limit, .. } => Error::TooLarge { endpoint: what.to_owned(), size, limit },
+        other => Error::Core(ecp_core::Error::invalid("message", other.to_string())),
+    }
+}
+
+fn remove_waiter(inner: &Inner, agent: &AgentId, key: &str) {
+    let mut reports = lock(&inner.reports);
+    if let Some(list) = reports.get_mut(&(agent.clone(), key.to_owned())) {
+        list.retain(|(_, tx)| !tx.is_closed());
+        if list.is_empty() {
+            reports.remove(&(agent.clone(), key.to_owned()));
+        }
+    }
+}
+
+async fn publish_desired(inner: &Inner, agent: &AgentId) -> Result<()> {
+    let records = inner.store.desired(agent).await?;
+    let mut items = Vec::with_capacity(records.len());
+    for r in records {
+        let change: ConfigChange = match serde_json::from_value(r.change) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(agent = %agent, key = %r.key, error = %e, "a stored desired item is not a change this version knows; skipped");
+                continue;
+            }
+        };
+        items.push(DesiredItem { key: r.key, version: r.version, target: r.target, change });
+    }
+    let version = items.iter().map(|i| i.version).max().unwrap_or(0);
+    let what = format!("agent {agent}");
+    let payload = proto::encode(&Envelope::new(Message::Desired(Desired { version, items })), inner.config.mqtt.max_payload)
+        .map_err(|e| encode_error(&what, e))?;
+    inner
+        .client
+        .publish(inner.config.topics.topic(agent, Channel::Desired), qos(Channel::Desired), true, payload)
+        .await
+        .map_err(|e| transport_error(what, true, e))
+}
+
+/// Polls the connection: (re)subscribes on every ConnAck, answers replies at once, and hands
+/// everything else to the worker.
+async fn poll_loop(inner: Arc<Inner>, mut eventloop: EventLoop, work: mpsc::Sender<Publish>, fail: mpsc::Sender<String>) {
+    let mut attempt = 0u32;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                attempt = 0;
+                inner.connects.fetch_add(1, Ordering::Relaxed);
+                let c = &inner.config;
+                let mut filters: Vec<String> = [Channel::Hello, Channel::Status, Channel::Heartbeat, Channel::Event, Channel::Report]
+                    .into_iter()
+                    .map(|ch| {
+                        let f = c.topics.all_agents(ch, &c.hub_id);
+                        match &c.shared_group {
+                            Some(g) => format!("$share/{g}/{f}"),
+                            None => f,
+                        }
+                    })
+                    .collect();
+                filters.push(c.topics.all_agents(Channel::Reply, &c.hub_id));
+                let client = inner.client.clone();
+                let connected = inner.connected.clone();
+                // Subscribing from another task: the request channel is drained by this loop.
+                tokio::spawn(async move {
+                    for f in filters {
+                        let _ = client.subscribe(f, rumqttc::v5::mqttbytes::QoS::AtLeastOnce).await;
+                    }
+                    let _ = connected.send(true);
+                });
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                inner.received.fetch_add(1, Ordering::Relaxed);
+                let channel = std::str::from_utf8(&p.topic).ok().and_then(|t| inner.config.topics.parse(t));
+                match channel {
+                    Some((agent, Channel::Reply)) => on_reply(&inner, &agent, &p),
+                    Some(_) => {
+                        if work.try_send(p).is_err() {
+                            inner.overloaded.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    None => inner.codec.count(RejectReason::BadTopic),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = inner.connected.send(false);
+                if let ConnectionError::ConnectionRefused(code) = &e {
+                    let _ = fail.try_send(format!("the broker refused the hub: {code:?}"));
+                }
+                tracing::warn!(error = %e, "agent hub: connection to the broker lost");
+                attempt = attempt.saturating_add(1);
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+    }
+}
+
+/// Full-jitter exponential backoff: uniform in [0, min(30 s, 250 ms × 2^attempt)].
+pub(crate) fn backoff_delay(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    let cap = initial.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX)).min(max);
+    let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(fastrand::u64(0..=ms))
+}
+
+fn backoff(attempt: u32) -> Duration {
+    backoff_delay(attempt, Duration::from_millis(250), Duration::from_secs(30))
+}
+
+fn on_reply(inner: &Inner, agent: &AgentId, p: &Publish) {
+    let corr = p
+        .properties
+        .as_ref()
+        .and_then(|pr| pr.correlation_data.as_ref())
+        .and_then(|c| <[u8; 16]>::try_from(c.as_ref()).ok())
+        .map(u128::from_be_bytes);
+    let Some(corr) = corr else {
+        inner.codec.count(RejectReason::UnknownCorrelation);
+        return;
+    };
+    let envelope = match proto::decode(Channel::Reply, &p.payload, inner.config.mqtt.max_payload) {
+        Ok(e) => e,
+        Err(e) => {
+            inner.codec.count(e.reason());
+            return;
+        }
+    };
+    let Message::Reply(reply) = envelope.message else { return };
+    let mut pending = lock(&inner.pending);
+    match pending.get(&corr) {
+        // A reply must come from the agent the request went to: another agent that learned
+        // the correlation data cannot answer in its place.
+        Some(entry) if &entry.agent == agent => {
+            if let Some(entry) = pending.remove(&corr) {
+                let _ = entry.tx.send(reply);
+            }
+        }
+        Some(_) => inner.codec.count(RejectReason::BadTopic),
+        None => inner.codec.count(RejectReason::UnknownCorrelation),
+    }
+}
+
+async fn work_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Publish>) {
+    while let Some(p) = rx.recv().await {
+        let Some((agent, channel)) = std::str::from_utf8(&p.topic).ok().and_then(|t| inner.config.topics.parse(t)) else {
+            continue;
+        };
+        let envelope = match proto::decode(channel, &p.payload, inner.config.mqtt.max_payload) {
+            Ok(e) => e,
+            Err(e) => {
+                inner.codec.count(e.reason());
+                tracing::debug!(agent = %agent, error = %e, "agent hub: message rejected");
+                continue;
+            }
+        };
+        if let Err(e) = handle(&inner, &agent, envelope.message).await {
+            tracing::warn!(agent = %agent, error = %e, "agent hub: could not record a message");
+        }
+    }
+}
+
+async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result<()> {
+    let now = inner.clock.now();
+    match message {
+        Message::Hello(hello) => {
+            let value = serde_json::to_value(&hello).unwrap_or(Value::Null);
+            inner.store.agent_hello(agent, &hello.agent_version, &value, now).await?;
+            let was_online = seen(inner, agent, Some(&hello), None);
+            let _ = inner.events.send(HubEvent::Hello(agent.clone()));
+            if !was_online {
+                let _ = inner.events.send(HubEvent::Online(agent.clone()));
+            }
+            reconcile(inner, agent, &hello).await?;
+        }
+        Message::Status(status) => {
+            if status.online {
+                let was = seen(inner, agent, None, None);
+                inner.store.set_agent_presence(agent, true, now).await?;
+                if !was {
+                    let _ = inner.events.send(HubEvent::Online(agent.clone()));
+                }
+            } else {
+                let was = lock(&inner.presence).get_mut(agent).map(|p| std::mem::replace(&mut p.online, false));
+                inner.store.set_agent_presence(agent, false, now).await?;
+                if was != Some(false) {
+                    let _ = inner.events.send(HubEvent::Offline(agent.clone()));
+                }
+            }
+        }
+        Message::Heartbeat(hb) => {
+            let was = seen(inner, agent, None, Some(hb.clone()));
+            if !was {
+                inner.store.set_agent_presence(agent, true, now).await?;
+                let _ = inner.events.send(HubEvent::Online(agent.clone()));
+            }
+            let _ = inner.events.send(HubEvent::Heartbeat(agent.clone(), hb));
+        }
+        Message::Event(ev) => {
+            seen(inner, agent, None, None);
+            let _ = inner.events.send(HubEvent::Event(agent.clone(), ev));
+        }
+        Message::Report(report) => {
+            seen(inner, agent, None, None);
+            for applied in report.items {
+                inner.store.record_applied(agent, &applied.key, applied.version, applied.ok, &applied.detail, now).await?;
+                let waiters = {
+                    let mut reports = lock(&inner.reports);
+                    let k = (agent.clone(), applied.key.clone());
+                    let (done, keep): (Vec<_>, Vec<_>) =
+                        reports.remove(&k).unwrap_or_default().into_iter().partition(|(v, _)| *v <= applied.version);
+                    if !keep.is_empty() {
+                        reports.insert(k, keep);
+                    }
+                    done
+                };
+                for (_, tx) in waiters {
+                    let _ = tx.send(applied.clone());
+                }
+                let _ = inner.events.send(HubEvent::Applied(agent.clone(), applied));
+            }
+        }
+        // Hub-bound channels never carry these kinds (decode already refused them).
+        Message::Command(_) | Message::Reply(_) | Message::Desired(_) => {}
+    }
+    Ok(())
+}
+
+/// Marks `agent` seen now; returns whether it was online before.
+fn seen(inner: &Inner, agent: &AgentId, hello: Option<&Hello>, hb: Option<Heartbeat>) -> bool {
+    let mut presence = lock(&inner.presence);
+    let p = presence.entry(agent.clone()).or_insert_with(|| Presence {
+        online: false,
+        last_seen: Instant::now(),
+        heartbeat: Duration::from_secs(10),
+        last: None,
+    });
+    let was = p.online;
+    p.online = true;
+    p.last_seen = Instant::now();
+    if let Some(h) = hello {
+        p.heartbeat = Duration::from_secs(u64::from(h.heartbeat_secs.clamp(1, 3600)));
+    }
+    if hb.is_some() {
+        p.last = hb;
+    }
+    was
+}
+
+/// Sends the desired configuration again when the agent's hello shows it is behind.
+async fn reconcile(inner: &Inner, agent: &AgentId, hello: &Hello) -> Result<()> {
+    let desired = inner.store.desired(agent).await?;
+    let behind = desired.iter().any(|d| hello.applied.get(&d.key).is_none_or(|v| *v < d.version));
+    if behind {
+        publish_desired(inner, agent).await?;
+    }
+    Ok(())
+}
+
+/// Marks agents offline after `missed_heartbeats` intervals of silence.
+async fn sweep_loop(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let missed = inner.config.missed_heartbeats;
+        let gone: Vec<AgentId> = {
+            let mut presence = lock(&inner.presence);
+            presence
+                .iter_mut()
+                .filter(|(_, p)| p.online && p.last_seen.elapsed() > p.heartbeat.saturating_mul(missed))
+                .map(|(a, p)| {
+                    p.online = false;
+                    a.clone()
+                })
+                .collect()
+        };
+        for agent in gone {
+            if let Err(e) = inner.store.set_agent_presence(&agent, false, inner.clock.now()).await {
+                tracing::warn!(agent = %agent, error = %e, "agent hub: could not record an agent offline");
+            }
+            let _ = inner.events.send(HubEvent::Offline(agent));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_has_full_jitter_under_a_growing_cap() {
+        for attempt in 0..40 {
+            let cap = Duration::from_millis(100).saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX)).min(Duration::from_secs(5));
+            for _ in 0..50 {
+                let d = backoff_delay(attempt, Duration::from_millis(100), Duration::from_secs(5));
+                assert!(d <= cap, "{d:?} > {cap:?}");
+            }
+        }
+        let spread: std::collections::HashSet<_> = (0..100).map(|_| backoff_delay(6, Duration::from_millis(100), Duration::from_secs(5))).collect();
+        assert!(spread.len() > 50, "delays are spread, not fixed");
+    }
+}
