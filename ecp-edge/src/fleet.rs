@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use ecp_core::access::{Authorizer, Permission, Principal, ResourceKind};
 use ecp_core::audit::{AuditEvent, Operation, record_failure};
 use ecp_core::edge::{
+    Agent, AgentFilter, AgentId,
     Credentials, EdgeKind, EdgeLimits, EdgeSelector, EdgeService, EdgeStatus, ManagementMode, ProbeOutcome, TagUsage, TemplateRecord,
 };
 use ecp_core::task::{
@@ -59,6 +60,14 @@ pub mod ops {
     pub const TASK_PAUSE: Operation = Operation::from_static("task.pause");
     /// A task was resumed.
     pub const TASK_RESUME: Operation = Operation::from_static("task.resume");
+    /// An agent was managed into a project (or renamed there).
+    pub const AGENT_MANAGE: Operation = Operation::from_static("agent.manage");
+    /// An agent was transferred to another project.
+    pub const AGENT_TRANSFER: Operation = Operation::from_static("agent.transfer");
+    /// An agent was made unmanaged.
+    pub const AGENT_UNMANAGE: Operation = Operation::from_static("agent.unmanage");
+    /// An agent was deleted.
+    pub const AGENT_DELETE: Operation = Operation::from_static("agent.delete");
 }
 
 /// The name of the configuration delivery task kind.
@@ -79,9 +88,25 @@ pub struct NewEdgeService {
     pub credentials: Credentials,
     /// Its tags (at most 10).
     pub tags: Vec<String>,
+    /// The edge agent it is reached through (mode `agent`).
+    pub agent: Option<AgentId>,
 }
 
 impl NewEdgeService {
+    /// A service reached through edge agent `agent`, at `endpoint` as the agent sees it
+    /// (`http://127.0.0.1:8085`). The agent must be managed in the project.
+    pub fn through_agent(name: impl Into<String>, kind: EdgeKind, agent: AgentId, endpoint: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            mode: ManagementMode::Agent,
+            endpoint: endpoint.into(),
+            credentials: Credentials::None,
+            tags: Vec::new(),
+            agent: Some(agent),
+        }
+    }
+
     /// A directly managed service without credentials or tags.
     pub fn direct(name: impl Into<String>, kind: EdgeKind, endpoint: impl Into<String>) -> Self {
         Self {
@@ -91,6 +116,7 @@ impl NewEdgeService {
             endpoint: endpoint.into(),
             credentials: Credentials::None,
             tags: Vec::new(),
+            agent: None,
         }
     }
 
@@ -286,6 +312,111 @@ impl ProjectFleet {
         self.fleet.inner.clock.now()
     }
 
+    /// An agent managed in this project (others are not found).
+    async fn own_agent(&self, id: &AgentId) -> Result<Agent> {
+        match self.store().get_agent(id).await {
+            Ok(a) if a.project == Some(self.project.id) => Ok(a),
+            Ok(_) => Err(ecp_core::Error::not_found("agent", id).into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // --- edge agents ----------------------------------------------------------------------------
+
+    /// The agents managed in this project. Needs `view edge service`.
+    ///
+    /// # Errors
+    /// `PermissionDenied`, `Backend`.
+    pub async fn agents(&self, page: &PageRequest) -> Result<Page<Agent>> {
+        self.authorize(Permission::view(ResourceKind::EdgeService))?;
+        let filter = AgentFilter { project: Some(self.project.id), ..AgentFilter::default() };
+        Ok(self.store().list_agents(&filter, page).await?)
+    }
+
+    /// Manages an unmanaged agent into this project under `name` (or renames one of its own).
+    /// Needs `edit edge service`.
+    ///
+    /// # Errors
+    /// `PermissionDenied`, `NotFound` for an unknown agent or one managed in another project
+    /// (transfer it from there), `InvalidInput` for a bad name, `Backend`.
+    pub async fn manage_agent(&self, id: &AgentId, name: &str) -> Result<Agent> {
+        let event = self.event(ResourceKind::EdgeService, ops::AGENT_MANAGE).resource(id, Some(name));
+        if let Err(e) = self.authorize(Permission::edit(ResourceKind::EdgeService)) {
+            return self.fail(event, e).await;
+        }
+        match self.store().get_agent(id).await {
+            Ok(a) if a.project.is_none() || a.project == Some(self.project.id) => {}
+            Ok(_) => return self.fail(event, ecp_core::Error::not_found("agent", id)).await,
+            Err(e) => return self.fail(event, e).await,
+        }
+        match self.store().manage_agent(id, self.project.id, name, &event).await {
+            Ok(a) => Ok(a),
+            Err(e) => self.fail(event, e).await,
+        }
+    }
+
+    /// Transfers an agent of this project to the project of `to` (the same principal's handle on
+    /// it). Needs `edit edge service` in both; refused while services of this project are reached
+    /// through the agent.
+    ///
+    /// # Errors
+    /// `PermissionDenied`, `NotFound`, `Conflict`, `Backend`.
+    pub async fn transfer_agent(&self, id: &AgentId, to: &ProjectFleet) -> Result<Agent> {
+        let event = self.event(ResourceKind::EdgeService, ops::AGENT_TRANSFER).resource(id, None).details(serde_json::json!({
+            "to_org": to.project.org, "to_project": to.project.id, "to_project_name": to.project.name,
+        }));
+        if let Err(e) = self.authorize(Permission::edit(ResourceKind::EdgeService)).and_then(|()| to.authorize(Permission::edit(ResourceKind::EdgeService))) {
+            return self.fail(event, e).await;
+        }
+        let agent = match self.own_agent(id).await {
+            Ok(a) => a,
+            Err(e) => return self.fail(event, e).await,
+        };
+        let name = agent.name.unwrap_or_else(|| id.to_string());
+        match self.store().manage_agent(id, to.project.id, &name, &event).await {
+            Ok(a) => Ok(a),
+            Err(e) => self.fail(event, e).await,
+        }
+    }
+
+    /// Makes an agent of this project unmanaged. Needs `edit edge service`; refused while
+    /// services are reached through it.
+    ///
+    /// # Errors
+    /// `PermissionDenied`, `NotFound`, `Conflict`, `Backend`.
+    pub async fn unmanage_agent(&self, id: &AgentId) -> Result<()> {
+        let event = self.event(ResourceKind::EdgeService, ops::AGENT_UNMANAGE).resource(id, None);
+        if let Err(e) = self.authorize(Permission::edit(ResourceKind::EdgeService)) {
+            return self.fail(event, e).await;
+        }
+        if let Err(e) = self.own_agent(id).await {
+            return self.fail(event, e).await;
+        }
+        match self.store().unmanage_agent(id, &event).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.fail(event, e).await,
+        }
+    }
+
+    /// Deletes an agent of this project. Needs `edit edge service`; refused while services are
+    /// reached through it.
+    ///
+    /// # Errors
+    /// `PermissionDenied`, `NotFound`, `Conflict`, `Backend`.
+    pub async fn delete_agent(&self, id: &AgentId) -> Result<()> {
+        let event = self.event(ResourceKind::EdgeService, ops::AGENT_DELETE).resource(id, None);
+        if let Err(e) = self.authorize(Permission::edit(ResourceKind::EdgeService)) {
+            return self.fail(event, e).await;
+        }
+        if let Err(e) = self.own_agent(id).await {
+            return self.fail(event, e).await;
+        }
+        match self.store().delete_agent(id, &event).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.fail(event, e).await,
+        }
+    }
+
     // --- services -------------------------------------------------------------------------------
 
     /// Registers an edge service. Needs `edit edge service`.
@@ -299,14 +430,27 @@ impl ProjectFleet {
         if let Err(e) = self.authorize(Permission::edit(ResourceKind::EdgeService)) {
             return self.fail(event, e).await;
         }
-        let service =
+        let mut service =
             match EdgeService::new(self.project.id, &new.name, new.kind, new.mode, &new.endpoint, new.credentials, new.tags, self.now()) {
                 Ok(s) => s,
                 Err(e) => return self.fail(event, e).await,
             };
+        match (new.mode, new.agent) {
+            (ManagementMode::Agent, Some(agent)) => {
+                if let Err(e) = self.own_agent(&agent).await {
+                    return self.fail(event, e).await;
+                }
+                service = service.through_agent(agent);
+            }
+            (ManagementMode::Agent, None) | (_, Some(_)) => {
+                let e = ecp_core::Error::invalid("agent", "a service is reached through an agent exactly when its mode is agent");
+                return self.fail(event, e).await;
+            }
+            _ => {}
+        }
         let event = event.resource(service.id, Some(&service.name)).details(serde_json::json!({
             "kind": service.kind, "mode": service.mode, "endpoint": service.endpoint, "tags": service.tags,
-            "credentials": service.credentials.kind(),
+            "credentials": service.credentials.kind(), "agent": service.agent,
         }));
         let outcome = self.store().create_edge_services(std::slice::from_ref(&service), &self.fleet.inner.limits, &event).await;
         match outcome {
