@@ -404,6 +404,58 @@ impl AgentHub {
         publish_desired(&self.inner, agent).await
     }
 
+    /// Issues new broker credentials to `agent` (creating it, unmanaged, when it was never seen)
+    /// and returns its secret, which is shown this once: only its mosquitto hash is stored. Any
+    /// previous secret stops working once the broker's files are regenerated
+    /// ([`broker_acl`](Self::broker_acl)) and reloaded. Needs `edit system settings` at system
+    /// scope; audited.
+    ///
+    /// # Errors
+    /// `PermissionDenied`, `Backend`.
+    pub async fn issue_credentials(
+        &self,
+        authz: &dyn ecp_core::Authorizer,
+        principal: &ecp_core::Principal,
+        agent: &AgentId,
+    ) -> Result<super::acl::AgentSecret> {
+        let event = credentials_event(principal, agent, "agent.credentials.issue");
+        if let Err(e) = authorize_system(authz, principal) {
+            ecp_core::audit::record_failure(self.inner.store.as_ref(), event, &e).await;
+            return Err(e);
+        }
+        let secret = super::acl::AgentSecret::generate()?;
+        let hash = super::acl::mosquitto_hash(secret.as_secret())?;
+        self.inner.store.set_agent_secret(agent, Some(&hash), self.inner.clock.now(), &event).await?;
+        Ok(secret)
+    }
+
+    /// Revokes `agent`'s broker credentials (effective once the broker's files are regenerated
+    /// and reloaded). Needs `edit system settings` at system scope; audited.
+    ///
+    /// # Errors
+    /// `PermissionDenied`, `Backend`.
+    pub async fn revoke_credentials(&self, authz: &dyn ecp_core::Authorizer, principal: &ecp_core::Principal, agent: &AgentId) -> Result<()> {
+        let event = credentials_event(principal, agent, "agent.credentials.revoke");
+        if let Err(e) = authorize_system(authz, principal) {
+            ecp_core::audit::record_failure(self.inner.store.as_ref(), event, &e).await;
+            return Err(e);
+        }
+        Ok(self.inner.store.set_agent_secret(agent, None, self.inner.clock.now(), &event).await?)
+    }
+
+    /// The broker's access control for every agent with credentials, plus the hub's own user
+    /// (`hub_user` with its mosquitto hash): write it with [`BrokerAcl::write_files`] and reload
+    /// the broker.
+    ///
+    /// [`BrokerAcl::write_files`]: super::acl::BrokerAcl::write_files
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad hub user, `Backend`.
+    pub async fn broker_acl(&self, hub_user: &str, hub_hash: &str) -> Result<super::acl::BrokerAcl> {
+        let agents = self.inner.store.agent_secrets().await?;
+        super::acl::BrokerAcl::new(self.inner.config.topics.clone(), hub_user, hub_hash, agents)
+    }
+
     /// `agent`'s desired items and whether each is applied.
     ///
     /// # Errors
@@ -419,6 +471,16 @@ impl AgentHub {
     pub async fn converged(&self, agent: &AgentId) -> Result<bool> {
         Ok(self.inner.store.desired(agent).await?.iter().all(DesiredRecord::converged))
     }
+}
+
+fn credentials_event(principal: &ecp_core::Principal, agent: &AgentId, op: &'static str) -> ecp_core::AuditEvent {
+    ecp_core::AuditEvent::new(principal, ecp_core::ResourceKind::SystemSettings, ecp_core::Operation::from_static(op)).resource(agent, None)
+}
+
+fn authorize_system(authz: &dyn ecp_core::Authorizer, principal: &ecp_core::Principal) -> Result<()> {
+    let perm = ecp_core::Permission::edit(ecp_core::ResourceKind::SystemSettings);
+    let scope = ecp_core::Scope::System;
+    authz.check(principal, perm, &scope).map_err(|d| Error::Core(d.into_error(principal, perm, &scope)))
 }
 
 fn encode_error(what: &str, e: proto::EncodeError) -> Error {
@@ -483,14 +545,21 @@ async fn poll_loop(inner: Arc<Inner>, mut eventloop: EventLoop, work: mpsc::Send
                     })
                     .collect();
                 filters.push(c.topics.all_agents(Channel::Reply, &c.hub_id));
-                let client = inner.client.clone();
-                let connected = inner.connected.clone();
+                let inner2 = inner.clone();
                 // Subscribing from another task: the request channel is drained by this loop.
                 tokio::spawn(async move {
                     for f in filters {
-                        let _ = client.subscribe(f, rumqttc::v5::mqttbytes::QoS::AtLeastOnce).await;
+                        let _ = inner2.client.subscribe(f, rumqttc::v5::mqttbytes::QoS::AtLeastOnce).await;
                     }
-                    let _ = connected.send(true);
+                    let _ = inner2.connected.send(true);
+                    // Deliveries still waiting may have lost their desired message with the old
+                    // connection (or the broker its retained copy): send them again.
+                    let waiting: std::collections::BTreeSet<AgentId> = lock(&inner2.reports).keys().map(|(a, _)| a.clone()).collect();
+                    for agent in waiting {
+                        if let Err(e) = publish_desired(&inner2, &agent).await {
+                            tracing::warn!(agent = %agent, error = %e, "agent hub: could not resend a desired configuration");
+                        }
+                    }
                 });
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -670,10 +739,12 @@ fn seen(inner: &Inner, agent: &AgentId, hello: Option<&Hello>, hb: Option<Heartb
     was
 }
 
-/// Sends the desired configuration again when the agent's hello shows it is behind.
+/// Sends the desired configuration again when the agent's hello shows it is behind, or when the
+/// hub has no report of an item the agent says it applied (a report lost with a connection): the
+/// agent then reports its recorded outcome again, without applying anything twice.
 async fn reconcile(inner: &Inner, agent: &AgentId, hello: &Hello) -> Result<()> {
     let desired = inner.store.desired(agent).await?;
-    let behind = desired.iter().any(|d| hello.applied.get(&d.key).is_none_or(|v| *v < d.version));
+    let behind = desired.iter().any(|d| !d.converged() || hello.applied.get(&d.key).is_none_or(|v| *v < d.version));
     if behind {
         publish_desired(inner, agent).await?;
     }

@@ -1,0 +1,272 @@
+//! The hub and the crate's edge agents end to end over a real mosquitto: 1,000 agents register,
+//! get a delivery through the task engine and answer; the broker is killed and restarted
+//! mid-delivery; an agent away during a delivery converges when it returns; the tunnel carries
+//! the product adapters' calls.
+
+#![cfg(all(feature = "mqtt", feature = "direct"))]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ecp_core::access::Principal;
+use ecp_core::edge::{AgentId, EdgeKind, EdgeLimits, EdgeSelector, ManagementMode};
+use ecp_core::identity::BuiltinRole;
+use ecp_core::prelude::*;
+use ecp_core::task::{RolloutPolicy, TaskEngine, TaskEngineConfig, TaskState};
+use ecp_core::{PageRequest, SqlStore, SystemClock};
+use ecp_edge::agent::proto::{Command, Reply};
+use ecp_edge::agent::{AgentDriver, AgentHandle, AgentHub, AgentHubConfig, EdgeAgent, EdgeAgentConfig, LocalServiceConfig, MqttConfig};
+use ecp_edge::driver::Drivers;
+use ecp_edge::fleet::{Fleet, NewEdgeService, ProjectFleet};
+use ecp_edge::template::{ConfigTemplate, ParamGrid, TemplateKind};
+use ecp_rbac::{AccessConfig, AccessControl, Argon2Params, Grant, NewUser};
+use ecp_testkit::mosquitto::Mosquitto;
+use ecp_testkit::sim::{SimConfig, SimHandle, SimKind, SimService};
+use serde_json::json;
+
+struct World {
+    store: Arc<SqlStore>,
+    hub: AgentHub,
+    fleet: ProjectFleet,
+}
+
+async fn world(port: u16, apply_timeout: Duration) -> World {
+    let store = Arc::new(SqlStore::memory().await.unwrap());
+    let config = AccessConfig::builder().argon2(Argon2Params::new(1024, 1, 1).unwrap()).build().unwrap();
+    let ac = AccessControl::new(store.clone(), config).await.unwrap();
+    let root = ac.users.bootstrap_admin("root@example.com", "Root", &secrecy::SecretString::from("R00t-passw0rd!")).await.unwrap();
+    let root = Principal::user(root.id, root.email);
+    let org = ac.tenancy.create_org(&root, "acme").await.unwrap();
+    let project = ac.tenancy.create_project(&root, org.id, "plant").await.unwrap();
+    let admin = ac
+        .users
+        .create_user(&root, NewUser::new("pa@example.com", "pa").grant(Grant::builtin(BuiltinRole::ProjectAdmin, project.scope())))
+        .await
+        .unwrap();
+    let admin = Principal::user(admin.id, admin.email);
+    let mut hub_config = AgentHubConfig::new(MqttConfig::new("127.0.0.1", port));
+    hub_config.request_timeout = Duration::from_secs(20);
+    let hub = AgentHub::connect(hub_config, store.clone(), Arc::new(SystemClock)).await.unwrap();
+    let engine = TaskEngine::new(store.clone(), Arc::new(SystemClock), TaskEngineConfig::default());
+    let drivers = Drivers::new().with(ManagementMode::Agent, Arc::new(AgentDriver::new(hub.clone(), apply_timeout, 256 * 1024)));
+    let fleet = Fleet::new(store.clone(), ac.authorizer.clone(), Arc::new(SystemClock), engine, drivers, EdgeLimits::default()).unwrap();
+    let fleet = fleet.project(&admin, project.id).await.unwrap();
+    World { store, hub, fleet }
+}
+
+fn agent_config(port: u16, id: &str, sim: &SimHandle) -> EdgeAgentConfig {
+    let mut mqtt = MqttConfig::new("127.0.0.1", port);
+    mqtt.inflight = 16;
+    let mut c = EdgeAgentConfig::new(AgentId::new(id).unwrap(), mqtt)
+        .service(LocalServiceConfig::new("ekuiper", EdgeKind::Ekuiper, sim.base_url()));
+    c.heartbeat = Duration::from_secs(2);
+    c.backoff_initial = Duration::from_millis(200);
+    c.backoff_max = Duration::from_secs(3);
+    c
+}
+
+async fn wait_until<F: AsyncFnMut() -> bool>(what: &str, limit: Duration, mut f: F) {
+    let t = Instant::now();
+    while !f().await {
+        assert!(t.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn stream_template() -> ConfigTemplate {
+    ConfigTemplate::new(TemplateKind::EkuiperStream, json!({ "name": "demo", "sql": "CREATE STREAM demo () WITH (TYPE=\"memory\", FORMAT=\"json\")" }), vec![])
+}
+
+/// Manages `ids` into the project and registers one eKuiper service through each.
+async fn manage_all(w: &World, ids: &[String], sim: &SimHandle) {
+    let online = async || w.store.list_agents(&Default::default(), &PageRequest::first(1000)).await.unwrap().items.iter().filter(|a| a.online).count();
+    wait_until("every agent's hello", Duration::from_secs(60), async || online().await == ids.len()).await;
+    for id in ids {
+        let agent = AgentId::new(id.clone()).unwrap();
+        w.fleet.manage_agent(&agent, &format!("gateway {id}")).await.unwrap();
+        w.fleet.register(NewEdgeService::through_agent(format!("ekuiper-{id}"), EdgeKind::Ekuiper, agent, sim.base_url())).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_agents_register_take_a_delivery_and_answer() {
+    const N: usize = 1000;
+    let broker = Mosquitto::builder().start().await.expect("mosquitto (scripts/test installs it)");
+    let sim = SimService::start(SimConfig::new(SimKind::Ekuiper)).await.unwrap();
+    let w = world(broker.port(), Duration::from_secs(60)).await;
+    let ids: Vec<String> = (0..N).map(|i| format!("edge-{i:04}")).collect();
+    let started = Instant::now();
+    let agents: Vec<AgentHandle> = ids.iter().map(|id| EdgeAgent::new(agent_config(broker.port(), id, &sim)).unwrap().spawn()).collect();
+    manage_all(&w, &ids, &sim).await;
+    eprintln!("{N} agents registered and managed in {:?}", started.elapsed());
+
+    let saved = w.fleet.save_template(None, "demo stream", &stream_template()).await.unwrap();
+    let policy = RolloutPolicy::builder().max_in_flight(256).retries(2, Duration::from_millis(100), Duration::from_secs(1)).build().unwrap();
+    let t = Instant::now();
+    let handle = w.fleet.deliver(saved.id, None, &EdgeSelector::all(), &ParamGrid::default(), policy).await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(180), handle.wait()).await.unwrap(), Some(TaskState::Succeeded));
+    let (_, totals) = w.fleet.task(handle.id()).await.unwrap();
+    assert_eq!((totals.total, totals.succeeded), (N as u64, N as u64));
+    eprintln!("delivery to {N} agents through the task engine: {:?}", t.elapsed());
+    for id in ids.iter().step_by(97) {
+        assert!(w.hub.converged(&AgentId::new(id.clone()).unwrap()).await.unwrap());
+    }
+
+    // Every agent answers a command.
+    let t = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for id in &ids {
+        let hub = w.hub.clone();
+        let agent = AgentId::new(id.clone()).unwrap();
+        set.spawn(async move { hub.request(&agent, Command::Status, None).await });
+    }
+    let mut answered = 0;
+    while let Some(r) = set.join_next().await {
+        assert!(matches!(r.unwrap().unwrap(), Reply::Ok { .. }));
+        answered += 1;
+    }
+    assert_eq!(answered, N);
+    eprintln!("{N} status round trips: {:?}", t.elapsed());
+    let items: u64 = agents.iter().map(|a| a.stats().items_applied).sum();
+    assert_eq!(items, N as u64, "each agent applied the item exactly once");
+    for a in agents {
+        a.abort();
+    }
+    w.hub.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_delivery_is_survived_and_reconnects_are_spread_by_jitter() {
+    const N: usize = 200;
+    let mut broker = Mosquitto::builder().start().await.expect("mosquitto (scripts/test installs it)");
+    let sim = SimService::start(SimConfig::new(SimKind::Ekuiper)).await.unwrap();
+    let w = world(broker.port(), Duration::from_secs(90)).await;
+    let ids: Vec<String> = (0..N).map(|i| format!("edge-{i:03}")).collect();
+    let agents: Vec<AgentHandle> = ids.iter().map(|id| EdgeAgent::new(agent_config(broker.port(), id, &sim)).unwrap().spawn()).collect();
+    manage_all(&w, &ids, &sim).await;
+    let saved = w.fleet.save_template(None, "demo stream", &stream_template()).await.unwrap();
+
+    broker.kill();
+    let killed = Instant::now();
+    let policy = RolloutPolicy::builder().max_in_flight(N as u32).build().unwrap();
+    let handle = w.fleet.deliver(saved.id, None, &EdgeSelector::all(), &ParamGrid::default(), policy).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.restart().await.unwrap();
+    let restarted = Instant::now();
+
+    assert_eq!(tokio::time::timeout(Duration::from_secs(120), handle.wait()).await.unwrap(), Some(TaskState::Succeeded));
+    let (_, totals) = w.fleet.task(handle.id()).await.unwrap();
+    assert_eq!(totals.succeeded, N as u64);
+
+    // Every agent reconnected, and not all at once: full jitter spreads them.
+    let mut offsets: Vec<Duration> = agents
+        .iter()
+        .map(|a| {
+            let s = a.stats();
+            assert!(s.connects >= 2, "every agent reconnected: {s:?}");
+            s.last_connect.unwrap().saturating_duration_since(restarted)
+        })
+        .collect();
+    offsets.sort();
+    let (first, median, last) = (offsets[0], offsets[N / 2], offsets[N - 1]);
+    eprintln!(
+        "broker down {:?}; reconnects after restart: first {first:?}, median {median:?}, last {last:?}",
+        restarted.duration_since(killed)
+    );
+    assert!(last.saturating_sub(first) >= Duration::from_millis(300), "reconnects bunched within {:?}", last - first);
+    let buckets: std::collections::BTreeSet<u128> = offsets.iter().map(|o| o.as_millis() / 100).collect();
+    assert!(buckets.len() >= 4, "reconnects fall in only {} 100 ms buckets", buckets.len());
+    for a in agents {
+        a.abort();
+    }
+    w.hub.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_away_during_a_delivery_converges_when_it_returns_and_applies_once() {
+    let broker = Mosquitto::builder().start().await.expect("mosquitto (scripts/test installs it)");
+    let sim = SimService::start(SimConfig::new(SimKind::Ekuiper)).await.unwrap();
+    let w = world(broker.port(), Duration::from_secs(2)).await;
+    let state = tempfile::tempdir().unwrap();
+    let id = AgentId::new("edge-away").unwrap();
+    let config = || {
+        let mut c = agent_config(broker.port(), "edge-away", &sim);
+        c.state_file = Some(state.path().join("state.json"));
+        c
+    };
+    let agent = EdgeAgent::new(config()).unwrap().spawn();
+    manage_all(&w, &["edge-away".to_owned()], &sim).await;
+    agent.shutdown().await.unwrap();
+    wait_until("the agent offline", Duration::from_secs(10), async || !w.hub.is_online(&id)).await;
+
+    // The delivery fails while the agent is away, but the item stays desired.
+    let saved = w.fleet.save_template(None, "demo stream", &stream_template()).await.unwrap();
+    let policy = RolloutPolicy::builder().build().unwrap();
+    let handle = w.fleet.deliver(saved.id, None, &EdgeSelector::all(), &ParamGrid::default(), policy).await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(60), handle.wait()).await.unwrap(), Some(TaskState::Failed));
+    let targets = w.fleet.task_targets(handle.id(), None, 10).await.unwrap();
+    eprintln!("while away: {:?}", targets[0].reason);
+    assert!(!w.hub.converged(&id).await.unwrap());
+    assert_eq!(sim.request_count("POST", "/streams"), 0);
+
+    // It comes back: nobody acts, it converges.
+    let agent = EdgeAgent::new(config()).unwrap().spawn();
+    wait_until("convergence", Duration::from_secs(30), async || w.hub.converged(&id).await.unwrap()).await;
+    assert_eq!(sim.request_count("POST", "/streams"), 1);
+    agent.shutdown().await.unwrap();
+
+    // Restarted again from its state file: nothing is applied twice.
+    let agent = EdgeAgent::new(config()).unwrap().spawn();
+    wait_until("the agent back", Duration::from_secs(10), async || w.hub.is_online(&id)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sim.request_count("POST", "/streams"), 1);
+    assert_eq!(agent.stats().items_applied, 0);
+    agent.abort();
+    w.hub.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_product_adapters_run_through_the_tunnel() {
+    let broker = Mosquitto::builder().start().await.expect("mosquitto (scripts/test installs it)");
+    let nx = SimService::start(SimConfig::new(SimKind::NeuronEx)).await.unwrap();
+    let w = world(broker.port(), Duration::from_secs(10)).await;
+    let mut mqtt = MqttConfig::new("127.0.0.1", broker.port());
+    mqtt.inflight = 16;
+    let (user, pass) = SimKind::NeuronEx.default_credentials().unwrap();
+    let credentials = ecp_core::edge::Credentials::Basic { username: user.into(), password: secrecy::SecretString::from(pass.to_owned()) };
+    let config = EdgeAgentConfig::new(AgentId::new("edge-nx").unwrap(), mqtt)
+        .service(LocalServiceConfig::new("neuronex", EdgeKind::NeuronEx, nx.base_url()).credentials(credentials.clone()));
+    let agent = EdgeAgent::new(config).unwrap().spawn();
+    let id = AgentId::new("edge-nx").unwrap();
+    wait_until("edge-nx hello", Duration::from_secs(10), async || w.store.get_agent(&id).await.is_ok_and(|a| a.online)).await;
+    w.fleet.manage_agent(&id, "line 3").await.unwrap();
+    let svc = w
+        .fleet
+        .register(NewEdgeService::through_agent("nx-3", EdgeKind::NeuronEx, id.clone(), nx.base_url()).credentials(credentials))
+        .await
+        .unwrap();
+
+    // Probe and info sync: the direct driver's calls (login included), tunnelled.
+    let probed = w.fleet.probe_all().await.unwrap();
+    assert_eq!(probed[0].status, ecp_core::edge::EdgeStatus::Online);
+    assert!(probed[0].version.is_some());
+    let info = w.fleet.sync_info(svc.id).await.unwrap();
+    assert_eq!(info.version, probed[0].version);
+    assert!(nx.request_count("POST", "/api/login") >= 1);
+
+    // A body too large for one message is refused before anything is sent.
+    let handled = agent.stats().commands_handled;
+    let transport = ecp_edge::agent::TunnelTransport::new(w.hub.clone(), id.clone(), &nx.base_url(), 256 * 1024).unwrap();
+    let big = http::Request::builder().method("POST").uri("/api/neuron/node").body(bytes::Bytes::from(vec![b'x'; 300 * 1024])).unwrap();
+    let err = ecp_edge::EdgeTransport::send(&transport, big).await.unwrap_err();
+    assert!(matches!(err, ecp_edge::Error::TooLarge { .. }), "{err}");
+    assert_eq!(agent.stats().commands_handled, handled);
+
+    // The agent cannot be unmanaged or deleted while the service is reached through it.
+    assert!(w.fleet.unmanage_agent(&id).await.unwrap_err().to_string().contains("edge services"));
+    assert!(w.fleet.delete_agent(&id).await.is_err());
+    w.fleet.delete(svc.id).await.unwrap();
+    w.fleet.unmanage_agent(&id).await.unwrap();
+    agent.abort();
+    w.hub.shutdown();
+}
