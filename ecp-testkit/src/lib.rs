@@ -12,10 +12,14 @@
 //!   products' wire quirks, real in-memory state and fault injection (latency, failing the next N
 //!   requests, going offline and back on the same port, token expiry). The `sim-edge` binary runs
 //!   them from the command line (for Docker images and manual runs).
+//! - [`mosquitto`]: a real mosquitto broker on a free loopback port, with password and ACL files,
+//!   that tests can kill, restart on the same port and reload (SIGHUP). The binary is
+//!   `ECP_MOSQUITTO`, `mosquitto` on `PATH` or Debian's `/usr/sbin/mosquitto` (the test script
+//!   installs it); without one, starting a broker fails with a message that says to install it.
 //!
-//! Later issues add mosquitto on a free port and static test binaries packed into `FROM scratch`
-//! Docker images.
+//! Later issues add static test binaries packed into `FROM scratch` Docker images.
 
+pub mod mosquitto;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sim;

@@ -294,7 +294,8 @@ impl BrokerAcl {
 
 fn write_atomically(path: &Path, contents: &str) -> Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let fs_error = |e: io::Error| Error::Core(ecp_core::Error::backend("filesystem", io::Error::new(e.kind(), format!("{}: {e}", path.display()))));
+    let fs_error =
+        |e: io::Error| Error::Core(ecp_core::Error::backend("filesystem", io::Error::new(e.kind(), format!("{}: {e}", path.display()))));
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));

@@ -6,6 +6,8 @@
 pub mod acl;
 #[cfg(feature = "mqtt")]
 pub mod driver;
+#[cfg(all(feature = "mqtt", feature = "direct"))]
+pub mod edge;
 #[cfg(feature = "mqtt")]
 pub mod hub;
 #[cfg(feature = "mqtt")]
@@ -17,6 +19,8 @@ pub use proto::{DecodeError, Envelope, Message, RejectReason};
 pub use topics::{AgentId, Channel, Topics};
 #[cfg(feature = "mqtt")]
 pub use driver::{AgentDriver, TunnelTransport, desired_key};
+#[cfg(all(feature = "mqtt", feature = "direct"))]
+pub use edge::{AgentHandle, AgentStats, EdgeAgent, EdgeAgentConfig, LocalServiceConfig};
 #[cfg(feature = "mqtt")]
 pub use hub::{AgentHub, AgentHubConfig, HubEvent, HubStats};
 #[cfg(feature = "mqtt")]
