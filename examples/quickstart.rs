@@ -9,7 +9,10 @@
 //! prints the audit trail with its hash chain verified. Then it grows a fleet: 200 simulated
 //! NeuronEX services on loopback (from `ecp-testkit`, speaking the real HTTP API) imported from a
 //! CSV file, probed, synced, and given a configuration template (an eKuiper stream) by a rollout
-//! task with a progress bar. State lives in SQLite: in memory, or in a file with `--db ecp.db`.
+//! task with a progress bar. Last, 20 more services sit behind edge agents that dial out to an
+//! in-process MQTT 5 broker (rumqttd): they appear unmanaged, are managed into the project, probed
+//! through the agents' HTTP tunnel, and given the template through their desired state; one is
+//! stopped and shows offline. State lives in SQLite: in memory, or in a file with `--db ecp.db`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +32,7 @@ fn secret(s: &str) -> SecretString {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,rumqttd=off".into()))
         .init();
 
     let db = std::env::args().skip_while(|a| a != "--db").nth(1);
@@ -168,6 +171,8 @@ async fn main() -> anyhow::Result<()> {
 async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, project: ecp_core::ProjectId) -> anyhow::Result<()> {
     use ecp_core::edge::{EdgeLimits, EdgeSelector, ManagementMode};
     use ecp_core::task::{RolloutPolicy, TaskEngine, TaskEngineConfig, TaskEvent};
+    use ecp_edge::agent::proto::DEFAULT_MAX_PAYLOAD;
+    use ecp_edge::agent::{AgentDriver, AgentHub, AgentHubConfig, MqttConfig};
     use ecp_edge::direct::{DirectDriver, DirectDriverConfig};
     use ecp_edge::driver::Drivers;
     use ecp_edge::fleet::Fleet;
@@ -184,7 +189,11 @@ async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, pro
     let clock: Arc<dyn ecp_core::Clock> = Arc::new(ecp_core::SystemClock);
     let engine = TaskEngine::new(store.clone(), clock.clone(), TaskEngineConfig::default());
     let driver = Arc::new(DirectDriver::new(DirectDriverConfig::default())?);
-    let drivers = Drivers::new().with(ManagementMode::Direct, driver);
+    // The agent hub on an in-process broker, for section 8.
+    let port = ecp_examples::broker::start_embedded_broker()?;
+    let hub = AgentHub::connect(AgentHubConfig::new(MqttConfig::new("127.0.0.1", port)), store.clone(), clock.clone()).await?;
+    let agent_driver = Arc::new(AgentDriver::new(hub.clone(), Duration::from_secs(10), DEFAULT_MAX_PAYLOAD));
+    let drivers = Drivers::new().with(ManagementMode::Direct, driver).with(ManagementMode::Agent, agent_driver);
     let fleet = Fleet::new(store.clone(), ac.authorizer.clone(), clock, engine, drivers, EdgeLimits::default())?;
     let f = fleet.project(admin, project).await?;
 
@@ -249,6 +258,81 @@ async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, pro
         sims.iter().filter(|s| s.with_ekuiper(|e| e.streams.contains_key("telemetry")).unwrap_or(false)).count(),
         SERVICES / 2,
     );
+    for sim in sims {
+        sim.shutdown().await;
+    }
+
+    // 8. Services behind edge agents.
+    agents(&f, &hub, port, saved.id).await?;
+    hub.shutdown();
+    Ok(())
+}
+
+async fn agents(f: &ecp_edge::fleet::ProjectFleet, hub: &ecp_edge::agent::AgentHub, port: u16, template: uuid::Uuid) -> anyhow::Result<()> {
+    use ecp_core::edge::{AgentId, Credentials, EdgeKind, EdgeSelector, EdgeStatus};
+    use ecp_core::task::RolloutPolicy;
+    use ecp_edge::agent::{EdgeAgent, EdgeAgentConfig, LocalServiceConfig, MqttConfig};
+    use ecp_edge::fleet::NewEdgeService;
+    use ecp_edge::template::ParamGrid;
+    use ecp_testkit::sim::{SimConfig, SimKind, SimService};
+
+    const AGENTS: usize = 20;
+    println!("\n8. {AGENTS} NeuronEX services behind edge agents, over an in-process MQTT 5 broker on 127.0.0.1:{port}");
+    let credentials = || Credentials::Basic { username: "admin".into(), password: secret("0000") };
+    let mut sims = Vec::with_capacity(AGENTS);
+    let mut handles = Vec::with_capacity(AGENTS);
+    for i in 0..AGENTS {
+        let sim = SimService::start(SimConfig::new(SimKind::NeuronEx)).await?;
+        let mut mqtt = MqttConfig::new("127.0.0.1", port);
+        mqtt.inflight = 16;
+        let mut config = EdgeAgentConfig::new(AgentId::new(format!("gateway-{i:02}"))?, mqtt)
+            .service(LocalServiceConfig::new("neuronex", EdgeKind::NeuronEx, sim.base_url()).credentials(credentials()));
+        config.heartbeat = Duration::from_secs(1);
+        handles.push(EdgeAgent::new(config)?.spawn());
+        sims.push(sim);
+    }
+    let started = std::time::Instant::now();
+    while hub.online_agents().len() < AGENTS {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the agents did not say hello within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("   {AGENTS} agents said hello and appear unmanaged; managing them into the project");
+    for (i, sim) in sims.iter().enumerate() {
+        let agent = AgentId::new(format!("gateway-{i:02}"))?;
+        f.manage_agent(&agent, &format!("line 3 gateway {i}")).await?;
+        let service = NewEdgeService::through_agent(format!("agent-neuronex-{i:02}"), EdgeKind::NeuronEx, agent, sim.base_url())
+            .credentials(credentials())
+            .tags(["agents"]);
+        f.register(service).await?;
+    }
+    let probed = f.probe_all().await?;
+    let through = probed.iter().filter(|s| s.agent.is_some() && s.status == EdgeStatus::Online).count();
+    println!("   probed through the agents' tunnel: {through} online");
+
+    let policy = RolloutPolicy::builder().max_in_flight(8).build()?;
+    let handle = f.deliver(template, None, &EdgeSelector::with_tags(["agents"]), &ParamGrid::default(), policy).await?;
+    let state = handle.wait().await;
+    let (_, totals) = f.task(handle.id()).await?;
+    let with_stream = sims.iter().filter(|s| s.with_ekuiper(|e| e.streams.contains_key("telemetry")).unwrap_or(false)).count();
+    println!(
+        "   template delivered as desired state: {} ok, {} failed ({state:?}); {with_stream} services have the stream",
+        totals.succeeded, totals.failed
+    );
+
+    // One agent goes away without a goodbye: its last will says offline.
+    if let Some(lost) = handles.pop() {
+        let id = lost.agent_id().clone();
+        lost.abort();
+        let started = std::time::Instant::now();
+        while hub.is_online(&id) {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(15), "{id} did not go offline");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!("   {id} dropped its connection: offline after {:?} (its last will)", started.elapsed());
+    }
+    for h in handles {
+        h.shutdown().await?;
+    }
     for sim in sims {
         sim.shutdown().await;
     }

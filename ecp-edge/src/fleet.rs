@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use ecp_core::access::{Authorizer, Permission, Principal, ResourceKind};
 use ecp_core::audit::{AuditEvent, Operation, record_failure};
 use ecp_core::edge::{
-    Agent, AgentFilter, AgentId,
-    Credentials, EdgeKind, EdgeLimits, EdgeSelector, EdgeService, EdgeStatus, ManagementMode, ProbeOutcome, TagUsage, TemplateRecord,
+    Agent, AgentFilter, AgentId, Credentials, EdgeKind, EdgeLimits, EdgeSelector, EdgeService, EdgeStatus, ManagementMode, ProbeOutcome,
+    TagUsage, TemplateRecord,
 };
 use ecp_core::task::{
     IdempotencyKey, NewTarget, NewTask, RolloutPolicy, TargetError, TargetExecutor, Task, TaskEngine, TaskHandle, TaskKind, TaskTarget,
@@ -365,7 +365,10 @@ impl ProjectFleet {
         let event = self.event(ResourceKind::EdgeService, ops::AGENT_TRANSFER).resource(id, None).details(serde_json::json!({
             "to_org": to.project.org, "to_project": to.project.id, "to_project_name": to.project.name,
         }));
-        if let Err(e) = self.authorize(Permission::edit(ResourceKind::EdgeService)).and_then(|()| to.authorize(Permission::edit(ResourceKind::EdgeService))) {
+        if let Err(e) = self
+            .authorize(Permission::edit(ResourceKind::EdgeService))
+            .and_then(|()| to.authorize(Permission::edit(ResourceKind::EdgeService)))
+        {
             return self.fail(event, e).await;
         }
         let agent = match self.own_agent(id).await {

@@ -114,121 +114,121 @@ fn already_exists(e: &Error) -> bool {
 
 /// Checks that the service answers, and its version.
 pub(crate) async fn probe(client: &Client) -> Result<Health> {
-        let version = match client.clone() {
-            Client::NeuronEx(c) => Some(c.version().await?.version),
-            Client::Neuron(c) => Some(c.version().await?.version),
-            Client::Ekuiper(c) => Some(c.version().await?),
-            Client::NanoMq(c) => Some(c.version().await?),
-            Client::Custom(c) => {
-                // Any answer but a server error means the service is there.
-                match c.execute(ApiCall::raw("GET", "/", None, None)?).await {
-                    Ok(_) => None,
-                    Err(Error::Api { status, .. }) if status < 500 => None,
-                    Err(e) => return Err(e),
-                }
+    let version = match client.clone() {
+        Client::NeuronEx(c) => Some(c.version().await?.version),
+        Client::Neuron(c) => Some(c.version().await?.version),
+        Client::Ekuiper(c) => Some(c.version().await?),
+        Client::NanoMq(c) => Some(c.version().await?),
+        Client::Custom(c) => {
+            // Any answer but a server error means the service is there.
+            match c.execute(ApiCall::raw("GET", "/", None, None)?).await {
+                Ok(_) => None,
+                Err(Error::Api { status, .. }) if status < 500 => None,
+                Err(e) => return Err(e),
             }
-        };
-        Ok(Health { version })
-    }
+        }
+    };
+    Ok(Health { version })
+}
 
 /// Pulls the service's nodes, groups, streams and rules.
 pub(crate) async fn sync_info(client: &Client, backend: &'static str) -> Result<EdgeInfo> {
-        let mut info = EdgeInfo::default();
-        match client.clone() {
-            Client::NeuronEx(c) => {
-                info.version = Some(c.version().await?.version);
-                neuron_info(&c.neuron(), &mut info).await?;
-                ekuiper_info(&c.ekuiper(), &mut info).await?;
-            }
-            Client::Neuron(c) => {
-                info.version = Some(c.version().await?.version);
-                neuron_info(&c, &mut info).await?;
-            }
-            Client::Ekuiper(c) => {
-                info.version = Some(c.version().await?);
-                ekuiper_info(&c, &mut info).await?;
-            }
-            Client::NanoMq(c) => {
-                let brokers = c.brokers().await?;
-                info.version = brokers.iter().find_map(|b| b.version.clone());
-                let nodes = c.nodes().await?;
-                let metrics = c.metrics().await?;
-                let reload = c.reload_config().await?;
-                let extra = [
-                    ("brokers", serde_json::to_value(brokers)),
-                    ("nodes", serde_json::to_value(nodes)),
-                    ("metrics", serde_json::to_value(metrics)),
-                    ("reload", serde_json::to_value(reload)),
-                ];
-                for (key, value) in extra {
-                    info.extra.insert(key.to_owned(), value.unwrap_or_default());
-                }
-            }
-            Client::Custom(_) => return Err(Error::Core(ecp_core::Error::unsupported("sync_info", backend))),
+    let mut info = EdgeInfo::default();
+    match client.clone() {
+        Client::NeuronEx(c) => {
+            info.version = Some(c.version().await?.version);
+            neuron_info(&c.neuron(), &mut info).await?;
+            ekuiper_info(&c.ekuiper(), &mut info).await?;
         }
-        Ok(info)
+        Client::Neuron(c) => {
+            info.version = Some(c.version().await?.version);
+            neuron_info(&c, &mut info).await?;
+        }
+        Client::Ekuiper(c) => {
+            info.version = Some(c.version().await?);
+            ekuiper_info(&c, &mut info).await?;
+        }
+        Client::NanoMq(c) => {
+            let brokers = c.brokers().await?;
+            info.version = brokers.iter().find_map(|b| b.version.clone());
+            let nodes = c.nodes().await?;
+            let metrics = c.metrics().await?;
+            let reload = c.reload_config().await?;
+            let extra = [
+                ("brokers", serde_json::to_value(brokers)),
+                ("nodes", serde_json::to_value(nodes)),
+                ("metrics", serde_json::to_value(metrics)),
+                ("reload", serde_json::to_value(reload)),
+            ];
+            for (key, value) in extra {
+                info.extra.insert(key.to_owned(), value.unwrap_or_default());
+            }
+        }
+        Client::Custom(_) => return Err(Error::Core(ecp_core::Error::unsupported("sync_info", backend))),
     }
+    Ok(info)
+}
 
 /// Applies a change, converging (see the direct driver's module docs).
 pub(crate) async fn apply(client: &Client, kind: EdgeKind, change: &ConfigChange, key: &IdempotencyKey) -> Result<Value> {
-        change.validate()?;
-        let client = client.clone();
-        match change {
-            ConfigChange::NeuronSouthDevice { node, plugin, params, groups } => {
-                let neuron = match &client {
-                    Client::NeuronEx(c) => c.neuron(),
-                    Client::Neuron(c) => c.clone(),
-                    _ => return Err(unfit(change, kind)),
-                };
-                south_device(&neuron, node, plugin, params, groups).await
-            }
-            ConfigChange::EkuiperStream { name, sql } => {
-                let ekuiper = ekuiper_of(&client).ok_or_else(|| unfit(change, kind))?;
-                match ekuiper.create_stream(sql).await {
-                    Ok(_) => Ok(json!({ "stream": name, "created": true })),
-                    Err(e) if already_exists(&e) => {
-                        ekuiper.replace_stream(name, sql).await?;
-                        Ok(json!({ "stream": name, "created": false }))
-                    }
-                    Err(e) => Err(e),
+    change.validate()?;
+    let client = client.clone();
+    match change {
+        ConfigChange::NeuronSouthDevice { node, plugin, params, groups } => {
+            let neuron = match &client {
+                Client::NeuronEx(c) => c.neuron(),
+                Client::Neuron(c) => c.clone(),
+                _ => return Err(unfit(change, kind)),
+            };
+            south_device(&neuron, node, plugin, params, groups).await
+        }
+        ConfigChange::EkuiperStream { name, sql } => {
+            let ekuiper = ekuiper_of(&client).ok_or_else(|| unfit(change, kind))?;
+            match ekuiper.create_stream(sql).await {
+                Ok(_) => Ok(json!({ "stream": name, "created": true })),
+                Err(e) if already_exists(&e) => {
+                    ekuiper.replace_stream(name, sql).await?;
+                    Ok(json!({ "stream": name, "created": false }))
                 }
-            }
-            ConfigChange::EkuiperRule { id, name, sql, actions, options } => {
-                let ekuiper = ekuiper_of(&client).ok_or_else(|| unfit(change, kind))?;
-                let mut rule = crate::api::ekuiper::Rule::new(id.clone(), sql.clone(), actions.clone());
-                rule.name.clone_from(name);
-                rule.options.clone_from(options);
-                let created = match ekuiper.create_rule(&rule).await {
-                    Ok(_) => true,
-                    Err(e) if already_exists(&e) => {
-                        ekuiper.update_rule(&rule).await?;
-                        false
-                    }
-                    Err(e) => return Err(e),
-                };
-                let status = ekuiper.rule_status(id).await.map(|s| rule_status(&s.state())).unwrap_or_else(|_| "unknown".to_owned());
-                Ok(json!({ "rule": id, "created": created, "status": status }))
-            }
-            ConfigChange::NanoMqConfig { data } => {
-                let Client::NanoMq(nanomq) = &client else { return Err(unfit(change, kind)) };
-                let config: ReloadConfig = serde_json::from_value(Value::Object(data.clone()))
-                    .map_err(|e| Error::Core(ecp_core::Error::invalid("data", format!("not NanoMQ reloadable settings: {e}"))))?;
-                nanomq.set_reload_config(&config).await?;
-                Ok(json!({ "reloaded": data.keys().collect::<Vec<_>>() }))
-            }
-            ConfigChange::RawApiCall { method, path, body } => {
-                let call = ApiCall::raw(method, path, body.as_ref(), Some(&key.0))?;
-                let answer = match &client {
-                    Client::NeuronEx(c) => c.execute(call).await?,
-                    Client::Neuron(c) => c.execute(call).await?,
-                    Client::Ekuiper(c) => c.execute(call).await?,
-                    Client::NanoMq(c) => c.execute(call).await?,
-                    Client::Custom(c) => c.execute(call).await?,
-                };
-                Ok(answer)
+                Err(e) => Err(e),
             }
         }
+        ConfigChange::EkuiperRule { id, name, sql, actions, options } => {
+            let ekuiper = ekuiper_of(&client).ok_or_else(|| unfit(change, kind))?;
+            let mut rule = crate::api::ekuiper::Rule::new(id.clone(), sql.clone(), actions.clone());
+            rule.name.clone_from(name);
+            rule.options.clone_from(options);
+            let created = match ekuiper.create_rule(&rule).await {
+                Ok(_) => true,
+                Err(e) if already_exists(&e) => {
+                    ekuiper.update_rule(&rule).await?;
+                    false
+                }
+                Err(e) => return Err(e),
+            };
+            let status = ekuiper.rule_status(id).await.map(|s| rule_status(&s.state())).unwrap_or_else(|_| "unknown".to_owned());
+            Ok(json!({ "rule": id, "created": created, "status": status }))
+        }
+        ConfigChange::NanoMqConfig { data } => {
+            let Client::NanoMq(nanomq) = &client else { return Err(unfit(change, kind)) };
+            let config: ReloadConfig = serde_json::from_value(Value::Object(data.clone()))
+                .map_err(|e| Error::Core(ecp_core::Error::invalid("data", format!("not NanoMQ reloadable settings: {e}"))))?;
+            nanomq.set_reload_config(&config).await?;
+            Ok(json!({ "reloaded": data.keys().collect::<Vec<_>>() }))
+        }
+        ConfigChange::RawApiCall { method, path, body } => {
+            let call = ApiCall::raw(method, path, body.as_ref(), Some(&key.0))?;
+            let answer = match &client {
+                Client::NeuronEx(c) => c.execute(call).await?,
+                Client::Neuron(c) => c.execute(call).await?,
+                Client::Ekuiper(c) => c.execute(call).await?,
+                Client::NanoMq(c) => c.execute(call).await?,
+                Client::Custom(c) => c.execute(call).await?,
+            };
+            Ok(answer)
+        }
     }
+}
 
 fn ekuiper_of(client: &Client) -> Option<EkuiperClient> {
     match client {

@@ -57,8 +57,11 @@ async fn world(port: u16, apply_timeout: Duration) -> World {
 fn agent_config(port: u16, id: &str, sim: &SimHandle) -> EdgeAgentConfig {
     let mut mqtt = MqttConfig::new("127.0.0.1", port);
     mqtt.inflight = 16;
-    let mut c = EdgeAgentConfig::new(AgentId::new(id).unwrap(), mqtt)
-        .service(LocalServiceConfig::new("ekuiper", EdgeKind::Ekuiper, sim.base_url()));
+    let mut c = EdgeAgentConfig::new(AgentId::new(id).unwrap(), mqtt).service(LocalServiceConfig::new(
+        "ekuiper",
+        EdgeKind::Ekuiper,
+        sim.base_url(),
+    ));
     c.heartbeat = Duration::from_secs(2);
     c.backoff_initial = Duration::from_millis(200);
     c.backoff_max = Duration::from_secs(3);
@@ -74,12 +77,18 @@ async fn wait_until<F: AsyncFnMut() -> bool>(what: &str, limit: Duration, mut f:
 }
 
 fn stream_template() -> ConfigTemplate {
-    ConfigTemplate::new(TemplateKind::EkuiperStream, json!({ "name": "demo", "sql": "CREATE STREAM demo () WITH (TYPE=\"memory\", FORMAT=\"json\")" }), vec![])
+    ConfigTemplate::new(
+        TemplateKind::EkuiperStream,
+        json!({ "name": "demo", "sql": "CREATE STREAM demo () WITH (TYPE=\"memory\", FORMAT=\"json\")" }),
+        vec![],
+    )
 }
 
 /// Manages `ids` into the project and registers one eKuiper service through each.
 async fn manage_all(w: &World, ids: &[String], sim: &SimHandle) {
-    let online = async || w.store.list_agents(&Default::default(), &PageRequest::first(1000)).await.unwrap().items.iter().filter(|a| a.online).count();
+    let online = async || {
+        w.store.list_agents(&Default::default(), &PageRequest::first(1000)).await.unwrap().items.iter().filter(|a| a.online).count()
+    };
     wait_until("every agent's hello", Duration::from_secs(60), async || online().await == ids.len()).await;
     for id in ids {
         let agent = AgentId::new(id.clone()).unwrap();
@@ -101,7 +110,8 @@ async fn a_thousand_agents_register_take_a_delivery_and_answer() {
     eprintln!("{N} agents registered and managed in {:?}", started.elapsed());
 
     let saved = w.fleet.save_template(None, "demo stream", &stream_template()).await.unwrap();
-    let policy = RolloutPolicy::builder().max_in_flight(256).retries(2, Duration::from_millis(100), Duration::from_secs(1)).build().unwrap();
+    let policy =
+        RolloutPolicy::builder().max_in_flight(256).retries(2, Duration::from_millis(100), Duration::from_secs(1)).build().unwrap();
     let t = Instant::now();
     let handle = w.fleet.deliver(saved.id, None, &EdgeSelector::all(), &ParamGrid::default(), policy).await.unwrap();
     assert_eq!(tokio::time::timeout(Duration::from_secs(180), handle.wait()).await.unwrap(), Some(TaskState::Succeeded));

@@ -47,7 +47,13 @@ impl FakeAgent {
         let mut o = MqttOptions::new(id, "127.0.0.1", port);
         o.set_keep_alive(Duration::from_secs(5));
         o.set_outgoing_inflight_upper_limit(16);
-        o.set_last_will(LastWill::new(t.topic(&agent, Channel::Status), encode(Message::Status(Status { online: false })), QoS::AtLeastOnce, true, None));
+        o.set_last_will(LastWill::new(
+            t.topic(&agent, Channel::Status),
+            encode(Message::Status(Status { online: false })),
+            QoS::AtLeastOnce,
+            true,
+            None,
+        ));
         let (client, mut eventloop) = AsyncClient::new(o, 256);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let c = client.clone();
@@ -81,7 +87,10 @@ impl FakeAgent {
         });
         client.subscribe(t.topic(&agent, Channel::Command), QoS::AtLeastOnce).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), ready_rx).await.unwrap().unwrap();
-        client.publish(t.topic(&agent, Channel::Status), QoS::AtLeastOnce, true, encode(Message::Status(Status { online: true }))).await.unwrap();
+        client
+            .publish(t.topic(&agent, Channel::Status), QoS::AtLeastOnce, true, encode(Message::Status(Status { online: true })))
+            .await
+            .unwrap();
         let hello = Hello { agent_version: "fake".into(), heartbeat_secs, ..Hello::default() };
         client.publish(t.topic(&agent, Channel::Hello), QoS::AtLeastOnce, false, encode(Message::Hello(hello))).await.unwrap();
         FakeAgent { client, task }
@@ -228,7 +237,11 @@ async fn a_reply_from_another_agent_or_unknown_correlation_is_refused_and_reques
     // A reply with correlation data nobody waits for is counted and dropped.
     let props = PublishProperties { correlation_data: Some(Bytes::from_static(&[7u8; 16])), ..Default::default() };
     let stray = encode(Message::Reply(Reply::Ok { result: json!(1) }));
-    rogue.client.publish_with_properties(t.reply(&AgentId::new("rogue").unwrap(), hub.hub_id()), QoS::AtLeastOnce, false, stray, props).await.unwrap();
+    rogue
+        .client
+        .publish_with_properties(t.reply(&AgentId::new("rogue").unwrap(), hub.hub_id()), QoS::AtLeastOnce, false, stray, props)
+        .await
+        .unwrap();
     wait_for("the stray reply counted", Duration::from_secs(3), || hub.rejected(RejectReason::UnknownCorrelation) >= 1).await;
     hub.shutdown();
 }
@@ -250,9 +263,16 @@ async fn hostile_messages_are_counted_and_the_hub_keeps_working() {
     agent.publish(hello.clone(), vec![b' '; proto::DEFAULT_MAX_PAYLOAD + 1]).await;
     agent.publish("ecp/agents/edge-h/whatever".into(), b"{}".to_vec()).await;
     wait_for("six rejections", Duration::from_secs(5), || {
-        [RejectReason::Malformed, RejectReason::UnsupportedVersion, RejectReason::UnknownKind, RejectReason::WrongChannel, RejectReason::BadBody, RejectReason::TooLarge]
-            .iter()
-            .all(|r| hub.rejected(*r) == 1)
+        [
+            RejectReason::Malformed,
+            RejectReason::UnsupportedVersion,
+            RejectReason::UnknownKind,
+            RejectReason::WrongChannel,
+            RejectReason::BadBody,
+            RejectReason::TooLarge,
+        ]
+        .iter()
+        .all(|r| hub.rejected(*r) == 1)
     })
     .await;
     // Nothing stored was lost or changed by them, and the hub still answers.

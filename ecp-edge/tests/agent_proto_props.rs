@@ -4,7 +4,7 @@
 //! not promise a bit-exact round trip of every f64.)
 
 use ecp_edge::agent::Channel;
-use ecp_edge::agent::proto::{self, Envelope, Heartbeat, Hello, LocalService, Message, Status, DEFAULT_MAX_PAYLOAD};
+use ecp_edge::agent::proto::{self, DEFAULT_MAX_PAYLOAD, Envelope, Heartbeat, Hello, LocalService, Message, Status};
 use proptest::prelude::*;
 
 const CHANNELS: [Channel; 8] = [
@@ -21,7 +21,11 @@ const CHANNELS: [Channel; 8] = [
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         any::<bool>().prop_map(|online| Message::Status(Status { online })),
-        (any::<u64>(), any::<u64>(), proptest::collection::btree_map("[a-z_]{1,12}", (-1_000_000_000i64..1_000_000_000).prop_map(|v| v as f64 / 4.0), 0..8))
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::btree_map("[a-z_]{1,12}", (-1_000_000_000i64..1_000_000_000).prop_map(|v| v as f64 / 4.0), 0..8)
+        )
             .prop_map(|(seq, uptime_secs, metrics)| Message::Heartbeat(Heartbeat { seq, uptime_secs, services: vec![], metrics })),
         ("\\PC{0,40}", 1u32..3600, proptest::collection::vec(("[a-z]{1,8}", "\\PC{0,30}"), 0..4)).prop_map(|(v, hb, svcs)| {
             Message::Hello(Hello {

@@ -21,7 +21,9 @@ use async_trait::async_trait;
 use crate::access::Subject;
 use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditScope, ChainHead, ChainReader, StoredRecord, VerifyReport};
 use crate::clock::Timestamp;
-use crate::edge::{Agent, AgentFilter, AgentId, DesiredRecord, EdgeLimits, EdgeSelector, EdgeService, ProbeOutcome, TagUsage, TemplateRecord};
+use crate::edge::{
+    Agent, AgentFilter, AgentId, DesiredRecord, EdgeLimits, EdgeSelector, EdgeService, ProbeOutcome, TagUsage, TemplateRecord,
+};
 use crate::error::Result;
 use crate::id::{ApiKeyId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
 use crate::identity::{

@@ -46,9 +46,18 @@ pub(crate) async fn agents_appear_are_managed_and_guard_their_services(f: &Fixtu
     assert_eq!(managed.project, Some(p1.id));
     let in_p1 = s.list_agents(&AgentFilter { project: Some(p1.id), ..Default::default() }, &PageRequest::first(10)).await.unwrap();
     assert_eq!(in_p1.items.len(), 1);
-    let svc = EdgeService::new(p1.id, "nx-1", EdgeKind::NeuronEx, ManagementMode::Direct, "http://127.0.0.1:8085", Credentials::None, vec![], f.clock.now())
-        .unwrap()
-        .through_agent(a.clone());
+    let svc = EdgeService::new(
+        p1.id,
+        "nx-1",
+        EdgeKind::NeuronEx,
+        ManagementMode::Direct,
+        "http://127.0.0.1:8085",
+        Credentials::None,
+        vec![],
+        f.clock.now(),
+    )
+    .unwrap()
+    .through_agent(a.clone());
     let limits = EdgeLimits::new(100, 3).unwrap();
     s.create_edge_services(std::slice::from_ref(&svc), &limits, &ev("edge_service.register")).await.unwrap().pop().unwrap().unwrap();
     let stored = s.get_edge_service(svc.id).await.unwrap();

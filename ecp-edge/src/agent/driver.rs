@@ -106,9 +106,10 @@ impl EdgeTransport for TunnelTransport {
             Reply::Ok { result } => result,
             Reply::Error { code, message } => return Err(reply_error(&endpoint, &self.agent, code, message, self.max_payload)),
         };
-        let answer: HttpResponse =
-            serde_json::from_value(result).map_err(|e| Error::Decode { endpoint: endpoint.clone(), reason: format!("agent answer: {e}") })?;
-        let body = proto::decode_body(&answer.body).map_err(|e| Error::Decode { endpoint: endpoint.clone(), reason: format!("agent body: {e}") })?;
+        let answer: HttpResponse = serde_json::from_value(result)
+            .map_err(|e| Error::Decode { endpoint: endpoint.clone(), reason: format!("agent answer: {e}") })?;
+        let body = proto::decode_body(&answer.body)
+            .map_err(|e| Error::Decode { endpoint: endpoint.clone(), reason: format!("agent body: {e}") })?;
         let mut response = http::Response::builder().status(answer.status);
         for (name, value) in &answer.headers {
             response = response.header(name, value);
@@ -127,7 +128,9 @@ fn reply_error(endpoint: &str, agent: &AgentId, code: ErrorCode, message: String
         ErrorCode::TooLarge => Error::TooLarge { endpoint, size: limit, limit },
         ErrorCode::Unreachable => Error::Transport { endpoint, retryable: true, source: format!("agent {agent}: {message}").into() },
         ErrorCode::Unsupported => Error::Core(ecp_core::Error::unsupported("agent command", "agent")),
-        ErrorCode::Forbidden => Error::Api { endpoint, status: 403, code: None, message: Some(format!("agent {agent} refused: {message}")) },
+        ErrorCode::Forbidden => {
+            Error::Api { endpoint, status: 403, code: None, message: Some(format!("agent {agent} refused: {message}")) }
+        }
         _ => Error::Api { endpoint, status: 502, code: None, message: Some(format!("agent {agent}: {message}")) },
     }
 }
@@ -222,7 +225,12 @@ impl EdgeDriver for AgentDriver {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            Err(Error::Api { endpoint: format!("agent {agent}: apply {item} v{}", applied.version), status: 422, code: None, message: Some(message) })
+            Err(Error::Api {
+                endpoint: format!("agent {agent}: apply {item} v{}", applied.version),
+                status: 422,
+                code: None,
+                message: Some(message),
+            })
         }
     }
 

@@ -30,8 +30,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::mqtt::{MqttConfig, qos};
 use super::proto::{
-    self, Applied, CodecStats, Command, Desired, DesiredItem, Envelope, Event as AgentEvent, Heartbeat, Hello, Message, RejectReason,
-    Reply,
+    self, Applied, CodecStats, Command, Desired, DesiredItem, Envelope, Event as AgentEvent, Heartbeat, Hello, Message, RejectReason, Reply,
 };
 use super::topics::{Channel, Topics, check_segment};
 use crate::error::{Error, Result};
@@ -322,8 +321,8 @@ impl AgentHub {
         if lock(&inner.presence).get(agent).is_some_and(|p| !p.online) {
             return Err(transport_error(what, true, "the agent is offline"));
         }
-        let payload = proto::encode(&Envelope::new(Message::Command(command)), inner.config.mqtt.max_payload)
-            .map_err(|e| encode_error(&what, e))?;
+        let payload =
+            proto::encode(&Envelope::new(Message::Command(command)), inner.config.mqtt.max_payload).map_err(|e| encode_error(&what, e))?;
         let corr = (u128::from(inner.corr_prefix) << 64) | u128::from(inner.corr_next.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = oneshot::channel();
         {
@@ -434,7 +433,12 @@ impl AgentHub {
     ///
     /// # Errors
     /// `PermissionDenied`, `Backend`.
-    pub async fn revoke_credentials(&self, authz: &dyn ecp_core::Authorizer, principal: &ecp_core::Principal, agent: &AgentId) -> Result<()> {
+    pub async fn revoke_credentials(
+        &self,
+        authz: &dyn ecp_core::Authorizer,
+        principal: &ecp_core::Principal,
+        agent: &AgentId,
+    ) -> Result<()> {
         let event = credentials_event(principal, agent, "agent.credentials.revoke");
         if let Err(e) = authorize_system(authz, principal) {
             ecp_core::audit::record_failure(self.inner.store.as_ref(), event, &e).await;
@@ -784,13 +788,16 @@ mod tests {
     #[test]
     fn backoff_has_full_jitter_under_a_growing_cap() {
         for attempt in 0..40 {
-            let cap = Duration::from_millis(100).saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX)).min(Duration::from_secs(5));
+            let cap = Duration::from_millis(100)
+                .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+                .min(Duration::from_secs(5));
             for _ in 0..50 {
                 let d = backoff_delay(attempt, Duration::from_millis(100), Duration::from_secs(5));
                 assert!(d <= cap, "{d:?} > {cap:?}");
             }
         }
-        let spread: std::collections::HashSet<_> = (0..100).map(|_| backoff_delay(6, Duration::from_millis(100), Duration::from_secs(5))).collect();
+        let spread: std::collections::HashSet<_> =
+            (0..100).map(|_| backoff_delay(6, Duration::from_millis(100), Duration::from_secs(5))).collect();
         assert!(spread.len() > 50, "delays are spread, not fixed");
     }
 }

@@ -15,8 +15,6 @@ pub mod mqtt;
 pub mod proto;
 pub mod topics;
 
-pub use proto::{DecodeError, Envelope, Message, RejectReason};
-pub use topics::{AgentId, Channel, Topics};
 #[cfg(feature = "mqtt")]
 pub use driver::{AgentDriver, TunnelTransport, desired_key};
 #[cfg(all(feature = "mqtt", feature = "direct"))]
@@ -25,3 +23,5 @@ pub use edge::{AgentHandle, AgentStats, EdgeAgent, EdgeAgentConfig, LocalService
 pub use hub::{AgentHub, AgentHubConfig, HubEvent, HubStats};
 #[cfg(feature = "mqtt")]
 pub use mqtt::{MqttConfig, MqttTls};
+pub use proto::{DecodeError, Envelope, Message, RejectReason};
+pub use topics::{AgentId, Channel, Topics};

@@ -614,11 +614,21 @@ mod tests {
         round_trip(Message::Hello(Hello {
             agent_version: "0.1.0".into(),
             heartbeat_secs: 10,
-            services: vec![LocalService { name: "nx".into(), kind: "neuronex".into(), url: "http://127.0.0.1:8085".into(), restartable: false }],
+            services: vec![LocalService {
+                name: "nx".into(),
+                kind: "neuronex".into(),
+                url: "http://127.0.0.1:8085".into(),
+                restartable: false,
+            }],
             applied: [("stream:s".to_owned(), 3)].into(),
         }));
         round_trip(Message::Status(Status { online: false }));
-        round_trip(Message::Heartbeat(Heartbeat { seq: 4, uptime_secs: 40, services: vec![], metrics: [("rss_bytes".into(), 1.0e6)].into() }));
+        round_trip(Message::Heartbeat(Heartbeat {
+            seq: 4,
+            uptime_secs: 40,
+            services: vec![],
+            metrics: [("rss_bytes".into(), 1.0e6)].into(),
+        }));
         round_trip(Message::Event(Event { level: Level::Warning, message: "x".into(), fields: BTreeMap::new() }));
         round_trip(Message::Command(Command::Http(HttpRequest {
             target: "127.0.0.1:8085".into(),

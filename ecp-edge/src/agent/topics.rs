@@ -171,7 +171,9 @@ mod tests {
         assert_eq!(t.parse("ecp/agents/edge-7/cmd"), Some((a.clone(), Channel::Command)));
         assert_eq!(t.parse(&t.reply(&a, "hub-1")), Some((a.clone(), Channel::Reply)));
         assert_eq!(t.all_agents(Channel::Hello, "hub-1"), "ecp/agents/+/hello");
-        for bad in ["ecp/agents/edge-7/cmd/x", "ecp/agents/edge+7/cmd", "ecp/agents/edge-7/nope", "other/agents/a/cmd", "ecp/agents/a/reply"] {
+        for bad in
+            ["ecp/agents/edge-7/cmd/x", "ecp/agents/edge+7/cmd", "ecp/agents/edge-7/nope", "other/agents/a/cmd", "ecp/agents/a/reply"]
+        {
             assert_eq!(t.parse(bad), None, "{bad}");
         }
     }

@@ -245,14 +245,13 @@ impl AgentStore for SqlStore {
         }
         let change_text = change.to_string();
         let mut tx = self.write().await?;
-        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {DESIRED_COLUMNS} FROM agent_desired WHERE agent_id = $1 AND item_key = $2"
-        )))
-        .bind(id.as_str().to_owned())
-        .bind(key.to_owned())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
+        let existing =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DESIRED_COLUMNS} FROM agent_desired WHERE agent_id = $1 AND item_key = $2")))
+                .bind(id.as_str().to_owned())
+                .bind(key.to_owned())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
         if let Some(row) = &existing {
             let record = desired_from_row(row)?;
             if record.target == target && &record.change == change {
@@ -287,13 +286,12 @@ impl AgentStore for SqlStore {
     }
 
     async fn desired(&self, id: &AgentId) -> Result<Vec<DesiredRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {DESIRED_COLUMNS} FROM agent_desired WHERE agent_id = $1 ORDER BY item_key"
-        )))
-        .bind(id.as_str().to_owned())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DESIRED_COLUMNS} FROM agent_desired WHERE agent_id = $1 ORDER BY item_key")))
+                .bind(id.as_str().to_owned())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
         rows.iter().map(desired_from_row).collect()
     }
 

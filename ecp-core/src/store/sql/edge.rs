@@ -11,7 +11,8 @@ use super::{OnViolation, Sql, SqlStore, col, col_opt_ts, col_parse, col_ts, col_
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::edge::{
-    AgentId, Credentials, EdgeKind, EdgeLimits, EdgeSelector, EdgeService, EdgeStatus, ManagementMode, ProbeOutcome, TagUsage, TemplateRecord,
+    AgentId, Credentials, EdgeKind, EdgeLimits, EdgeSelector, EdgeService, EdgeStatus, ManagementMode, ProbeOutcome, TagUsage,
+    TemplateRecord,
 };
 use crate::error::{Error, Result};
 use crate::id::{EdgeServiceId, ProjectId};
@@ -49,10 +50,7 @@ fn service_from_row(row: &AnyRow) -> Result<EdgeService> {
         mode: ManagementMode::parse(&mode).ok_or_else(|| integrity(format!("management mode {mode:?}")))?,
         endpoint: col(row, "endpoint")?,
         credentials,
-        agent: col::<Option<String>>(row, "agent_id")?
-            .map(AgentId::new)
-            .transpose()
-            .map_err(|e| integrity(format!("agent id: {e}")))?,
+        agent: col::<Option<String>>(row, "agent_id")?.map(AgentId::new).transpose().map_err(|e| integrity(format!("agent id: {e}")))?,
         tags: Vec::new(),
         version: col(row, "version")?,
         status: EdgeStatus::parse(&status).ok_or_else(|| integrity(format!("edge status {status:?}")))?,
