@@ -280,3 +280,86 @@ async fn the_product_adapters_run_through_the_tunnel() {
     agent.abort();
     w.hub.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_issued_by_the_hub_let_only_that_agent_in_and_work_under_the_acl() {
+    use ecp_edge::agent::acl::{AgentSecret, mosquitto_hash};
+    use secrecy::ExposeSecret;
+
+    // The broker starts with the hub's user only.
+    let hub_secret = AgentSecret::generate().unwrap();
+    let hub_hash = mosquitto_hash(hub_secret.as_secret()).unwrap();
+    let store = Arc::new(SqlStore::memory().await.unwrap());
+    let config = AccessConfig::builder().argon2(Argon2Params::new(1024, 1, 1).unwrap()).build().unwrap();
+    let ac = AccessControl::new(store.clone(), config).await.unwrap();
+    let root = ac.users.bootstrap_admin("root@example.com", "Root", &secrecy::SecretString::from("R00t-passw0rd!")).await.unwrap();
+    let root = Principal::user(root.id, root.email);
+    let org = ac.tenancy.create_org(&root, "acme").await.unwrap();
+    let project = ac.tenancy.create_project(&root, org.id, "plant").await.unwrap();
+    let pa = ac
+        .users
+        .create_user(&root, NewUser::new("pa@example.com", "pa").grant(Grant::builtin(BuiltinRole::ProjectAdmin, project.scope())))
+        .await
+        .unwrap();
+    let pa = Principal::user(pa.id, pa.email);
+
+    let initial = ecp_edge::agent::acl::BrokerAcl::new(ecp_edge::agent::Topics::default(), "ecp-hub", &hub_hash, []).unwrap();
+    let mut broker = Mosquitto::builder()
+        .allow_anonymous(false)
+        .password_file(initial.password_file())
+        .acl_file(initial.acl_file())
+        .start()
+        .await
+        .expect("mosquitto (scripts/test installs it)");
+    let mqtt = MqttConfig::new("127.0.0.1", broker.port()).credentials("ecp-hub", hub_secret.as_secret().clone());
+    let hub = AgentHub::connect(AgentHubConfig::new(mqtt), store.clone(), Arc::new(SystemClock)).await.unwrap();
+
+    // Only a system administrator issues credentials; the secret is shown once, stored hashed.
+    let id = AgentId::new("edge-cred").unwrap();
+    assert!(hub.issue_credentials(ac.authorizer.as_ref(), &pa, &id).await.unwrap_err().to_string().contains("denied"));
+    let secret = hub.issue_credentials(ac.authorizer.as_ref(), &root, &id).await.unwrap();
+    let stored = store.agent_secrets().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(!stored[0].1.contains(secret.as_secret().expose_secret()));
+    let acl = hub.broker_acl("ecp-hub", &hub_hash).await.unwrap();
+    acl.write_files(broker.dir()).unwrap();
+    broker.reload().await.unwrap();
+
+    let sim = SimService::start(SimConfig::new(SimKind::Ekuiper)).await.unwrap();
+    let agent_config = |password: secrecy::SecretString| {
+        let mut mqtt = MqttConfig::new("127.0.0.1", broker.port()).credentials("edge-cred", password);
+        mqtt.inflight = 16;
+        let mut c = EdgeAgentConfig::new(id.clone(), mqtt).service(LocalServiceConfig::new("ekuiper", EdgeKind::Ekuiper, sim.base_url()));
+        c.backoff_initial = Duration::from_millis(100);
+        c.backoff_max = Duration::from_millis(500);
+        c
+    };
+    // A wrong secret is refused: the agent never gets in.
+    let impostor = EdgeAgent::new(agent_config(secrecy::SecretString::from("not-the-secret".to_owned()))).unwrap().spawn();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(impostor.stats().connects, 0);
+    assert!(!hub.is_online(&id));
+    impostor.abort();
+
+    // The issued one works: hello, commands and a delivery, all on the agent's own topics.
+    let agent = EdgeAgent::new(agent_config(secret.into_secret())).unwrap().spawn();
+    wait_until("edge-cred online", Duration::from_secs(10), async || hub.is_online(&id)).await;
+    assert!(matches!(hub.request(&id, Command::Status, None).await.unwrap(), Reply::Ok { .. }));
+    let change =
+        ecp_edge::template::ConfigChange::EkuiperStream { name: "s".into(), sql: "CREATE STREAM s () WITH (TYPE=\"memory\")".into() };
+    let target = sim.base_url().trim_start_matches("http://").to_owned();
+    let applied = hub.deliver(&id, "stream:s", &target, &change, Duration::from_secs(10)).await.unwrap();
+    assert!(applied.ok, "{applied:?}");
+
+    // Revoked and reloaded: the agent's next connection is refused.
+    hub.revoke_credentials(ac.authorizer.as_ref(), &root, &id).await.unwrap();
+    hub.broker_acl("ecp-hub", &hub_hash).await.unwrap().write_files(broker.dir()).unwrap();
+    broker.reload().await.unwrap();
+    broker.kill();
+    broker.restart().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!agent.is_connected(), "a revoked agent stays out");
+    agent.abort();
+    let _ = project;
+    hub.shutdown();
+}
