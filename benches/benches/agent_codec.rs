@@ -29,8 +29,12 @@ fn command() -> Envelope {
 fn codec(c: &mut Criterion) {
     let bytes = heartbeat();
     let mut g = c.benchmark_group("agent_codec/decode_heartbeat");
-    g.bench_function("serde_json::Value (baseline)", |b| b.iter(|| serde_json::from_slice::<serde_json::Value>(std::hint::black_box(&bytes)).unwrap()));
-    g.bench_function("proto::decode", |b| b.iter(|| proto::decode(Channel::Heartbeat, std::hint::black_box(&bytes), DEFAULT_MAX_PAYLOAD).unwrap()));
+    g.bench_function("serde_json::Value (baseline)", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(std::hint::black_box(&bytes)).unwrap())
+    });
+    g.bench_function("proto::decode", |b| {
+        b.iter(|| proto::decode(Channel::Heartbeat, std::hint::black_box(&bytes), DEFAULT_MAX_PAYLOAD).unwrap())
+    });
     g.finish();
 
     let env = command();

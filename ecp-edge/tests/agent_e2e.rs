@@ -30,7 +30,16 @@ struct World {
     fleet: ProjectFleet,
 }
 
-async fn world(port: u16, apply_timeout: Duration) -> World {
+/// A store with a system administrator (`root`), a project and its project administrator.
+struct Tenancy {
+    store: Arc<SqlStore>,
+    ac: AccessControl,
+    root: Principal,
+    project: ecp_core::Project,
+    admin: Principal,
+}
+
+async fn tenancy() -> Tenancy {
     let store = Arc::new(SqlStore::memory().await.unwrap());
     let config = AccessConfig::builder().argon2(Argon2Params::new(1024, 1, 1).unwrap()).build().unwrap();
     let ac = AccessControl::new(store.clone(), config).await.unwrap();
@@ -44,6 +53,11 @@ async fn world(port: u16, apply_timeout: Duration) -> World {
         .await
         .unwrap();
     let admin = Principal::user(admin.id, admin.email);
+    Tenancy { store, ac, root, project, admin }
+}
+
+async fn world(port: u16, apply_timeout: Duration) -> World {
+    let Tenancy { store, ac, project, admin, .. } = tenancy().await;
     let mut hub_config = AgentHubConfig::new(MqttConfig::new("127.0.0.1", port));
     hub_config.request_timeout = Duration::from_secs(20);
     let hub = AgentHub::connect(hub_config, store.clone(), Arc::new(SystemClock)).await.unwrap();
@@ -289,19 +303,7 @@ async fn credentials_issued_by_the_hub_let_only_that_agent_in_and_work_under_the
     // The broker starts with the hub's user only.
     let hub_secret = AgentSecret::generate().unwrap();
     let hub_hash = mosquitto_hash(hub_secret.as_secret()).unwrap();
-    let store = Arc::new(SqlStore::memory().await.unwrap());
-    let config = AccessConfig::builder().argon2(Argon2Params::new(1024, 1, 1).unwrap()).build().unwrap();
-    let ac = AccessControl::new(store.clone(), config).await.unwrap();
-    let root = ac.users.bootstrap_admin("root@example.com", "Root", &secrecy::SecretString::from("R00t-passw0rd!")).await.unwrap();
-    let root = Principal::user(root.id, root.email);
-    let org = ac.tenancy.create_org(&root, "acme").await.unwrap();
-    let project = ac.tenancy.create_project(&root, org.id, "plant").await.unwrap();
-    let pa = ac
-        .users
-        .create_user(&root, NewUser::new("pa@example.com", "pa").grant(Grant::builtin(BuiltinRole::ProjectAdmin, project.scope())))
-        .await
-        .unwrap();
-    let pa = Principal::user(pa.id, pa.email);
+    let Tenancy { store, ac, root, admin: pa, .. } = tenancy().await;
 
     let initial = ecp_edge::agent::acl::BrokerAcl::new(ecp_edge::agent::Topics::default(), "ecp-hub", &hub_hash, []).unwrap();
     let mut broker = Mosquitto::builder()
@@ -360,6 +362,5 @@ async fn credentials_issued_by_the_hub_let_only_that_agent_in_and_work_under_the
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!agent.is_connected(), "a revoked agent stays out");
     agent.abort();
-    let _ = project;
     hub.shutdown();
 }
