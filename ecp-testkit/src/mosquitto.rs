@@ -52,6 +52,8 @@ const POLL: Duration = Duration::from_millis(20);
 const CONF: &str = "mosquitto.conf";
 const PASSWORDS: &str = "passwd";
 const ACL: &str = "acl";
+const TLS_CERT: &str = "server.crt";
+const TLS_KEY: &str = "server.key";
 const LOG: &str = "mosquitto.log";
 
 /// What went wrong starting or driving the broker.
@@ -167,11 +169,12 @@ pub struct MosquittoBuilder {
     max_queued_messages: u32,
     password_file: Option<String>,
     acl_file: Option<String>,
+    tls: Option<(String, String)>,
 }
 
 impl Default for MosquittoBuilder {
     fn default() -> Self {
-        MosquittoBuilder { allow_anonymous: true, max_queued_messages: 0, password_file: None, acl_file: None }
+        MosquittoBuilder { allow_anonymous: true, max_queued_messages: 0, password_file: None, acl_file: None, tls: None }
     }
 }
 
@@ -208,6 +211,12 @@ impl MosquittoBuilder {
         self
     }
 
+    /// Serves MQTT over TLS only, with this PEM certificate chain and PEM private key.
+    pub fn tls(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.tls = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
     /// Writes the files into a new temporary directory, starts mosquitto on a free port of
     /// 127.0.0.1 and waits (at most 10 s) until it accepts TCP connections.
     ///
@@ -229,8 +238,13 @@ impl MosquittoBuilder {
             max_queued_messages: self.max_queued_messages,
             password_file: self.password_file.is_some(),
             acl_file: self.acl_file.is_some(),
+            tls: self.tls.is_some(),
             child: None,
         };
+        if let Some((cert, key)) = &self.tls {
+            broker.write(TLS_CERT, cert)?;
+            broker.write(TLS_KEY, key)?;
+        }
         if let Some(contents) = &self.password_file {
             broker.write(PASSWORDS, contents)?;
         }
@@ -262,6 +276,7 @@ pub struct Mosquitto {
     max_queued_messages: u32,
     password_file: bool,
     acl_file: bool,
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -417,6 +432,9 @@ impl Mosquitto {
             anonymous = self.allow_anonymous,
             max_queued = self.max_queued_messages,
         );
+        if self.tls {
+            conf.push_str(&format!("certfile {}\nkeyfile {}\n", self.path(TLS_CERT).display(), self.path(TLS_KEY).display()));
+        }
         if self.password_file {
             conf.push_str(&format!("password_file {}\n", self.path(PASSWORDS).display()));
         }

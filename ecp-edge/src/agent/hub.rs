@@ -677,8 +677,9 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
                     let _ = inner.events.send(HubEvent::Online(agent.clone()));
                 }
             } else {
-                let was = lock(&inner.presence).get_mut(agent).map(|p| std::mem::replace(&mut p.online, false));
+                // The store first, so that whoever sees the agent offline here finds it so there.
                 inner.store.set_agent_presence(agent, false, now).await?;
+                let was = lock(&inner.presence).get_mut(agent).map(|p| std::mem::replace(&mut p.online, false));
                 if was != Some(false) {
                     let _ = inner.events.send(HubEvent::Offline(agent.clone()));
                 }
