@@ -55,6 +55,9 @@ pub struct AgentHubConfig {
     pub shared_group: Option<String>,
     /// The most requests waiting for replies at once (65,536).
     pub max_pending: usize,
+    /// How long the broker keeps the hub's session (subscriptions and queued QoS 1 messages from
+    /// agents) after its connection drops (5 min).
+    pub session_expiry: Duration,
 }
 
 impl AgentHubConfig {
@@ -68,6 +71,7 @@ impl AgentHubConfig {
             missed_heartbeats: 3,
             shared_group: None,
             max_pending: 65_536,
+            session_expiry: Duration::from_secs(300),
         }
     }
 
@@ -185,7 +189,11 @@ impl AgentHub {
     /// the hub's credentials in time.
     pub async fn connect(config: AgentHubConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self> {
         config.validate()?;
-        let options = config.mqtt.options(&format!("ecp-hub-{}", config.hub_id), None)?;
+        let mut options = config.mqtt.options(&format!("ecp-hub-{}", config.hub_id), None)?;
+        // A session that outlives a dropped connection: the broker keeps the hub's subscriptions
+        // and queues the agents' QoS 1 messages (hellos, reports, events) until it is back.
+        options.set_clean_start(false);
+        options.set_session_expiry_interval(Some(u32::try_from(config.session_expiry.as_secs()).unwrap_or(u32::MAX)));
         let (client, eventloop) = AsyncClient::new(options, usize::from(config.mqtt.inflight).max(64) * 4);
         let (connected, mut ready) = watch::channel(false);
         let (events, _) = broadcast::channel(4096);
@@ -245,7 +253,7 @@ impl AgentHub {
         for t in self.tasks.iter() {
             t.abort();
         }
-        let _ = self.inner.connected.send(false);
+        let _ = self.inner.connected.send_replace(false);
     }
 
     /// This hub's id.
@@ -555,7 +563,7 @@ async fn poll_loop(inner: Arc<Inner>, mut eventloop: EventLoop, work: mpsc::Send
                     for f in filters {
                         let _ = inner2.client.subscribe(f, rumqttc::v5::mqttbytes::QoS::AtLeastOnce).await;
                     }
-                    let _ = inner2.connected.send(true);
+                    let _ = inner2.connected.send_replace(true);
                     // Deliveries still waiting may have lost their desired message with the old
                     // connection (or the broker its retained copy): send them again.
                     let waiting: std::collections::BTreeSet<AgentId> = lock(&inner2.reports).keys().map(|(a, _)| a.clone()).collect();
@@ -581,7 +589,7 @@ async fn poll_loop(inner: Arc<Inner>, mut eventloop: EventLoop, work: mpsc::Send
             }
             Ok(_) => {}
             Err(e) => {
-                let _ = inner.connected.send(false);
+                let _ = inner.connected.send_replace(false);
                 if let ConnectionError::ConnectionRefused(code) = &e {
                     let _ = fail.try_send(format!("the broker refused the hub: {code:?}"));
                 }
