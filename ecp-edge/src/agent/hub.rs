@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ecp_core::edge::{AgentId, DesiredRecord};
 use ecp_core::{Clock, Store};
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, PublishProperties, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -540,6 +540,7 @@ async fn publish_desired(inner: &Inner, agent: &AgentId) -> Result<()> {
 /// everything else to the worker.
 async fn poll_loop(inner: Arc<Inner>, mut eventloop: EventLoop, work: mpsc::Sender<Publish>, fail: mpsc::Sender<String>) {
     let mut attempt = 0u32;
+    let mut awaiting_suback = false;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -557,15 +558,28 @@ async fn poll_loop(inner: Arc<Inner>, mut eventloop: EventLoop, work: mpsc::Send
                     })
                     .collect();
                 filters.push(c.topics.all_agents(Channel::Reply, &c.hub_id));
-                let inner2 = inner.clone();
-                // Subscribing from another task: the request channel is drained by this loop.
+                // One SUBSCRIBE for all filters, sent from another task (this loop drains the
+                // request channel); the hub counts as connected once its SUBACK is back, so that
+                // nothing an agent says after that is missed.
+                let client = inner.client.clone();
                 tokio::spawn(async move {
-                    for f in filters {
-                        let _ = inner2.client.subscribe(f, rumqttc::v5::mqttbytes::QoS::AtLeastOnce).await;
+                    let filters = filters.into_iter().map(|f| Filter::new(f, rumqttc::v5::mqttbytes::QoS::AtLeastOnce));
+                    if let Err(e) = client.subscribe_many(filters).await {
+                        tracing::warn!(error = %e, "agent hub: could not subscribe");
                     }
-                    let _ = inner2.connected.send_replace(true);
-                    // Deliveries still waiting may have lost their desired message with the old
-                    // connection (or the broker its retained copy): send them again.
+                });
+                awaiting_suback = true;
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) if awaiting_suback => {
+                awaiting_suback = false;
+                if let Some(code) = ack.return_codes.iter().find(|c| !matches!(c, SubscribeReasonCode::Success(_))) {
+                    tracing::error!(?code, "agent hub: the broker refused a subscription; check the hub user's ACL");
+                }
+                inner.connected.send_replace(true);
+                // Deliveries still waiting may have lost their desired message with the old
+                // connection (or the broker its retained copy): send them again.
+                let inner2 = inner.clone();
+                tokio::spawn(async move {
                     let waiting: std::collections::BTreeSet<AgentId> = lock(&inner2.reports).keys().map(|(a, _)| a.clone()).collect();
                     for agent in waiting {
                         if let Err(e) = publish_desired(&inner2, &agent).await {
