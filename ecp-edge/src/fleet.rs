@@ -1131,6 +1131,22 @@ impl TargetExecutor for DeliveryExecutor {
         let values: BTreeMap<String, Value> = serde_json::from_value(target.params.clone()).unwrap_or_default();
         let change = render_for(&self.template, &service, &values).map_err(TargetError::fatal)?;
         let driver = self.drivers.get(service.mode).map_err(TargetError::fatal)?;
-        driver.apply(&service, &change, key).await.map_err(|e| TargetError { reason: e.to_string(), retryable: e.is_retryable() })
+        driver.apply(&service, &change, key).await.map_err(|e| TargetError { reason: with_causes(&e), retryable: e.is_retryable() })
     }
+}
+
+/// An error with its causes (`agent edge-7: transport failed (retryable): the agent is offline`),
+/// for task target reasons; causes never carry credentials (transports strip them).
+fn with_causes(e: &Error) -> String {
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !reason.ends_with(&text) {
+            reason.push_str(": ");
+            reason.push_str(&text);
+        }
+        source = cause.source();
+    }
+    reason
 }
