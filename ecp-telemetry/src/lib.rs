@@ -1,8 +1,8 @@
 //! # ecp-telemetry
 //!
-//! Telemetry for ecp-rs. This crate will own (see the telemetry issue):
+//! Telemetry for ecp-rs:
 //!
-//! - samples and series (metric name, labels with organization, project and source, value, time);
+//! - [`sample`]: samples and series (metric name, labels, the project they belong to, value, time);
 //! - collectors behind one `Collector` trait: a Prometheus text scraper, an EMQX REST poller, and
 //!   samples pushed by edge agents;
 //! - a bounded in-memory metric store with retention, downsampling and a cardinality limit;
@@ -11,9 +11,13 @@
 //! - notifiers (webhook, email) behind a `Notifier` trait;
 //! - log records and queries behind a `LogSink` trait;
 //! - the control plane's own metrics in Prometheus text format.
-//!
-//! Nothing is implemented yet; the crate exists so the dependency direction
-//! (`ecp-core <- ecp-rbac <- ecp-telemetry <- {ecp-cluster, ecp-edge}`) is fixed from the start.
+
+pub mod collector;
+pub mod error;
+pub mod sample;
 
 pub use ecp_core;
 pub use ecp_rbac;
+pub use error::{Error, Result};
+pub use collector::{Accepted, Collection, Collector, SampleSink, Skipped};
+pub use sample::{LabelMatcher, Labels, MatchOp, MetricName, MetricScope, Point, Sample, SeriesKey, SeriesSelector};
