@@ -20,4 +20,4 @@ pub use ecp_core;
 pub use ecp_rbac;
 pub use error::{Error, Result};
 pub use collector::{Accepted, Collection, Collector, SampleSink, Skipped};
-pub use sample::{LabelMatcher, Labels, MatchOp, MetricName, MetricScope, Point, Sample, SeriesKey, SeriesSelector};
+pub use sample::{LabelMatcher, Labels, MatchOp, MetricName, MetricScope, Point, Sample, SeriesKey, SeriesSelector, Severity};

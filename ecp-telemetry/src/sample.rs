@@ -405,3 +405,29 @@ impl SeriesSelector {
         *name == self.name && self.matchers.iter().all(|m| m.matches(labels))
     }
 }
+
+/// How serious an alarm or notification is: the product's two levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth knowing (the product's `0`).
+    Normal,
+    /// Needs action now (the product's `1`).
+    Critical,
+}
+
+impl Severity {
+    /// `"normal"` or `"critical"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Normal => "normal",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
