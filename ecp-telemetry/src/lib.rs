@@ -12,6 +12,7 @@
 //! - log records and queries behind a `LogSink` trait;
 //! - the control plane's own metrics in Prometheus text format.
 
+pub mod alarm;
 pub mod collector;
 pub mod error;
 pub mod sample;
