@@ -212,7 +212,9 @@ impl MetricStoreConfigBuilder {
     /// or the raw points per series exceed [`MAX_RAW_POINTS_LIMIT`].
     pub fn build(self) -> Result<MetricStoreConfig> {
         let c = self.config;
-        for (field, d) in [("raw_retention", c.raw_retention), ("minute_retention", c.minute_retention), ("hour_retention", c.hour_retention)] {
+        for (field, d) in
+            [("raw_retention", c.raw_retention), ("minute_retention", c.minute_retention), ("hour_retention", c.hour_retention)]
+        {
             if d.is_zero() || d > MAX_RETENTION {
                 return Err(Error::invalid(field, format!("must be more than zero and at most {} days", MAX_RETENTION.as_secs() / 86_400)));
             }
@@ -665,7 +667,8 @@ impl MetricStore {
             self.counters.bytes.fetch_add(key_bytes(&key.name, &key.labels), Ordering::Relaxed);
             shard.projects.entry(key.scope).or_default().entry(key.name.clone()).or_default().insert(key.labels.clone(), Series::new());
         }
-        let Some(series) = shard.projects.get_mut(&key.scope).and_then(|n| n.get_mut(&key.name)).and_then(|l| l.get_mut(&key.labels)) else {
+        let Some(series) = shard.projects.get_mut(&key.scope).and_then(|n| n.get_mut(&key.name)).and_then(|l| l.get_mut(&key.labels))
+        else {
             // Inserted just above under the same lock.
             return Outcome::Invalid;
         };
@@ -788,7 +791,12 @@ impl MetricStore {
     }
 
     /// Calls `f` on every series of `scope` matching `selector`, shard by shard under read locks.
-    fn for_each_match(&self, scope: &MetricScope, selector: &SeriesSelector, mut f: impl FnMut(&Labels, &Series) -> Result<()>) -> Result<()> {
+    fn for_each_match(
+        &self,
+        scope: &MetricScope,
+        selector: &SeriesSelector,
+        mut f: impl FnMut(&Labels, &Series) -> Result<()>,
+    ) -> Result<()> {
         for shard in self.shards.iter() {
             let shard = shard.read();
             let Some(series) = shard.projects.get(scope).and_then(|n| n.get(&selector.name)) else { continue };
@@ -852,7 +860,10 @@ impl MetricStore {
         let (first, last) = (start.div_euclid(step) * step, end.div_euclid(step) * step);
         let steps = (last - first) / step + 1;
         if steps > MAX_RANGE_STEPS as i64 {
-            return Err(Error::invalid("range", format!("{steps} steps in the window, at most {MAX_RANGE_STEPS}: widen the step or narrow the window")));
+            return Err(Error::invalid(
+                "range",
+                format!("{steps} steps in the window, at most {MAX_RANGE_STEPS}: widen the step or narrow the window"),
+            ));
         }
         let step_of = |t: i64| t.max(start).div_euclid(step) * step;
         let max_points = self.config.max_range_points;
@@ -876,9 +887,15 @@ impl MetricStore {
             }
             total = total.saturating_add(acc.len());
             if total > max_points {
-                return Err(Error::invalid("range", format!("the answer would hold more than {max_points} points: narrow the selector or widen the step")));
+                return Err(Error::invalid(
+                    "range",
+                    format!("the answer would hold more than {max_points} points: narrow the selector or widen the step"),
+                ));
             }
-            let points = acc.iter().filter_map(|a| Timestamp::from_microsecond(a.step).ok().map(|time| Point { time, value: a.value(query.aggregation) })).collect();
+            let points = acc
+                .iter()
+                .filter_map(|a| Timestamp::from_microsecond(a.step).ok().map(|time| Point { time, value: a.value(query.aggregation) }))
+                .collect();
             out.push(SeriesRange { series: SeriesKey::new(*scope, selector.name.clone(), labels.clone()), points });
             Ok(())
         })?;

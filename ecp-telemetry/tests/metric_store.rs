@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ecp_core::{ManualClock, OrgId, ProjectId, Timestamp};
-use ecp_telemetry::{Aggregation, Labels, MetricName, MetricScope, MetricStore, MetricStoreConfig, Point, RangeQuery, Sample, SampleSink, SeriesKey, SeriesSelector};
+use ecp_telemetry::{
+    Aggregation, Labels, MetricName, MetricScope, MetricStore, MetricStoreConfig, Point, RangeQuery, Sample, SampleSink, SeriesKey,
+    SeriesSelector,
+};
 use proptest::prelude::*;
 
 /// Tests in this file run one at a time: the cardinality test measures the process's memory.
@@ -42,7 +45,10 @@ fn sample(scope: MetricScope, n: &str, l: &[(&str, &str)], time: Timestamp, valu
     Sample::new(scope, name(n), labels(l), time, value)
 }
 
-fn store_at(clock: &ManualClock, f: impl FnOnce(ecp_telemetry::store::MetricStoreConfigBuilder) -> ecp_telemetry::store::MetricStoreConfigBuilder) -> MetricStore {
+fn store_at(
+    clock: &ManualClock,
+    f: impl FnOnce(ecp_telemetry::store::MetricStoreConfigBuilder) -> ecp_telemetry::store::MetricStoreConfigBuilder,
+) -> MetricStore {
     MetricStore::new(f(MetricStoreConfig::builder().clock(Arc::new(clock.clone()))).build().unwrap())
 }
 
@@ -63,7 +69,8 @@ fn insert_latest_and_range_with_each_aggregation() {
     let (p, q) = (scope(), scope());
     let m0 = before(now, 5 * MIN);
     // Two minutes of samples every 10 s, values 1..=12, written newest-first to exercise ordering.
-    let mut samples: Vec<Sample> = (0..12).map(|i| sample(p, "cpu", &[("host", "a")], at(m0, Duration::from_secs(10 * i)), (i + 1) as f64)).collect();
+    let mut samples: Vec<Sample> =
+        (0..12).map(|i| sample(p, "cpu", &[("host", "a")], at(m0, Duration::from_secs(10 * i)), (i + 1) as f64)).collect();
     samples.reverse();
     samples.push(sample(p, "cpu", &[("host", "b")], m0, 100.0));
     samples.push(sample(q, "cpu", &[("host", "a")], m0, 1000.0));
@@ -91,7 +98,10 @@ fn insert_latest_and_range_with_each_aggregation() {
     assert_eq!(store.series(&p, &all.clone().eq("host", "b")), vec![b.clone()]);
     assert_eq!(store.series(&p, &all.clone().not_eq("host", "b")), vec![a.clone()]);
     let latest = store.latest(&p, &all);
-    assert_eq!(latest, vec![(a.clone(), Point { time: at(m0, Duration::from_secs(110)), value: 12.0 }), (b.clone(), Point { time: m0, value: 100.0 })]);
+    assert_eq!(
+        latest,
+        vec![(a.clone(), Point { time: at(m0, Duration::from_secs(110)), value: 12.0 }), (b.clone(), Point { time: m0, value: 100.0 })]
+    );
 
     let m1 = at(m0, MIN);
     let expect = [
@@ -110,14 +120,19 @@ fn insert_latest_and_range_with_each_aggregation() {
         assert_eq!(values(&r[0].points), vec![(m0, x), (m1, y)], "{agg:?}");
     }
     // An unaligned start: the first point is at its step's start but holds only samples from `start`.
-    let r = store.range(&p, &sel, RangeQuery::new(at(m0, Duration::from_secs(25)), at(m1, Duration::from_secs(15)), MIN, Aggregation::Sum)).unwrap();
+    let r = store
+        .range(&p, &sel, RangeQuery::new(at(m0, Duration::from_secs(25)), at(m1, Duration::from_secs(15)), MIN, Aggregation::Sum))
+        .unwrap();
     assert_eq!(values(&r[0].points), vec![(m0, 4.0 + 5.0 + 6.0), (m1, 7.0 + 8.0)]);
     // A step finer than the samples: one point per sample, on the 5 s grid.
     let r = store.range(&p, &sel, RangeQuery::new(m0, at(m0, Duration::from_secs(20)), Duration::from_secs(5), Aggregation::Last)).unwrap();
     assert_eq!(values(&r[0].points), vec![(m0, 1.0), (at(m0, Duration::from_secs(10)), 2.0), (at(m0, Duration::from_secs(20)), 3.0)]);
     // One step over everything, all series of the metric in the project.
     let r = store.range(&p, &all, RangeQuery::new(before(now, HOUR), now, HOUR, Aggregation::Count)).unwrap();
-    assert_eq!(r.iter().map(|s| (s.series.clone(), s.points.len(), s.points[0].value)).collect::<Vec<_>>(), vec![(a, 1, 12.0), (b, 1, 1.0)]);
+    assert_eq!(
+        r.iter().map(|s| (s.series.clone(), s.points.len(), s.points[0].value)).collect::<Vec<_>>(),
+        vec![(a, 1, 12.0), (b, 1, 1.0)]
+    );
     // A window without data gives no series.
     assert!(store.range(&p, &all, RangeQuery::new(before(now, MIN), now, MIN, Aggregation::Avg)).unwrap().is_empty());
 
@@ -255,7 +270,11 @@ fn per_project_limit_and_remove_project() {
     let clock = ManualClock::new(t0());
     let store = store_at(&clock, |b| b.max_series(10).max_series_per_project(Some(2)));
     let (p, q) = (scope(), scope());
-    let got = store.accept(&[sample(p, "m", &[("i", "1")], t0(), 1.0), sample(p, "m", &[("i", "2")], t0(), 1.0), sample(p, "m", &[("i", "3")], t0(), 1.0)]);
+    let got = store.accept(&[
+        sample(p, "m", &[("i", "1")], t0(), 1.0),
+        sample(p, "m", &[("i", "2")], t0(), 1.0),
+        sample(p, "m", &[("i", "3")], t0(), 1.0),
+    ]);
     assert_eq!((got.stored, got.over_cardinality), (2, 1));
     assert_eq!(store.accept(&[sample(q, "m", &[("i", "3")], t0(), 1.0)]).stored, 1);
     let sel = SeriesSelector::metric(name("m"));
@@ -353,7 +372,9 @@ fn bad_range_queries_are_invalid_input() {
     let samples: Vec<Sample> = (0..6).map(|i| sample(p, "m", &[("i", &i.to_string())], t0(), 1.0)).collect();
     assert_eq!(store.accept(&samples).stored, 6);
 
-    let q = |start: Timestamp, end: Timestamp, step: Duration| store.range(&p, &sel.clone().eq("i", "0"), RangeQuery::new(start, end, step, Aggregation::Avg));
+    let q = |start: Timestamp, end: Timestamp, step: Duration| {
+        store.range(&p, &sel.clone().eq("i", "0"), RangeQuery::new(start, end, step, Aggregation::Avg))
+    };
     let end_before_start = q(t0(), before(t0(), MIN), MIN).unwrap_err();
     assert!(is_invalid_input(&end_before_start), "{end_before_start}");
     assert!(end_before_start.to_string().contains("end is before start"), "{end_before_start}");
@@ -410,9 +431,18 @@ fn raw_points_per_series_are_bounded() {
     assert_eq!(values(&r[0].points), vec![(t0(), (0..600).sum::<u64>() as f64)]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_and_readers_lose_no_samples() {
+/// A runtime of its own, so the serializing lock is held outside any future.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap()
+}
+
+#[test]
+fn concurrent_writers_and_readers_lose_no_samples() {
     let _serial = SERIAL.lock();
+    runtime().block_on(concurrent_writers_and_readers());
+}
+
+async fn concurrent_writers_and_readers() {
     const WRITERS: u64 = 8;
     const SERIES: usize = 20;
     const PER_WRITER: u64 = 100;
@@ -477,9 +507,13 @@ async fn concurrent_writers_and_readers_lose_no_samples() {
     assert!(latest.iter().all(|(_, pt)| pt.time == at(start, Duration::from_millis((PER_WRITER - 1) * WRITERS + WRITERS - 1))));
 }
 
-#[tokio::test]
-async fn spawned_maintenance_expires_data() {
+#[test]
+fn spawned_maintenance_expires_data() {
     let _serial = SERIAL.lock();
+    runtime().block_on(spawned_maintenance());
+}
+
+async fn spawned_maintenance() {
     let clock = ManualClock::new(t0());
     let store = Arc::new(store_at(&clock, |b| b.raw_retention(MIN).minute_retention(MIN).hour_retention(HOUR)));
     let p = scope();
@@ -506,7 +540,13 @@ struct Gen {
 }
 
 fn gen_sample() -> impl Strategy<Value = Gen> {
-    (0..3usize, 0..2usize, 0..3usize, 0..600u64, -1e6..1e6f64).prop_map(|(project, metric, host, secs, value)| Gen { project, metric, host, secs, value })
+    (0..3usize, 0..2usize, 0..3usize, 0..600u64, -1e6..1e6f64).prop_map(|(project, metric, host, secs, value)| Gen {
+        project,
+        metric,
+        host,
+        secs,
+        value,
+    })
 }
 
 proptest! {
