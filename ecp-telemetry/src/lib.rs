@@ -16,9 +16,11 @@ pub mod alarm;
 pub mod collector;
 pub mod error;
 pub mod sample;
+pub mod store;
 
 pub use ecp_core;
 pub use ecp_rbac;
 pub use error::{Error, Result};
 pub use collector::{Accepted, Collection, Collector, SampleSink, Skipped};
 pub use sample::{LabelMatcher, Labels, MatchOp, MetricName, MetricScope, Point, Sample, SeriesKey, SeriesSelector, Severity};
+pub use store::{Aggregation, MetricStore, MetricStoreConfig, RangeQuery, SeriesRange, StoreStats};
