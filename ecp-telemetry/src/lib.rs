@@ -14,6 +14,7 @@
 
 pub mod collector;
 pub mod error;
+pub mod prom;
 pub mod sample;
 
 pub use ecp_core;
