@@ -515,3 +515,180 @@ pub fn to_samples(parsed: &ParsedExposition, scope: MetricScope, extra_labels: &
     }
     Collection { samples, skipped }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(body: &str) -> ParsedExposition {
+        parse(body.as_bytes(), &ParseLimits::default()).unwrap()
+    }
+
+    fn reasons(parsed: &ParsedExposition) -> Vec<(String, String)> {
+        parsed.skipped.iter().map(|s| (s.location.clone(), s.reason.clone())).collect()
+    }
+
+    #[test]
+    fn samples_labels_values_timestamps() {
+        let parsed = p("a 1\nb{x=\"1\",y=\"two\"} -2.5e3 1700000000000\nc{ x = \"q\" , } +Inf\nd NaN\ne -Inf -5\n");
+        assert!(parsed.skipped.is_empty(), "{:?}", parsed.skipped);
+        let s = &parsed.samples;
+        assert_eq!(s.len(), 5);
+        assert_eq!((s[0].name.as_str(), s[0].value, s[0].timestamp_ms, s[0].line), ("a", 1.0, None, 1));
+        assert_eq!(s[1].labels.to_string(), r#"{x="1",y="two"}"#);
+        assert_eq!((s[1].value, s[1].timestamp_ms), (-2500.0, Some(1_700_000_000_000)));
+        assert_eq!(s[2].labels.get("x"), Some("q"));
+        assert_eq!(s[2].value, f64::INFINITY);
+        assert!(s[3].value.is_nan());
+        assert_eq!((s[4].value, s[4].timestamp_ms), (f64::NEG_INFINITY, Some(-5)));
+    }
+
+    #[test]
+    fn escapes_in_label_values_and_help() {
+        let parsed = p("# HELP m A \\\\ backslash\\nand a newline, \\q kept\nm{v=\"a\\\\b\\\"c\\nd\"} 1\n");
+        assert_eq!(parsed.family("m").unwrap().help.as_deref(), Some("A \\ backslash\nand a newline, \\q kept"));
+        assert_eq!(parsed.samples[0].labels.get("v"), Some("a\\b\"c\nd"));
+        let bad = p("m{v=\"a\\tb\"} 1\nm{v=\"open} 1\n");
+        assert_eq!(bad.samples.len(), 0);
+        assert_eq!(bad.skipped_lines, 2);
+    }
+
+    #[test]
+    fn crlf_blank_lines_comments_and_leading_blanks() {
+        let parsed = p("# a comment\r\n\r\n   \r\n  # TYPE m counter\r\n\tm 3 \r\n# HELPFUL is a comment\r\n#TYPE n gauge\r\n");
+        assert!(parsed.skipped.is_empty(), "{:?}", parsed.skipped);
+        assert_eq!(parsed.samples.len(), 1);
+        assert_eq!(parsed.kind_of("m"), MetricKind::Counter);
+        // As Go's parser: `#TYPE` is a header, `# HELPFUL` a comment.
+        assert_eq!(parsed.families.len(), 2);
+        assert_eq!(parsed.kind_of("n"), MetricKind::Gauge);
+    }
+
+    #[test]
+    fn repeated_headers_and_samples_without_type_are_accepted() {
+        let parsed = p(concat!(
+            "# HELP g Tags\n# TYPE g gauge\ng{node=\"a\",group=\"x\"} 1\n",
+            "# HELP g Tags\n# TYPE g gauge\ng{node=\"a\",group=\"y\"} 2\n",
+            "untyped_one 5\n",
+            "# TYPE g counter\n",
+        ));
+        assert_eq!(parsed.samples.len(), 3);
+        assert_eq!(parsed.families.len(), 1);
+        assert_eq!(parsed.kind_of("g"), MetricKind::Gauge);
+        assert_eq!(parsed.kind_of("untyped_one"), MetricKind::Untyped);
+        assert_eq!(reasons(&parsed), vec![("8".to_owned(), "TYPE line declares g counter after gauge: keeping gauge".to_owned())]);
+    }
+
+    #[test]
+    fn histogram_and_summary_suffixes_resolve_to_their_family() {
+        let parsed = p(concat!(
+            "# TYPE h histogram\nh_bucket{le=\"0.1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 0.3\nh_count 2\n",
+            "# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 3\ns_count 4\n# TYPE c_sum gauge\n",
+        ));
+        assert_eq!(parsed.samples.len(), 7);
+        assert_eq!(parsed.kind_of("h_bucket"), MetricKind::Histogram);
+        assert_eq!(parsed.kind_of("h_count"), MetricKind::Histogram);
+        assert_eq!(parsed.kind_of("s_sum"), MetricKind::Summary);
+        assert_eq!(parsed.kind_of("s"), MetricKind::Summary);
+        assert_eq!(parsed.kind_of("c_sum"), MetricKind::Gauge);
+        assert_eq!(parsed.kind_of("s_bucket"), MetricKind::Untyped);
+    }
+
+    #[test]
+    fn malformed_lines_are_skipped_with_their_line_number() {
+        let body = concat!(
+            "ok 1\n",
+            "9bad 1\n",
+            "no_value\n",
+            "bad_value abc\n",
+            "bad_ts 1 1.5\n",
+            "trailing 1 2 3\n",
+            "dup{a=\"1\",a=\"2\"} 1\n",
+            "badlabel{1a=\"x\"} 1\n",
+            "nocomma{a=\"1\" b=\"2\"} 1\n",
+            "# TYPE x unknown\n",
+            "# TYPE\n",
+            "# HELP 9x text\n",
+            "glued1.5\n",
+            "{a=\"1\"} 2\n",
+            "ok 2\n",
+        );
+        let parsed = p(body);
+        assert_eq!(parsed.samples.iter().map(|s| s.line).collect::<Vec<_>>(), vec![1, 15]);
+        let lines: Vec<_> = parsed.skipped.iter().map(|s| s.location.parse::<usize>().unwrap()).collect();
+        assert_eq!(lines, (2..=14).collect::<Vec<_>>());
+        assert_eq!(parsed.skipped_lines, 13);
+        assert!(parsed.skipped.iter().all(|s| !s.reason.is_empty() && s.reason.chars().next().is_some_and(|c| !c.is_uppercase() || c == 'T' || c == 'H')));
+    }
+
+    #[test]
+    fn non_utf8_lines_are_skipped() {
+        let parsed = parse(b"a 1\nb{x=\"\xff\"} 2\nc 3\n", &ParseLimits::default()).unwrap();
+        assert_eq!(parsed.samples.len(), 2);
+        assert_eq!(reasons(&parsed), vec![("2".to_owned(), "not valid UTF-8".to_owned())]);
+    }
+
+    #[test]
+    fn empty_label_values_are_dropped() {
+        let parsed = p("m{a=\"\",b=\"1\"} 1\n");
+        assert_eq!(parsed.samples[0].labels.to_string(), r#"{b="1"}"#);
+    }
+
+    #[test]
+    fn limits() {
+        let limits = ParseLimits { max_body_bytes: 10, ..ParseLimits::default() };
+        match parse(b"a 1\nb 2\nc 3\n", &limits) {
+            Err(Error::TooLarge { size: 12, limit: 10, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        let limits = ParseLimits { max_line_len: 8, ..ParseLimits::default() };
+        let parsed = parse(b"a 1\nlong_name_here 2\nc 3\n", &limits).unwrap();
+        assert_eq!(parsed.samples.len(), 2);
+        assert_eq!(parsed.skipped[0].location, "2");
+
+        let limits = ParseLimits { max_samples: 2, ..ParseLimits::default() };
+        let parsed = parse(b"a 1\nb 2\nc 3\nd 4\n", &limits).unwrap();
+        assert_eq!(parsed.samples.len(), 2);
+        assert!(parsed.truncated);
+        assert_eq!(parsed.skipped.len(), 1);
+        assert_eq!(parsed.skipped[0].location, "3");
+
+        let limits = ParseLimits { max_skipped_reports: 3, ..ParseLimits::default() };
+        let garbage = "x y z\n".repeat(50);
+        let parsed = parse(garbage.as_bytes(), &limits).unwrap();
+        assert_eq!((parsed.skipped.len(), parsed.skipped_lines), (3, 50));
+        let c = to_samples(&parsed, scope(), &Labels::empty(), Timestamp::UNIX_EPOCH);
+        assert_eq!(c.skipped.len(), 4);
+        assert_eq!(c.skipped[3].reason, "47 more skipped line(s) not listed");
+    }
+
+    fn scope() -> MetricScope {
+        MetricScope::new(ecp_core::OrgId::new(), ecp_core::ProjectId::new())
+    }
+
+    #[test]
+    fn to_samples_adds_labels_and_times() {
+        let parsed = p("a{source=\"forged\",x=\"1\"} 1\nb 2 1700000000123\nc 3 9223372036854775807\n");
+        let extra = Labels::new([("source", "edge:7")]).unwrap();
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let sc = scope();
+        let c = to_samples(&parsed, sc, &extra, now);
+        assert_eq!(c.samples.len(), 2);
+        assert_eq!(c.samples[0].series.labels.to_string(), r#"{source="edge:7",x="1"}"#);
+        assert_eq!(c.samples[0].series.scope, sc);
+        assert_eq!(c.samples[0].time, now);
+        assert_eq!(c.samples[1].time, Timestamp::from_millisecond(1_700_000_000_123).unwrap());
+        assert_eq!(c.skipped, vec![Skipped { location: "3".into(), reason: "c: timestamp out of range".into() }]);
+    }
+
+    #[test]
+    fn too_many_labels_with_the_extra_ones_is_a_skip() {
+        let labels: Vec<String> = (0..crate::sample::MAX_LABELS).map(|i| format!("l{i}=\"v\"")).collect();
+        let body = format!("m{{{}}} 1\n", labels.join(","));
+        let parsed = p(&body);
+        assert_eq!(parsed.samples.len(), 1);
+        let c = to_samples(&parsed, scope(), &Labels::new([("source", "s")]).unwrap(), Timestamp::UNIX_EPOCH);
+        assert!(c.samples.is_empty());
+        assert_eq!(c.skipped.len(), 1);
+    }
+}
