@@ -297,7 +297,12 @@ fn token(s: &str) -> (&str, &str) {
 }
 
 /// A `#` line (without the `#`): `HELP` or `TYPE` are recorded, anything else is a comment.
-fn header(comment: &str, families: &mut Vec<Family>, typed: &mut Vec<bool>, index: &mut HashMap<String, usize>) -> std::result::Result<(), String> {
+fn header(
+    comment: &str,
+    families: &mut Vec<Family>,
+    typed: &mut Vec<bool>,
+    index: &mut HashMap<String, usize>,
+) -> std::result::Result<(), String> {
     let (keyword, rest) = token(comment);
     if keyword != "HELP" && keyword != "TYPE" {
         return Ok(());
@@ -618,7 +623,12 @@ mod tests {
         let lines: Vec<_> = parsed.skipped.iter().map(|s| s.location.parse::<usize>().unwrap()).collect();
         assert_eq!(lines, (2..=14).collect::<Vec<_>>());
         assert_eq!(parsed.skipped_lines, 13);
-        assert!(parsed.skipped.iter().all(|s| !s.reason.is_empty() && s.reason.chars().next().is_some_and(|c| !c.is_uppercase() || c == 'T' || c == 'H')));
+        assert!(
+            parsed
+                .skipped
+                .iter()
+                .all(|s| !s.reason.is_empty() && s.reason.chars().next().is_some_and(|c| !c.is_uppercase() || c == 'T' || c == 'H'))
+        );
     }
 
     #[test]

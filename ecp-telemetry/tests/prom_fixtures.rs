@@ -219,7 +219,8 @@ fn parse(body: &str) -> ParsedExposition {
 
 /// The value of the one sample of `name` whose labels include `labels`.
 fn value(parsed: &ParsedExposition, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found: Vec<_> = parsed.samples.iter().filter(|s| s.name.as_str() == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).collect();
+    let found: Vec<_> =
+        parsed.samples.iter().filter(|s| s.name.as_str() == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).collect();
     assert_eq!(found.len(), 1, "{name}{labels:?}: {found:?}");
     found[0].value
 }

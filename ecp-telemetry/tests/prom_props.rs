@@ -37,10 +37,7 @@ fn value() -> impl Strategy<Value = f64> {
 }
 
 fn label_value() -> impl Strategy<Value = String> {
-    prop_oneof![
-        prop::collection::vec(any::<char>(), 1..12).prop_map(String::from_iter),
-        "[a-z0-9\\\\\"\n.@:-]{1,12}",
-    ]
+    prop_oneof![prop::collection::vec(any::<char>(), 1..12).prop_map(String::from_iter), "[a-z0-9\\\\\"\n.@:-]{1,12}",]
 }
 
 fn family() -> impl Strategy<Value = GenFamily> {

@@ -73,7 +73,11 @@ fn text(body: &str) -> ResponseTemplate {
 }
 
 fn value(c: &ecp_telemetry::Collection, name: &str, label: Option<(&str, &str)>) -> f64 {
-    let found: Vec<_> = c.samples.iter().filter(|s| s.series.name.as_str() == name && label.is_none_or(|(k, v)| s.series.labels.get(k) == Some(v))).collect();
+    let found: Vec<_> = c
+        .samples
+        .iter()
+        .filter(|s| s.series.name.as_str() == name && label.is_none_or(|(k, v)| s.series.labels.get(k) == Some(v)))
+        .collect();
     assert_eq!(found.len(), 1, "{name}: {found:?}");
     found[0].value
 }
@@ -141,11 +145,15 @@ async fn emqx_with_a_bearer_token_and_a_query() {
         .respond_with(text("# TYPE emqx_connections_count gauge\nemqx_connections_count{node=\"emqx@10.0.0.1\"} 12\n"))
         .mount(&server)
         .await;
-    let scraper = PrometheusScrapeConfig::new("emqx prod-1", format!("{}/api/v5/prometheus/stats?mode=all_nodes_unaggregated", server.uri()), scope())
-        .bearer_token(SecretString::from("tok-123"))
-        .source("cluster:prod-1")
-        .build()
-        .unwrap();
+    let scraper = PrometheusScrapeConfig::new(
+        "emqx prod-1",
+        format!("{}/api/v5/prometheus/stats?mode=all_nodes_unaggregated", server.uri()),
+        scope(),
+    )
+    .bearer_token(SecretString::from("tok-123"))
+    .source("cluster:prod-1")
+    .build()
+    .unwrap();
     let c = scraper.collect(now()).await.unwrap();
     assert_eq!(value(&c, "emqx_connections_count", Some(("node", "emqx@10.0.0.1"))), 12.0);
 }
@@ -188,7 +196,8 @@ async fn a_body_over_the_limit_is_refused() {
     let server = MockServer::start().await;
     let big = "nanomq_connections_count 3\n".repeat(1000);
     Mock::given(method("GET")).respond_with(text(&big)).mount(&server).await;
-    let scraper = PrometheusScrapeConfig::new("nanomq", format!("{}/api/v4/prometheus", server.uri()), scope()).max_body_bytes(4096).build().unwrap();
+    let scraper =
+        PrometheusScrapeConfig::new("nanomq", format!("{}/api/v4/prometheus", server.uri()), scope()).max_body_bytes(4096).build().unwrap();
     match scraper.collect(now()).await.unwrap_err() {
         Error::TooLarge { what: "scrape body", size, limit: 4096 } => assert_eq!(size, big.len()),
         other => panic!("{other:?}"),
@@ -223,7 +232,8 @@ async fn endless_chunked_server() -> (String, tokio::task::JoinHandle<usize>) {
 #[tokio::test]
 async fn a_chunked_body_is_cut_off_at_the_limit_while_streaming() {
     let (url, server) = endless_chunked_server().await;
-    let scraper = PrometheusScrapeConfig::new("nanomq", url, scope()).max_body_bytes(1 << 20).timeout(Duration::from_secs(20)).build().unwrap();
+    let scraper =
+        PrometheusScrapeConfig::new("nanomq", url, scope()).max_body_bytes(1 << 20).timeout(Duration::from_secs(20)).build().unwrap();
     match scraper.collect(now()).await.unwrap_err() {
         Error::TooLarge { limit, size, .. } => assert!(limit == 1 << 20 && size > limit),
         other => panic!("{other:?}"),
@@ -299,7 +309,8 @@ async fn secrets_never_reach_debug_or_errors() {
         assert!(!format!("{scraper:?}").contains(SENTINEL));
     }
     // Credentials in the URL are refused, and the error does not repeat them.
-    let err = PrometheusScrapeConfig::new("s", format!("http://admin:{SENTINEL}@10.0.0.7:8081/api/v4/prometheus"), scope()).build().unwrap_err();
+    let err =
+        PrometheusScrapeConfig::new("s", format!("http://admin:{SENTINEL}@10.0.0.7:8081/api/v4/prometheus"), scope()).build().unwrap_err();
     assert!(!format!("{err} {err:?}").contains(SENTINEL), "{err}");
 }
 

@@ -46,7 +46,9 @@ impl fmt::Debug for ScrapeAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ScrapeAuth::None => f.write_str("None"),
-            ScrapeAuth::Basic { username, .. } => f.debug_struct("Basic").field("username", username).field("password", &"<redacted>").finish(),
+            ScrapeAuth::Basic { username, .. } => {
+                f.debug_struct("Basic").field("username", username).field("password", &"<redacted>").finish()
+            }
             ScrapeAuth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
         }
     }
@@ -342,7 +344,12 @@ impl PrometheusScraper {
     /// A transport error without the URL; retryable for connection failures and timeouts.
     fn transport_error(&self, e: reqwest::Error) -> Error {
         let retryable = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
-        Error::Transport { source_name: self.config.name.clone(), endpoint: self.endpoint.clone(), retryable, source: Box::new(e.without_url()) }
+        Error::Transport {
+            source_name: self.config.name.clone(),
+            endpoint: self.endpoint.clone(),
+            retryable,
+            source: Box::new(e.without_url()),
+        }
     }
 }
 
@@ -404,9 +411,10 @@ impl Collector for PrometheusScraper {
         };
         let limits = self.config.limits;
         let parsed = if body.len() > BLOCKING_PARSE_THRESHOLD {
-            tokio::task::spawn_blocking(move || parse(&body, &limits))
-                .await
-                .map_err(|_| Error::Decode { source_name: self.config.name.clone(), reason: "the parser task did not finish".to_owned() })??
+            tokio::task::spawn_blocking(move || parse(&body, &limits)).await.map_err(|_| Error::Decode {
+                source_name: self.config.name.clone(),
+                reason: "the parser task did not finish".to_owned(),
+            })??
         } else {
             parse(&body, &limits)?
         };
