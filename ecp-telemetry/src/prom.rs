@@ -52,6 +52,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub const DEFAULT_MAX_LINE_LEN: usize = 64 * 1024;
 /// The default of [`ParseLimits::max_samples`].
 pub const DEFAULT_MAX_SAMPLES: usize = 100_000;
+/// The default of [`ParseLimits::max_families`].
+pub const DEFAULT_MAX_FAMILIES: usize = 10_000;
 /// The default of [`ParseLimits::max_skipped_reports`].
 pub const DEFAULT_MAX_SKIPPED_REPORTS: usize = 100;
 
@@ -71,6 +73,9 @@ pub struct ParseLimits {
     /// After this many samples the rest of the body is ignored, and that is reported
     /// (default 100 000).
     pub max_samples: usize,
+    /// At most this many families are recorded from `# HELP`/`# TYPE` lines; the headers of
+    /// further families are skipped and reported, their samples kept (default 10 000).
+    pub max_families: usize,
     /// At most this many skipped lines are listed with their reason; the rest are only counted
     /// (default 100).
     pub max_skipped_reports: usize,
@@ -82,6 +87,7 @@ impl Default for ParseLimits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_line_len: DEFAULT_MAX_LINE_LEN,
             max_samples: DEFAULT_MAX_SAMPLES,
+            max_families: DEFAULT_MAX_FAMILIES,
             max_skipped_reports: DEFAULT_MAX_SKIPPED_REPORTS,
         }
     }
@@ -261,7 +267,7 @@ pub fn parse(body: &[u8], limits: &ParseLimits) -> Result<ParsedExposition> {
             continue;
         }
         if let Some(comment) = line.strip_prefix('#') {
-            if let Err(reason) = header(comment, &mut out.families, &mut typed, &mut family_index) {
+            if let Err(reason) = header(comment, limits.max_families, &mut out.families, &mut typed, &mut family_index) {
                 skips.push(line_no, reason);
             }
             continue;
@@ -299,6 +305,7 @@ fn token(s: &str) -> (&str, &str) {
 /// A `#` line (without the `#`): `HELP` or `TYPE` are recorded, anything else is a comment.
 fn header(
     comment: &str,
+    max_families: usize,
     families: &mut Vec<Family>,
     typed: &mut Vec<bool>,
     index: &mut HashMap<String, usize>,
@@ -317,6 +324,9 @@ fn header(
     let rest = rest.trim_start_matches(is_blank);
     let i = match index.get(name) {
         Some(i) => *i,
+        None if families.len() >= max_families => {
+            return Err(format!("the limit of {max_families} families is reached: header ignored"));
+        }
         None => {
             // Checked valid just above.
             let family_name = MetricName::new(name).map_err(|e| e.to_string())?;
@@ -662,6 +672,11 @@ mod tests {
         assert!(parsed.truncated);
         assert_eq!(parsed.skipped.len(), 1);
         assert_eq!(parsed.skipped[0].location, "3");
+
+        let limits = ParseLimits { max_families: 1, ..ParseLimits::default() };
+        let parsed = parse(b"# TYPE a gauge\na 1\n# TYPE b gauge\nb 2\n# HELP a again\n", &limits).unwrap();
+        assert_eq!((parsed.families.len(), parsed.samples.len()), (1, 2));
+        assert_eq!(reasons(&parsed), vec![("3".to_owned(), "the limit of 1 families is reached: header ignored".to_owned())]);
 
         let limits = ParseLimits { max_skipped_reports: 3, ..ParseLimits::default() };
         let garbage = "x y z\n".repeat(50);

@@ -134,6 +134,7 @@ fn check_invariants(parsed: &ParsedExposition, body: &[u8], limits: &ParseLimits
     assert!(parsed.skipped.len() <= parsed.skipped_lines);
     assert!(parsed.skipped.len() <= limits.max_skipped_reports);
     assert!(parsed.samples.len() <= limits.max_samples);
+    assert!(parsed.families.len() <= limits.max_families);
     for s in &parsed.skipped {
         let line: usize = s.location.parse().expect("a line number");
         assert!((1..=lines).contains(&line));
@@ -167,6 +168,7 @@ proptest! {
         limits.max_line_len = 40;
         limits.max_samples = 5;
         limits.max_skipped_reports = 3;
+        limits.max_families = 2;
         let parsed = prom::parse(body.as_bytes(), &limits).unwrap();
         check_invariants(&parsed, body.as_bytes(), &limits);
     }
