@@ -322,6 +322,11 @@ fn header(
         return Err(format!("{keyword} line with an invalid metric name"));
     }
     let rest = rest.trim_start_matches(is_blank);
+    let kind = if keyword == "TYPE" {
+        Some(MetricKind::parse(rest).ok_or_else(|| format!("TYPE line of {name} with an unknown type"))?)
+    } else {
+        None
+    };
     let i = match index.get(name) {
         Some(i) => *i,
         None if families.len() >= max_families => {
@@ -337,14 +342,11 @@ fn header(
         }
     };
     let family = &mut families[i];
-    if keyword == "HELP" {
+    let Some(kind) = kind else {
         if family.help.is_none() && !rest.is_empty() {
             family.help = Some(unescape_help(rest));
         }
         return Ok(());
-    }
-    let Some(kind) = MetricKind::parse(rest) else {
-        return Err(format!("TYPE line of {name} with an unknown type"));
     };
     // Repeated headers are common (Neuron repeats them per node); a conflicting one is reported
     // and the first type kept.
@@ -630,6 +632,7 @@ mod tests {
         );
         let parsed = p(body);
         assert_eq!(parsed.samples.iter().map(|s| s.line).collect::<Vec<_>>(), vec![1, 15]);
+        assert!(parsed.families.is_empty(), "{:?}", parsed.families);
         let lines: Vec<_> = parsed.skipped.iter().map(|s| s.location.parse::<usize>().unwrap()).collect();
         assert_eq!(lines, (2..=14).collect::<Vec<_>>());
         assert_eq!(parsed.skipped_lines, 13);
