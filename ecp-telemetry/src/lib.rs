@@ -15,6 +15,7 @@
 pub mod alarm;
 pub mod collector;
 pub mod error;
+pub mod prom;
 pub mod sample;
 pub mod store;
 
