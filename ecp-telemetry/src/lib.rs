@@ -13,11 +13,15 @@
 //! - the control plane's own metrics in Prometheus text format.
 
 pub mod collector;
+#[cfg(feature = "http")]
+pub mod emqx;
 pub mod error;
+pub mod runner;
 pub mod sample;
 
 pub use ecp_core;
 pub use ecp_rbac;
 pub use error::{Error, Result};
+pub use runner::{CollectorOptions, CollectorRunner, CollectorStatus};
 pub use collector::{Accepted, Collection, Collector, SampleSink, Skipped};
 pub use sample::{LabelMatcher, Labels, MatchOp, MetricName, MetricScope, Point, Sample, SeriesKey, SeriesSelector, Severity};
