@@ -124,7 +124,13 @@ impl EmqxPollerConfig {
     /// The cluster whose dashboard listener is at `base_url` (`http://10.0.0.1:18083`, or with a
     /// path prefix behind a proxy), read with an API key (`api_key`, `api_secret`), its samples in
     /// `scope`. `name` names the source in errors and logs (`"emqx prod-1"`).
-    pub fn new(name: impl Into<String>, base_url: impl Into<String>, scope: MetricScope, api_key: impl Into<String>, api_secret: SecretString) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        base_url: impl Into<String>,
+        scope: MetricScope,
+        api_key: impl Into<String>,
+        api_secret: SecretString,
+    ) -> Self {
         EmqxPollerConfig {
             name: name.into(),
             base_url: base_url.into(),
@@ -339,7 +345,12 @@ impl EmqxPoller {
         let timeout = self.config.timeout;
         match tokio::time::timeout(timeout, self.exchange(&endpoint, path)).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Transport { source_name: self.config.name.clone(), endpoint, retryable: true, source: Box::new(TimedOut(timeout)) }),
+            Err(_) => Err(Error::Transport {
+                source_name: self.config.name.clone(),
+                endpoint,
+                retryable: true,
+                source: Box::new(TimedOut(timeout)),
+            }),
         }
     }
 
@@ -368,7 +379,12 @@ impl EmqxPoller {
 
     fn transport_error(&self, endpoint: &str, e: reqwest::Error) -> Error {
         let retryable = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
-        Error::Transport { source_name: self.config.name.clone(), endpoint: endpoint.to_owned(), retryable, source: Box::new(e.without_url()) }
+        Error::Transport {
+            source_name: self.config.name.clone(),
+            endpoint: endpoint.to_owned(),
+            retryable,
+            source: Box::new(e.without_url()),
+        }
     }
 
     /// The JSON of a 2xx answer, whatever its content type, or the API error.
@@ -381,7 +397,8 @@ impl EmqxPoller {
                 message: error_message(&answer.body).map(|m| self.scrub.apply(m)),
             });
         }
-        serde_json::from_slice(&answer.body).map_err(|e| Error::Decode { source_name: self.config.name.clone(), reason: format!("GET {path}: not JSON: {e}") })
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| Error::Decode { source_name: self.config.name.clone(), reason: format!("GET {path}: not JSON: {e}") })
     }
 }
 
@@ -547,7 +564,10 @@ fn monitor_current(out: &mut Out<'_>, body: &Value) {
 
 fn nodes(out: &mut Out<'_>, source_name: &str, body: &Value) -> Result<()> {
     let Value::Array(list) = body else {
-        return Err(Error::Decode { source_name: source_name.to_owned(), reason: format!("GET {NODES}: expected an array, got {}", kind(body)) });
+        return Err(Error::Decode {
+            source_name: source_name.to_owned(),
+            reason: format!("GET {NODES}: expected an array, got {}", kind(body)),
+        });
     };
     if list.len() > MAX_NODES {
         out.skip(format!("{NODES}[{MAX_NODES}..]"), format!("{} nodes past the first {MAX_NODES} ignored", list.len() - MAX_NODES));
@@ -594,7 +614,10 @@ fn nodes(out: &mut Out<'_>, source_name: &str, body: &Value) -> Result<()> {
                 None | Some(Value::Null) => {}
                 Some(Value::String(s)) => match parse_memory(s) {
                     Some(bytes) => out.push(name, &labels, bytes as f64),
-                    None => out.skip(format!("{path}.{key}"), format!("{:?} is not a byte size such as \"7.63G\"", s.chars().take(40).collect::<String>())),
+                    None => out.skip(
+                        format!("{path}.{key}"),
+                        format!("{:?} is not a byte size such as \"7.63G\"", s.chars().take(40).collect::<String>()),
+                    ),
                 },
                 Some(_) => out.field(&path, map, key, name, &labels, None),
             }
@@ -675,7 +698,8 @@ fn license(out: &mut Out<'_>, body: &Value) {
         None | Some(Value::Null) => {}
         Some(Value::String(date)) => match expiry_days(date, out.now) {
             Some(days) => out.push("emqx_license_expiry_days", &base, days),
-            None => out.skip(format!("{LICENSE}.expiry_at"), format!("{:?} is not a date YYYY-MM-DD", date.chars().take(40).collect::<String>())),
+            None => out
+                .skip(format!("{LICENSE}.expiry_at"), format!("{:?} is not a date YYYY-MM-DD", date.chars().take(40).collect::<String>())),
         },
         Some(other) => out.skip(format!("{LICENSE}.expiry_at"), format!("expected a string, got {}", kind(other))),
     }
@@ -704,7 +728,8 @@ impl Collector for EmqxPoller {
     }
 
     async fn collect(&self, now: Timestamp) -> Result<Collection> {
-        let (nodes_answer, monitor_answer, metrics_answer, license_answer) = tokio::join!(self.get(NODES), self.get(MONITOR), self.get(METRICS), self.get(LICENSE));
+        let (nodes_answer, monitor_answer, metrics_answer, license_answer) =
+            tokio::join!(self.get(NODES), self.get(MONITOR), self.get(METRICS), self.get(LICENSE));
         let mut out = Out { scope: self.config.scope, base: &self.labels, now, collection: Collection::default() };
 
         let body = self.json(NODES, nodes_answer?)?;
@@ -745,7 +770,9 @@ mod tests {
         assert_eq!(parse_memory("2T"), Some(2 << 40));
         assert_eq!(parse_memory("10KB"), Some(10_240));
         assert_eq!(parse_memory(" 1G "), Some(1 << 30));
-        for bad in ["", "G", "lots", "-1G", "1.G", ".5G", "1e3", "1,5G", "7.63X", "NaNG", "infG", "1 G", "99999999999999999999999T", "1..2K"] {
+        for bad in
+            ["", "G", "lots", "-1G", "1.G", ".5G", "1e3", "1,5G", "7.63X", "NaNG", "infG", "1 G", "99999999999999999999999T", "1..2K"]
+        {
             assert_eq!(parse_memory(bad), None, "{bad}");
         }
     }

@@ -238,7 +238,8 @@ impl CollectorRunner {
         if name.is_empty() {
             return Err(Error::invalid("collector name", "must not be empty"));
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::invalid("runtime", "CollectorRunner::add must be called within a tokio runtime"))?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::invalid("runtime", "CollectorRunner::add must be called within a tokio runtime"))?;
         let mut entries = self.inner.entries.lock();
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Core(ecp_core::Error::conflict("collector", &name, "the runner is shut down")));

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ecp_telemetry::ecp_core::{ManualClock, OrgId, ProjectId, Timestamp};
-use ecp_telemetry::{Accepted, Collection, Collector, CollectorOptions, CollectorRunner, Error, Labels, MetricName, MetricScope, Sample, SampleSink, SeriesKey, Skipped};
+use ecp_telemetry::{
+    Accepted, Collection, Collector, CollectorOptions, CollectorRunner, Error, Labels, MetricName, MetricScope, Sample, SampleSink,
+    SeriesKey, Skipped,
+};
 
 /// A sink keeping everything in a vector.
 #[derive(Debug, Default)]
@@ -72,7 +75,12 @@ impl Collector for TestCollector {
                 })
             }
             Behaviour::Hang => futures::future::pending().await,
-            Behaviour::Fail => Err(Error::Api { source_name: self.name.clone(), endpoint: "GET /api/v5/nodes".into(), status: 500, message: Some("NODE_DOWN: bad rpc call".into()) }),
+            Behaviour::Fail => Err(Error::Api {
+                source_name: self.name.clone(),
+                endpoint: "GET /api/v5/nodes".into(),
+                status: 500,
+                message: Some("NODE_DOWN: bad rpc call".into()),
+            }),
             Behaviour::Panic => panic!("collector bug"),
         }
     }

@@ -36,7 +36,8 @@ const NODES_53: &str = r#"[{"node":"emqx@10.0.0.1","node_status":"running","role
   "otp_release":"25.3.2-2/13.2.2","uptime":60000,"connections":3,"live_connections":3,
   "load1":0.5,"load5":0.4,"load15":0.3,"max_fds":1048576,"memory_total":"1.95G","memory_used":"512.00M",
   "process_available":2097152,"process_used":512,"log_path":"/opt/emqx/log"}]"#;
-const MONITOR_53: &str = r#"{"connections":3,"live_connections":3,"subscriptions":4,"topics":2,"received_msg_rate":1,"sent_msg_rate":2,"dropped_msg_rate":0}"#;
+const MONITOR_53: &str =
+    r#"{"connections":3,"live_connections":3,"subscriptions":4,"topics":2,"received_msg_rate":1,"sent_msg_rate":2,"dropped_msg_rate":0}"#;
 
 const NOT_FOUND: &str = r#"{"code": "NOT_FOUND", "message": "Request Path Not Found"}"#;
 const BAD_KEY: &str = r#"{"code":"BAD_API_KEY_OR_SECRET","message":"Check api_key/api_secret"}"#;
@@ -64,7 +65,13 @@ fn error(status: u16, body: &str) -> ResponseTemplate {
 
 /// Mounts the four endpoints, each answering only requests with the API key and the Accept header,
 /// each expected exactly once.
-async fn mount(server: &MockServer, nodes: ResponseTemplate, monitor: ResponseTemplate, metrics: ResponseTemplate, license: ResponseTemplate) {
+async fn mount(
+    server: &MockServer,
+    nodes: ResponseTemplate,
+    monitor: ResponseTemplate,
+    metrics: ResponseTemplate,
+    license: ResponseTemplate,
+) {
     for (p, answer) in [("/api/v5/nodes", nodes), ("/api/v5/monitor_current", monitor), ("/api/v5/license", license)] {
         Mock::given(method("GET"))
             .and(path(p))
@@ -88,12 +95,8 @@ async fn mount(server: &MockServer, nodes: ResponseTemplate, monitor: ResponseTe
 
 /// The value of the one sample of `name` (with `node`, if given).
 fn value(c: &Collection, name: &str, node: Option<&str>) -> Option<f64> {
-    let found: Vec<f64> = c
-        .samples
-        .iter()
-        .filter(|s| s.series.name.as_str() == name && s.series.labels.get("node") == node)
-        .map(|s| s.value)
-        .collect();
+    let found: Vec<f64> =
+        c.samples.iter().filter(|s| s.series.name.as_str() == name && s.series.labels.get("node") == node).map(|s| s.value).collect();
     assert!(found.len() <= 1, "{name} {node:?} sampled {} times", found.len());
     found.first().copied()
 }
@@ -345,7 +348,9 @@ async fn a_slow_cluster_times_out_and_a_huge_body_is_refused() {
 async fn the_secret_never_shows() {
     // A hostile or broken server echoing the credentials back in its error message.
     let server = MockServer::start().await;
-    let echo = format!(r#"{{"code":"BAD_API_KEY_OR_SECRET","message":"got {SENTINEL} and Basic ZWNwLW1vbml0b3I6c2VudGluZWwtc2VjcmV0LTVmMWM5YQ=="}}"#);
+    let echo = format!(
+        r#"{{"code":"BAD_API_KEY_OR_SECRET","message":"got {SENTINEL} and Basic ZWNwLW1vbml0b3I6c2VudGluZWwtc2VjcmV0LTVmMWM5YQ=="}}"#
+    );
     let refused = || error(401, &echo);
     mount(&server, refused(), refused(), refused(), refused()).await;
     let config = config(&server, scope(), ClusterId::new());
