@@ -409,3 +409,33 @@ fn configurations_are_checked() {
         assert!(config.build().is_err(), "{what} accepted");
     }
 }
+
+#[tokio::test]
+async fn the_four_requests_run_concurrently() {
+    let server = MockServer::start().await;
+    let slow = |t: ResponseTemplate| t.set_delay(Duration::from_millis(600));
+    mount(&server, slow(json(NODES_510)), slow(json(MONITOR_510)), slow(json(METRICS)), slow(json(LICENSE))).await;
+    let poller = config(&server, scope(), ClusterId::new()).build().unwrap();
+    let started = std::time::Instant::now();
+    let c = poller.collect(now()).await.unwrap();
+    // One after another they would take 2.4 s at least.
+    assert!(started.elapsed() < Duration::from_millis(1800), "took {:?}", started.elapsed());
+    assert!(c.skipped.is_empty());
+}
+
+#[tokio::test]
+async fn per_node_metrics_are_summed() {
+    // `aggregate=true` gives one object; a per-node array (as without it) is summed.
+    let server = MockServer::start().await;
+    let per_node = r#"[{"node":"emqx@10.0.0.1","messages.received":300,"messages.sent":280,"messages.dropped":20,
+      "client.connected":40,"authentication.failure":7,"authorization.deny":3},
+     {"node":"emqx@10.0.0.3","messages.received":200,"messages.sent":200,"messages.dropped":0,
+      "client.connected":2,"authentication.failure":0}]"#;
+    mount(&server, json(NODES_510), json(MONITOR_510), json(per_node), json(LICENSE)).await;
+    let poller = config(&server, scope(), ClusterId::new()).build().unwrap();
+    let c = poller.collect(now()).await.unwrap();
+    assert_eq!(value(&c, "emqx_messages_received_total", None), Some(500.0));
+    assert_eq!(value(&c, "emqx_client_connected_total", None), Some(42.0));
+    assert_eq!(value(&c, "emqx_authorization_deny_total", None), Some(3.0));
+    assert!(c.skipped.is_empty(), "{:?}", c.skipped);
+}
