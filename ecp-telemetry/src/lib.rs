@@ -14,14 +14,18 @@
 
 pub mod alarm;
 pub mod collector;
+#[cfg(feature = "http")]
+pub mod emqx;
 pub mod error;
 pub mod prom;
+pub mod runner;
 pub mod sample;
 pub mod store;
 
 pub use ecp_core;
 pub use ecp_rbac;
 pub use error::{Error, Result};
+pub use runner::{CollectorOptions, CollectorRunner, CollectorStatus};
 pub use collector::{Accepted, Collection, Collector, SampleSink, Skipped};
 pub use sample::{LabelMatcher, Labels, MatchOp, MetricName, MetricScope, Point, Sample, SeriesKey, SeriesSelector, Severity};
 pub use store::{Aggregation, MetricStore, MetricStoreConfig, RangeQuery, SeriesRange, StoreStats};
