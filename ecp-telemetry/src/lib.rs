@@ -14,10 +14,12 @@
 
 pub mod collector;
 pub mod error;
+pub mod logs;
 pub mod sample;
 
 pub use ecp_core;
 pub use ecp_rbac;
 pub use error::{Error, Result};
+pub use logs::{Level, LogCursor, LogPage, LogQuery, LogRecord, LogScope, LogSink, LogStore, LogStoreConfig, Product, SyslogConfig, SyslogNetwork, SyslogSink};
 pub use collector::{Accepted, Collection, Collector, SampleSink, Skipped};
 pub use sample::{LabelMatcher, Labels, MatchOp, MetricName, MetricScope, Point, Sample, SeriesKey, SeriesSelector, Severity};
