@@ -48,7 +48,10 @@ mod store;
 mod syslog;
 
 pub use store::{Ingested, LogStore, LogStoreConfig, LogStoreConfigBuilder, LogStoreStats};
-pub use syslog::{Facility, MAX_TAG_LEN, MAX_TCP_MESSAGE_LEN, MAX_UDP_MESSAGE_LEN, MIN_MESSAGE_LEN, SD_ID, SD_ID_FIELDS, SyslogConfig, SyslogConfigBuilder, SyslogNetwork, SyslogSink, SyslogStats};
+pub use syslog::{
+    Facility, MAX_TAG_LEN, MAX_TCP_MESSAGE_LEN, MAX_UDP_MESSAGE_LEN, MIN_MESSAGE_LEN, SD_ID, SD_ID_FIELDS, SyslogConfig,
+    SyslogConfigBuilder, SyslogNetwork, SyslogSink, SyslogStats,
+};
 
 /// At most this many bytes of a message are kept; a longer one is cut (at a character boundary)
 /// and ends with [`TRUNCATED_MARKER`], the whole staying within this limit.
@@ -101,7 +104,8 @@ pub enum Level {
 
 impl Level {
     /// All levels, most severe first.
-    pub const ALL: [Level; 8] = [Level::Emergency, Level::Alert, Level::Critical, Level::Error, Level::Warning, Level::Notice, Level::Informational, Level::Debug];
+    pub const ALL: [Level; 8] =
+        [Level::Emergency, Level::Alert, Level::Critical, Level::Error, Level::Warning, Level::Notice, Level::Informational, Level::Debug];
 
     /// The RFC 5424 severity code, 0 (emergency) to 7 (debug).
     pub const fn code(self) -> u8 {
@@ -283,7 +287,10 @@ impl Product {
 
 fn check_product_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > MAX_PRODUCT_LEN || !name.bytes().all(is_name_byte) {
-        return Err(Error::invalid("product", format!("{:?} is not [A-Za-z0-9_.-] of 1 to {MAX_PRODUCT_LEN} bytes", truncate_str(name, 64))));
+        return Err(Error::invalid(
+            "product",
+            format!("{:?} is not [A-Za-z0-9_.-] of 1 to {MAX_PRODUCT_LEN} bytes", truncate_str(name, 64)),
+        ));
     }
     Ok(())
 }
@@ -380,7 +387,10 @@ impl LogRecord {
             return Err(Error::invalid("fields", format!("{} fields, at most {MAX_FIELDS} allowed", self.fields.len())));
         }
         if let Some(bad) = self.fields.keys().find(|k| k.is_empty() || k.len() > MAX_FIELD_NAME_LEN || !k.bytes().all(is_name_byte)) {
-            return Err(Error::invalid("field name", format!("{:?} is not [A-Za-z0-9_.-] of 1 to {MAX_FIELD_NAME_LEN} bytes", truncate_str(bad, 64))));
+            return Err(Error::invalid(
+                "field name",
+                format!("{:?} is not [A-Za-z0-9_.-] of 1 to {MAX_FIELD_NAME_LEN} bytes", truncate_str(bad, 64)),
+            ));
         }
         clean_text(&mut self.message, MAX_MESSAGE_LEN, true);
         for v in self.fields.values_mut() {
@@ -541,7 +551,17 @@ pub struct LogQuery {
 impl LogQuery {
     /// The newest [`DEFAULT_QUERY_LIMIT`] records of a scope, of every product.
     pub fn new(scope: LogScope) -> Self {
-        LogQuery { scope, keyword: None, product: None, service: None, min_level: None, from: None, to: None, limit: DEFAULT_QUERY_LIMIT, before: None }
+        LogQuery {
+            scope,
+            keyword: None,
+            product: None,
+            service: None,
+            min_level: None,
+            from: None,
+            to: None,
+            limit: DEFAULT_QUERY_LIMIT,
+            before: None,
+        }
     }
 
     /// Only records whose message contains `keyword`, ignoring case.
@@ -653,7 +673,19 @@ mod tests {
 
     #[test]
     fn levels_parse_common_spellings() {
-        for (s, l) in [("err", Level::Error), ("ERROR", Level::Error), (" warn ", Level::Warning), ("warning", Level::Warning), ("info", Level::Informational), ("notice", Level::Notice), ("crit", Level::Critical), ("fatal", Level::Critical), ("emerg", Level::Emergency), ("trace", Level::Debug), ("7", Level::Debug)] {
+        for (s, l) in [
+            ("err", Level::Error),
+            ("ERROR", Level::Error),
+            (" warn ", Level::Warning),
+            ("warning", Level::Warning),
+            ("info", Level::Informational),
+            ("notice", Level::Notice),
+            ("crit", Level::Critical),
+            ("fatal", Level::Critical),
+            ("emerg", Level::Emergency),
+            ("trace", Level::Debug),
+            ("7", Level::Debug),
+        ] {
             assert_eq!(Level::parse(s).unwrap(), l, "{s}");
         }
         assert!(Level::parse("loud").is_err());

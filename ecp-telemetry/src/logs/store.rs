@@ -34,7 +34,15 @@ impl LogStoreConfig {
     /// A builder starting from the defaults: 100 000 records, 20 000 per project, 64 MiB, 7 days,
     /// 5 minutes into the future.
     pub fn builder() -> LogStoreConfigBuilder {
-        LogStoreConfigBuilder { config: LogStoreConfig { max_records: 100_000, max_records_per_project: 20_000, max_bytes: 64 << 20, max_age: Duration::from_secs(7 * 24 * 3600), max_future: Duration::from_secs(300) } }
+        LogStoreConfigBuilder {
+            config: LogStoreConfig {
+                max_records: 100_000,
+                max_records_per_project: 20_000,
+                max_bytes: 64 << 20,
+                max_age: Duration::from_secs(7 * 24 * 3600),
+                max_future: Duration::from_secs(300),
+            },
+        }
     }
 }
 
@@ -321,7 +329,9 @@ impl LogStore {
             return Ok(LogPage { records: Vec::new(), next: None });
         };
         // Entries before `end` are before `to` and the cursor; both bounds are monotone in order.
-        let end = bucket.partition_point(|e| query.to.is_none_or(|to| e.time < to) && query.before.is_none_or(|c| (e.time.as_nanosecond(), e.seq) < (c.nanos, c.seq)));
+        let end = bucket.partition_point(|e| {
+            query.to.is_none_or(|to| e.time < to) && query.before.is_none_or(|c| (e.time.as_nanosecond(), e.seq) < (c.nanos, c.seq))
+        });
         let mut records = Vec::new();
         for e in bucket.range(..end).rev() {
             if e.time < from {

@@ -418,12 +418,21 @@ impl SyslogSink {
 
     fn transport_error(&self, source: io::Error) -> Error {
         let retryable = !matches!(source.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::PermissionDenied);
-        Error::Transport { source_name: "syslog".into(), endpoint: format!("{} {}", self.config.network, self.config.addr), retryable, source: Box::new(source) }
+        Error::Transport {
+            source_name: "syslog".into(),
+            endpoint: format!("{} {}", self.config.network, self.config.addr),
+            retryable,
+            source: Box::new(source),
+        }
     }
 
     async fn resolve(&self) -> io::Result<SocketAddr> {
         let lookup = tokio::time::timeout(self.config.connect_timeout, tokio::net::lookup_host(self.config.addr.as_str()));
-        lookup.await.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "resolving timed out"))??.next().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host has no address"))
+        lookup
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "resolving timed out"))??
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host has no address"))
     }
 
     async fn open(&self) -> io::Result<Conn> {
@@ -436,7 +445,9 @@ impl SyslogSink {
                 Conn::Udp(sock)
             }
             SyslogNetwork::Tcp => {
-                let stream = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr)).await.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connecting timed out"))??;
+                let stream = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connecting timed out"))??;
                 stream.set_nodelay(true)?;
                 Conn::Tcp(stream)
             }
