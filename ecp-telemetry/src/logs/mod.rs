@@ -399,6 +399,39 @@ impl LogRecord {
         Ok(self)
     }
 
+    /// The log record of an audit record, for pushing audit with logs (the product's syslog push
+    /// carries both): product [`Product::Ecp`], service `"audit"`, level `notice` for a success and
+    /// `warning` for a failure, in the record's project if it names an org and a project (else
+    /// the control plane's). The message reads `<actor> <operation> <kind> <name>: <outcome>`;
+    /// the fields carry `audit_id`, `seq`, `hash`, `actor`, `subject`, `operation`,
+    /// `resource_kind` and `resource_id`. The details are left out (they may be large and nested).
+    pub fn from_audit(a: &ecp_core::AuditRecord) -> Self {
+        let e = &a.event;
+        let scope = match (&e.org, &e.project) {
+            (Some(o), Some(p)) => Some(MetricScope::new(o.id, p.id)),
+            _ => None,
+        };
+        let target = e.resource_name.as_deref().or(e.resource_id.as_deref()).map(|t| format!(" {t}")).unwrap_or_default();
+        let (level, outcome) = match &e.outcome {
+            ecp_core::Outcome::Success => (Level::Notice, "success".to_owned()),
+            ecp_core::Outcome::Failure { reason } => (Level::Warning, format!("failed: {reason}")),
+        };
+        let message = format!("{} {} {}{target}: {outcome}", e.actor.name, e.operation, e.resource_kind);
+        let mut r = LogRecord::new(a.at, level, Product::Ecp, "audit", message)
+            .with_field("audit_id", a.id.to_string())
+            .with_field("seq", a.seq.to_string())
+            .with_field("hash", a.hash.clone())
+            .with_field("actor", e.actor.name.clone())
+            .with_field("subject", e.actor.subject.to_string())
+            .with_field("operation", e.operation.to_string())
+            .with_field("resource_kind", e.resource_kind.to_string());
+        if let Some(id) = &e.resource_id {
+            r = r.with_field("resource_id", id.clone());
+        }
+        r.scope = scope;
+        r
+    }
+
     /// An estimate of the bytes this record holds (for memory accounting).
     pub fn heap_size(&self) -> usize {
         let fields: usize = self.fields.iter().map(|(k, v)| k.len() + v.len() + 64).sum();
