@@ -330,6 +330,7 @@ impl From<Product> for String {
 /// Build one with [`LogRecord::new`] and the `with_*` methods; records from outside are checked
 /// and cleaned by [`LogRecord::normalized`] (sinks of this crate do it on every write).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LogRecord {
     /// When it was logged.
     pub time: Timestamp,

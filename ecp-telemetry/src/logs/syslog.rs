@@ -435,47 +435,42 @@ impl SyslogSink {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host has no address"))
     }
 
-    async fn open(&self) -> io::Result<Conn> {
+    async fn open_udp(&self) -> io::Result<UdpSocket> {
         let addr = self.resolve().await?;
-        let conn = match self.config.network {
-            SyslogNetwork::Udp => {
-                let local: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-                let sock = UdpSocket::bind(local).await?;
-                sock.connect(addr).await?;
-                Conn::Udp(sock)
-            }
-            SyslogNetwork::Tcp => {
-                let stream = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr))
-                    .await
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connecting timed out"))??;
-                stream.set_nodelay(true)?;
-                Conn::Tcp(stream)
-            }
-        };
+        let local: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let sock = UdpSocket::bind(local).await?;
+        sock.connect(addr).await?;
         self.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(conn)
+        Ok(sock)
+    }
+
+    async fn open_tcp(&self) -> io::Result<TcpStream> {
+        let addr = self.resolve().await?;
+        let connect = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr));
+        let stream = connect.await.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connecting timed out"))??;
+        stream.set_nodelay(true)?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(stream)
     }
 
     async fn send_udp(&self, conn: &mut Conn, messages: &[String]) -> io::Result<()> {
+        let sock = match std::mem::replace(conn, Conn::None) {
+            Conn::Udp(sock) => sock,
+            _ => self.open_udp().await?,
+        };
         for m in messages {
-            if !matches!(conn, Conn::Udp(_)) {
-                *conn = self.open().await?;
-            }
-            let Conn::Udp(sock) = &*conn else { continue };
             let sent = tokio::time::timeout(self.config.write_timeout, sock.send(m.as_bytes())).await;
             match sent {
                 Ok(Ok(_)) => {
                     self.sent.fetch_add(1, Ordering::Relaxed);
                 }
-                // An ICMP "port unreachable" from an earlier datagram surfaces here: drop the socket
-                // and report; the next write opens a new one.
-                Ok(Err(e)) => {
-                    *conn = Conn::None;
-                    return Err(e);
-                }
+                // An ICMP "port unreachable" from an earlier datagram surfaces here: the socket is
+                // dropped and the error reported; the next write opens a new one.
+                Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "sending timed out")),
             }
         }
+        *conn = Conn::Udp(sock);
         Ok(())
     }
 
@@ -486,18 +481,15 @@ impl SyslogSink {
             buf.push(b' ');
             buf.extend_from_slice(m.as_bytes());
         }
-        if let Conn::Tcp(stream) = &*conn
-            && peer_closed(stream)
-        {
-            *conn = Conn::None;
-        }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            if !matches!(conn, Conn::Tcp(_)) {
-                *conn = self.open().await?;
-            }
-            let Conn::Tcp(stream) = conn else { continue };
+        let mut current = match std::mem::replace(conn, Conn::None) {
+            Conn::Tcp(stream) if !peer_closed(&stream) => Some(stream),
+            _ => None,
+        };
+        for attempt in 1..=2 {
+            let mut stream = match current.take() {
+                Some(s) => s,
+                None => self.open_tcp().await?,
+            };
             let written = tokio::time::timeout(self.config.write_timeout, async {
                 stream.write_all(&buf).await?;
                 stream.flush().await
@@ -507,32 +499,30 @@ impl SyslogSink {
             match written {
                 Ok(()) => {
                     self.sent.fetch_add(messages.len() as u64, Ordering::Relaxed);
+                    *conn = Conn::Tcp(stream);
                     return Ok(());
                 }
-                Err(e) => {
-                    *conn = Conn::None;
-                    if attempt >= 2 {
-                        return Err(e);
-                    }
-                    tracing::debug!(error = %e, addr = %self.config.addr, "syslog connection lost, reconnecting");
-                }
+                Err(e) if attempt == 2 => return Err(e),
+                Err(e) => tracing::debug!(error = %e, addr = %self.config.addr, "syslog connection lost, reconnecting"),
             }
         }
+        Err(io::Error::other("syslog write not attempted"))
     }
 }
 
 /// Whether the server closed (or reset) the connection: a readable stream with nothing to read.
 fn peer_closed(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 64];
-    loop {
+    let mut probe = [0u8; 512];
+    // A server that sends something (syslog servers do not) has it discarded, a bounded amount.
+    for _ in 0..64 {
         match stream.try_read(&mut probe) {
             Ok(0) => return true,
-            // The server sent something (syslog servers do not); discard it.
             Ok(_) => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(_) => return true,
         }
     }
+    false
 }
 
 fn msgid(r: &LogRecord) -> &str {
