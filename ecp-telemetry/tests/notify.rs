@@ -2,14 +2,14 @@
 //! email against the SMTP sink of ecp-testkit; and the router's routing.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use ecp_core::{ManualClock, OrgId, ProjectId, Timestamp};
+use ecp_core::{OrgId, ProjectId, Timestamp};
 use ecp_telemetry::notify::{Notification, NotificationRouter, Notifier, Route, RouteScope};
 use ecp_telemetry::{Error, MetricScope, Result, Severity};
 use parking_lot::Mutex;
 
+#[cfg(any(feature = "webhook", feature = "email"))]
 const SENTINEL: &str = "SENTINEL-0b5c9e-secret";
 
 fn at(s: &str) -> Timestamp {
@@ -109,7 +109,10 @@ async fn router_reports_failures_and_unrouted_notifications() {
 fn router_validates_its_routes() {
     let n = Recording::new("n", false);
     assert!(NotificationRouter::builder().route(Route::new("a", RouteScope::All)).build().is_err(), "no notifier");
-    assert!(NotificationRouter::builder().route(Route::new("a", RouteScope::tags(Vec::<String>::new())).notifier(n.clone())).build().is_err(), "no tag");
+    assert!(
+        NotificationRouter::builder().route(Route::new("a", RouteScope::tags(Vec::<String>::new())).notifier(n.clone())).build().is_err(),
+        "no tag"
+    );
     assert!(NotificationRouter::builder().route(Route::new(" ", RouteScope::All).notifier(n.clone())).build().is_err(), "no name");
     let e = NotificationRouter::builder()
         .route(Route::new("a", RouteScope::All).notifier(n.clone()))
@@ -126,9 +129,11 @@ fn router_validates_its_routes() {
 mod webhook {
     use std::collections::VecDeque;
     use std::net::SocketAddr;
+    use std::time::Duration;
 
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
+    use ecp_core::ManualClock;
     use ecp_telemetry::notify::webhook::WebhookNotifier;
 
     use super::*;
@@ -244,7 +249,12 @@ mod webhook {
     async fn a_slow_receiver_times_out() {
         let (rx, url) = receiver(&[]).await;
         *rx.delay.lock() = Some(Duration::from_secs(5));
-        let hook = WebhookNotifier::builder("hook", url).timeout(Duration::from_millis(100)).attempts(2).base_delay(Duration::from_millis(5)).build().unwrap();
+        let hook = WebhookNotifier::builder("hook", url)
+            .timeout(Duration::from_millis(100))
+            .attempts(2)
+            .base_delay(Duration::from_millis(5))
+            .build()
+            .unwrap();
         let e = hook.notify(&notification(Severity::Critical, &[])).await.unwrap_err();
         assert!(matches!(&e, Error::Notify { attempts: 2, reason, .. } if reason.contains("no answer within")), "{e:?}");
     }
@@ -254,7 +264,8 @@ mod webhook {
         // A port that was free a moment ago: nothing listens there.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let url = format!("http://127.0.0.1:{port}/hooks/{SENTINEL}?access_token={SENTINEL}");
-        let builder = WebhookNotifier::builder("hook", url).header("X-Token", SENTINEL.into()).attempts(2).base_delay(Duration::from_millis(5));
+        let builder =
+            WebhookNotifier::builder("hook", url).header("X-Token", SENTINEL.into()).attempts(2).base_delay(Duration::from_millis(5));
         assert!(!format!("{builder:?}").contains(SENTINEL));
         let hook = builder.build().unwrap();
         let debug = format!("{hook:?}");
@@ -273,6 +284,9 @@ mod webhook {
 
 #[cfg(feature = "email")]
 mod email {
+    use std::time::Duration;
+
+    use ecp_core::ManualClock;
     use ecp_telemetry::notify::email::{EmailNotifier, SmtpTls};
     use ecp_testkit::smtp::SmtpSink;
     use secrecy::SecretString;
@@ -310,7 +324,10 @@ mod email {
         }
         assert_eq!(m.header("Message-ID"), Some(format!("<{}@ecp.example.com>", n.id)));
         let body = m.body().replace("\r\n", "\n");
-        let expected = format!("{}\nfired 2026-03-01T12:00:00Z, sent 2026-03-01T12:00:05Z\nhttps://ecp.example.com/alarms/1\n.starts with a dot\n", n.contents);
+        let expected = format!(
+            "{}\nfired 2026-03-01T12:00:00Z, sent 2026-03-01T12:00:05Z\nhttps://ecp.example.com/alarms/1\n.starts with a dot\n",
+            n.contents
+        );
         // lettre ends the data with a CRLF of its own before the final `.` line
         assert_eq!(body.trim_end_matches('\n'), expected.trim_end_matches('\n'));
     }

@@ -141,7 +141,12 @@ impl SmtpSinkBuilder {
     pub async fn start(self) -> Result<SmtpSink, SmtpSinkError> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(SmtpSinkError::Bind)?;
         let addr = listener.local_addr().map_err(SmtpSinkError::Bind)?;
-        let shared = Arc::new(Shared { config: self, messages: Mutex::new(Vec::new()), auth_failures: AtomicUsize::new(0), rejected: AtomicUsize::new(0) });
+        let shared = Arc::new(Shared {
+            config: self,
+            messages: Mutex::new(Vec::new()),
+            auth_failures: AtomicUsize::new(0),
+            rejected: AtomicUsize::new(0),
+        });
         let state = Arc::clone(&shared);
         let accept = tokio::spawn(async move {
             let mut sessions = JoinSet::new();
@@ -361,7 +366,9 @@ async fn session(stream: TcpStream, state: &Shared) -> io::Result<()> {
                 _ if cfg.credentials.is_some() && authed.is_none() => "530 5.7.0 authentication required\r\n".into(),
                 _ if from.is_some() => "503 5.5.1 nested MAIL command\r\n".into(),
                 None => "501 5.5.4 syntax: MAIL FROM:<address>\r\n".into(),
-                Some((_, params)) if declared_size(params).is_some_and(|s| s > cfg.max_message_size) => "552 5.3.4 message size exceeds the limit\r\n".into(),
+                Some((_, params)) if declared_size(params).is_some_and(|s| s > cfg.max_message_size) => {
+                    "552 5.3.4 message size exceeds the limit\r\n".into()
+                }
                 Some((path, _)) => {
                     from = Some(path.to_owned());
                     rcpts.clear();
@@ -394,7 +401,12 @@ async fn session(stream: TcpStream, state: &Shared) -> io::Result<()> {
                                 state.rejected.fetch_add(1, Ordering::Relaxed);
                                 "452 4.3.1 the sink is full\r\n".to_owned()
                             } else {
-                                messages.push(ReceivedMessage { from: sender.clone(), recipients: std::mem::take(&mut rcpts), data, authenticated_as: authed.clone() });
+                                messages.push(ReceivedMessage {
+                                    from: sender.clone(),
+                                    recipients: std::mem::take(&mut rcpts),
+                                    data,
+                                    authenticated_as: authed.clone(),
+                                });
                                 "250 2.0.0 ok: queued\r\n".to_owned()
                             }
                         }
@@ -458,7 +470,11 @@ where
     W: tokio::io::AsyncWrite + Unpin,
 {
     let (mechanism, initial) = arg.split_once(' ').map_or((arg, None), |(m, i)| (m, Some(i.trim())));
-    async fn challenge<R: AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin>(r: &mut BufReader<R>, w: &mut W, prompt: &str) -> io::Result<Option<Vec<u8>>> {
+    async fn challenge<R: AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin>(
+        r: &mut BufReader<R>,
+        w: &mut W,
+        prompt: &str,
+    ) -> io::Result<Option<Vec<u8>>> {
         w.write_all(format!("334 {prompt}\r\n").as_bytes()).await?;
         Ok(match read_line(r, MAX_LINE).await? {
             Line::Text(t) if t != "*" => B64.decode(t.trim()).ok(),

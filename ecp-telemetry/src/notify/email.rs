@@ -194,7 +194,8 @@ impl EmailNotifierBuilder {
         let mut to = Vec::with_capacity(self.recipients.len());
         let mut seen = BTreeSet::new();
         for r in &self.recipients {
-            let mb: Mailbox = r.parse().map_err(|_| Error::invalid("email.recipients", format!("{:?} is not a valid email address", clip(r))))?;
+            let mb: Mailbox =
+                r.parse().map_err(|_| Error::invalid("email.recipients", format!("{:?} is not a valid email address", clip(r))))?;
             if !seen.insert(mb.email.to_string().to_ascii_lowercase()) {
                 return Err(Error::invalid("email.recipients", format!("{} is listed twice", mb.email)));
             }
@@ -213,7 +214,9 @@ impl EmailNotifierBuilder {
         };
         let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port).tls(tls).timeout(Some(self.timeout));
         if let Some((user, password)) = &self.credentials {
-            transport = transport.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned())).authentication(vec![Mechanism::Plain, Mechanism::Login]);
+            transport = transport
+                .credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()))
+                .authentication(vec![Mechanism::Plain, Mechanism::Login]);
         }
         Ok(EmailNotifier {
             name: self.name,
@@ -317,7 +320,11 @@ impl EmailNotifier {
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        builder.body(body).map_err(|e| Error::Notify { notifier: self.name.clone(), attempts: 0, reason: format!("cannot build the message: {e}") })
+        builder.body(body).map_err(|e| Error::Notify {
+            notifier: self.name.clone(),
+            attempts: 0,
+            reason: format!("cannot build the message: {e}"),
+        })
     }
 }
 
@@ -354,7 +361,9 @@ fn describe(e: &lettre::transport::smtp::Error) -> (bool, String) {
     let code = e.status().map(|c| c.to_string());
     match code.as_deref() {
         Some("535" | "534" | "530" | "538") => (false, format!("the SMTP server refused the credentials: {chain}")),
-        _ if e.is_client() && chain.contains("authentication mechanism") => (false, format!("the SMTP server offers no usable login (AUTH PLAIN or LOGIN): {chain}")),
+        _ if e.is_client() && chain.contains("authentication mechanism") => {
+            (false, format!("the SMTP server offers no usable login (AUTH PLAIN or LOGIN): {chain}"))
+        }
         _ if e.is_timeout() => (true, format!("timed out: {chain}")),
         _ if e.is_permanent() || e.is_tls() || e.is_client() => (false, chain),
         _ => (true, chain),

@@ -86,7 +86,13 @@ pub struct Notification {
 
 impl Notification {
     /// A notification with a fresh id, no tags, no link and no address.
-    pub fn new(scope: MetricScope, name: impl Into<String>, contents: impl Into<String>, severity: Severity, alert_time: Timestamp) -> Self {
+    pub fn new(
+        scope: MetricScope,
+        name: impl Into<String>,
+        contents: impl Into<String>,
+        severity: Severity,
+        alert_time: Timestamp,
+    ) -> Self {
         Notification {
             id: Uuid::now_v7(),
             scope,
@@ -256,7 +262,7 @@ impl Template {
 
     /// Whether the template holds this placeholder.
     pub fn contains(&self, p: Placeholder) -> bool {
-        self.segments.iter().any(|s| *s == Segment::Value(p))
+        self.segments.contains(&Segment::Value(p))
     }
 
     /// The template's placeholders, each once, in [`Placeholder`] order.
@@ -270,8 +276,11 @@ impl Template {
             .collect()
     }
 
-    /// Errs unless every one of `required` is in the template.
-    pub(crate) fn require(&self, field: &'static str, required: &[Placeholder]) -> Result<()> {
+    /// Checks that every one of `required` is in the template.
+    ///
+    /// # Errors
+    /// An invalid-input error (naming `field`) listing the missing placeholders.
+    pub fn require(&self, field: &'static str, required: &[Placeholder]) -> Result<()> {
         let missing: Vec<String> = required.iter().filter(|p| !self.contains(**p)).map(ToString::to_string).collect();
         if missing.is_empty() { Ok(()) } else { Err(Error::invalid(field, format!("must contain {}", missing.join(", ")))) }
     }
@@ -342,11 +351,18 @@ fn push_json_escaped(out: &mut String, v: &str) {
 }
 
 /// A notification with awkward values, to check that a template renders to what it must.
+#[cfg_attr(not(any(feature = "webhook", feature = "email")), allow(dead_code))]
 pub(crate) fn sample_notification() -> Notification {
     let scope = MetricScope::new(ecp_core::OrgId::new(), ecp_core::ProjectId::new());
-    Notification::new(scope, "cpu \"high\"", "line one\nline \"two\"\t\\ </end> \u{1}\u{2028}é😀", Severity::Critical, Timestamp::UNIX_EPOCH)
-        .with_link("https://ecp.example.com/alarms?id=1&x=\"y\"")
-        .with_address("10.0.0.1:8080")
+    Notification::new(
+        scope,
+        "cpu \"high\"",
+        "line one\nline \"two\"\t\\ </end> \u{1}\u{2028}é😀",
+        Severity::Critical,
+        Timestamp::UNIX_EPOCH,
+    )
+    .with_link("https://ecp.example.com/alarms?id=1&x=\"y\"")
+    .with_address("10.0.0.1:8080")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,6 +431,7 @@ impl RetryPolicy {
 }
 
 /// The reason of an error and its causes, `a: b: c`.
+#[cfg(any(feature = "webhook", feature = "email"))]
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
@@ -518,14 +535,20 @@ impl Route {
             return Err(Error::invalid("route.name", format!("must be 1 to {MAX_ROUTE_NAME_LEN} bytes")));
         }
         if self.notifiers.is_empty() || self.notifiers.len() > MAX_NOTIFIERS_PER_ROUTE {
-            return Err(Error::invalid("route.notifiers", format!("route {:?} must have 1 to {MAX_NOTIFIERS_PER_ROUTE} notifiers", self.name)));
+            return Err(Error::invalid(
+                "route.notifiers",
+                format!("route {:?} must have 1 to {MAX_NOTIFIERS_PER_ROUTE} notifiers", self.name),
+            ));
         }
         if let RouteScope::Tags(tags) = &self.scope {
             if tags.is_empty() || tags.len() > MAX_ROUTE_TAGS {
                 return Err(Error::invalid("route.scope", format!("route {:?} must have 1 to {MAX_ROUTE_TAGS} tags", self.name)));
             }
             if tags.iter().any(|t| t.is_empty() || t.len() > MAX_ROUTE_NAME_LEN) {
-                return Err(Error::invalid("route.scope", format!("the tags of route {:?} must be 1 to {MAX_ROUTE_NAME_LEN} bytes", self.name)));
+                return Err(Error::invalid(
+                    "route.scope",
+                    format!("the tags of route {:?} must be 1 to {MAX_ROUTE_NAME_LEN} bytes", self.name),
+                ));
             }
         }
         Ok(())
@@ -745,8 +768,8 @@ mod tests {
             n.link = Some(link);
             let out = t.render_json(&n, Timestamp::UNIX_EPOCH);
             let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-            prop_assert_eq!(v["n"].as_str().unwrap(), truncate(&name, MAX_VALUE_LEN).as_ref());
-            prop_assert_eq!(v["c"][0].as_str().unwrap(), truncate(&contents, MAX_VALUE_LEN).as_ref());
+            prop_assert_eq!(v["n"].as_str().unwrap(), &*truncate(&name, MAX_VALUE_LEN));
+            prop_assert_eq!(v["c"][0].as_str().unwrap(), &*truncate(&contents, MAX_VALUE_LEN));
         }
     }
 }

@@ -119,11 +119,13 @@ impl WebhookNotifierBuilder {
         }
         let mut headers = HeaderMap::new();
         for (name, value) in &self.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| Error::invalid("webhook.headers", "holds an invalid header name"))?;
+            let name =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| Error::invalid("webhook.headers", "holds an invalid header name"))?;
             if matches!(name.as_str(), "host" | "content-length" | "transfer-encoding" | "connection" | NOTIFICATION_ID_HEADER) {
                 return Err(Error::invalid("webhook.headers", format!("must not set `{name}`")));
             }
-            let mut value = HeaderValue::from_str(value.expose_secret()).map_err(|_| Error::invalid("webhook.headers", format!("the value of `{name}` is not a valid header value")))?;
+            let mut value = HeaderValue::from_str(value.expose_secret())
+                .map_err(|_| Error::invalid("webhook.headers", format!("the value of `{name}` is not a valid header value")))?;
             value.set_sensitive(true);
             headers.append(name, value);
         }
@@ -134,7 +136,10 @@ impl WebhookNotifierBuilder {
         template.require("webhook.template", &REQUIRED_PLACEHOLDERS)?;
         let rendered = template.render_json(&sample_notification(), self.clock.now());
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&rendered) {
-            return Err(Error::invalid("webhook.template", format!("does not render to valid JSON ({e}); placeholders belong inside JSON strings")));
+            return Err(Error::invalid(
+                "webhook.template",
+                format!("does not render to valid JSON ({e}); placeholders belong inside JSON strings"),
+            ));
         }
         if self.timeout < Duration::from_millis(1) || self.timeout > Duration::from_secs(300) {
             return Err(Error::invalid("webhook.timeout", "must be between 1 ms and 5 minutes"));
@@ -232,7 +237,11 @@ impl WebhookNotifier {
                 }
                 let code = status.as_u16();
                 let retryable = status.is_server_error() || code == 408 || code == 429;
-                let reason = if status.is_redirection() { format!("the webhook answered {status} (redirects are not followed)") } else { format!("the webhook answered {status}") };
+                let reason = if status.is_redirection() {
+                    format!("the webhook answered {status} (redirects are not followed)")
+                } else {
+                    format!("the webhook answered {status}")
+                };
                 Err(Failure { retryable, reason })
             }
             Err(e) => {
@@ -305,7 +314,7 @@ mod tests {
 
     #[test]
     fn build_checks_url_headers_and_timeouts() {
-        for url in ["ftp://h/x", "not a url", "http://user:pw@h/x", "http:///x"] {
+        for url in ["ftp://h/x", "not a url", "http://user:pw@h/x", "mailto:a@b", "http://"] {
             let e = WebhookNotifier::builder("hook", url).build().unwrap_err().to_string();
             assert!(!e.contains("pw@"), "{e}");
         }
