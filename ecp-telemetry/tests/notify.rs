@@ -366,6 +366,41 @@ mod email {
         assert_eq!(sink.messages().len(), 1);
     }
 
+    /// A CA, and a certificate for localhost signed by it: (ca, cert, key) PEM.
+    fn certificates() -> (String, String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+        (ca.pem(), cert.pem(), key.serialize_pem())
+    }
+
+    #[tokio::test]
+    async fn implicit_tls_with_a_private_ca_and_an_untrusted_server_is_refused() {
+        let (ca, cert, key) = certificates();
+        let sink = SmtpSink::builder().implicit_tls(cert, key).credentials("u", SENTINEL).start().await.unwrap();
+        let builder = || {
+            EmailNotifier::builder("tls-mail", "localhost", "a@example.com")
+                .port(sink.port())
+                .tls(SmtpTls::Implicit)
+                .credentials("u", SecretString::from(SENTINEL))
+                .recipient("b@example.com")
+                .attempts(1)
+                .timeout(Duration::from_secs(5))
+        };
+        builder().root_certificate_pem(ca).build().unwrap().notify(&notification(Severity::Critical, &[])).await.unwrap();
+        let messages = sink.wait_for(1, WAIT).await.unwrap();
+        assert_eq!(messages[0].authenticated_as.as_deref(), Some("u"));
+
+        let (other_ca, _, _) = certificates();
+        let e = builder().root_certificate_pem(other_ca).build().unwrap().notify(&notification(Severity::Critical, &[])).await.unwrap_err();
+        assert!(matches!(&e, Error::Notify { attempts: 1, reason, .. } if reason.contains("TLS") && reason.contains("certificate")), "{e}");
+        assert!(builder().root_certificate_pem("not pem").build().is_err());
+    }
+
     #[tokio::test]
     async fn an_unreachable_server_fails_with_a_notify_error() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -4,7 +4,8 @@
 //! such as lettre: the `220` greeting, `EHLO`/`HELO` (advertising `AUTH PLAIN LOGIN`, `SIZE` and
 //! `8BITMIME`; no `STARTTLS`), `AUTH`, `MAIL FROM`, `RCPT TO`, `DATA` (with dot-unstuffing),
 //! `RSET`, `NOOP` and `QUIT`. With credentials configured, mail is only taken after a successful
-//! `AUTH`, and wrong credentials get `535`.
+//! `AUTH`, and wrong credentials get `535`. With [`SmtpSinkBuilder::implicit_tls`] it speaks TLS
+//! from the first byte (as on port 465), with the given certificate (rustls, aws-lc-rs).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ecp_testkit::smtp::SmtpSinkError> {
@@ -30,9 +31,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 
 /// At most this many bytes in a command line, CRLF included (RFC 5321 §4.5.3.1.4 says 512; AUTH
 /// lines are longer).
@@ -51,6 +54,9 @@ pub enum SmtpSinkError {
     /// The listening socket could not be opened.
     #[error("cannot listen on 127.0.0.1")]
     Bind(#[source] io::Error),
+    /// The TLS certificate or key could not be used.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
     /// Fewer messages than awaited arrived in time.
     #[error("waited {waited:?} for {wanted} message(s), got {got}")]
     Timeout {
@@ -107,11 +113,12 @@ pub struct SmtpSinkBuilder {
     credentials: Option<(String, String)>,
     max_message_size: usize,
     max_messages: usize,
+    tls: Option<(String, String)>,
 }
 
 impl Default for SmtpSinkBuilder {
     fn default() -> Self {
-        SmtpSinkBuilder { credentials: None, max_message_size: 1024 * 1024, max_messages: 1000 }
+        SmtpSinkBuilder { credentials: None, max_message_size: 1024 * 1024, max_messages: 1000, tls: None }
     }
 }
 
@@ -134,11 +141,19 @@ impl SmtpSinkBuilder {
         self
     }
 
+    /// Speak TLS from the first byte with this certificate chain and private key (PEM).
+    pub fn implicit_tls(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.tls = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
     /// Starts the sink on `127.0.0.1` and a free port.
     ///
     /// # Errors
-    /// [`SmtpSinkError::Bind`] when no socket can be opened.
+    /// [`SmtpSinkError::Bind`] when no socket can be opened, [`SmtpSinkError::Tls`] for a
+    /// certificate or key that cannot be used.
     pub async fn start(self) -> Result<SmtpSink, SmtpSinkError> {
+        let acceptor = self.tls.as_ref().map(|(cert, key)| acceptor(cert, key)).transpose()?;
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(SmtpSinkError::Bind)?;
         let addr = listener.local_addr().map_err(SmtpSinkError::Bind)?;
         let shared = Arc::new(Shared {
@@ -155,8 +170,17 @@ impl SmtpSinkBuilder {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, _)) => {
                             let state = Arc::clone(&state);
+                            let acceptor = acceptor.clone();
                             sessions.spawn(async move {
-                                if let Err(e) = session(stream, &state).await {
+                                let ended = match acceptor {
+                                    None => session(stream, &state).await,
+                                    Some(acceptor) => match tokio::time::timeout(IDLE_TIMEOUT, acceptor.accept(stream)).await {
+                                        Ok(Ok(tls)) => session(tls, &state).await,
+                                        Ok(Err(e)) => Err(e),
+                                        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake")),
+                                    },
+                                };
+                                if let Err(e) = ended {
                                     eprintln!("smtp sink: session ended: {e}");
                                 }
                             });
@@ -172,6 +196,22 @@ impl SmtpSinkBuilder {
         });
         Ok(SmtpSink { addr, shared, accept })
     }
+}
+
+/// A TLS acceptor of this certificate chain and key (PEM), with aws-lc-rs.
+fn acceptor(cert_pem: &str, key_pem: &str) -> Result<TlsAcceptor, SmtpSinkError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let tls = |e: &dyn std::fmt::Display| SmtpSinkError::Tls(e.to_string());
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().map_err(|e| tls(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| tls(&e))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| tls(&e))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 struct Shared {
@@ -320,8 +360,8 @@ fn path_arg<'a>(arg: &'a str, keyword: &str) -> Option<(&'a str, &'a str)> {
     Some((&rest[..end], rest[end + 1..].trim()))
 }
 
-async fn session(stream: TcpStream, state: &Shared) -> io::Result<()> {
-    let (r, mut w) = stream.into_split();
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, state: &Shared) -> io::Result<()> {
+    let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(r);
     let cfg = &state.config;
     w.write_all(b"220 ecp-testkit SMTP sink ready\r\n").await?;
@@ -467,10 +507,10 @@ async fn read_data<R: AsyncRead + Unpin>(r: &mut BufReader<R>, max: usize) -> io
 async fn auth<R, W>(r: &mut BufReader<R>, w: &mut W, arg: &str) -> io::Result<Option<(String, String)>>
 where
     R: AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin,
 {
     let (mechanism, initial) = arg.split_once(' ').map_or((arg, None), |(m, i)| (m, Some(i.trim())));
-    async fn challenge<R: AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin>(
+    async fn challenge<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         r: &mut BufReader<R>,
         w: &mut W,
         prompt: &str,
@@ -512,6 +552,7 @@ where
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
 
     async fn expect(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, code: &str) -> String {
         let mut all = String::new();

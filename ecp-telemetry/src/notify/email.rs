@@ -18,7 +18,7 @@ use ecp_core::{Clock, SystemClock};
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -65,6 +65,7 @@ pub struct EmailNotifierBuilder {
     host: String,
     port: Option<u16>,
     tls: SmtpTls,
+    root_certificates: Vec<Vec<u8>>,
     credentials: Option<(String, SecretString)>,
     from: String,
     recipients: Vec<String>,
@@ -99,6 +100,13 @@ impl EmailNotifierBuilder {
     /// The TLS mode (default STARTTLS).
     pub fn tls(mut self, tls: SmtpTls) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Trusts this CA (PEM) besides the platform's trust store, for a server with a certificate
+    /// of a private CA.
+    pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(pem.into());
         self
     }
 
@@ -174,7 +182,7 @@ impl EmailNotifierBuilder {
     /// An invalid-input error for: an empty name or host; port 0; an invalid sender or
     /// recipient address; no recipient, more than [`MAX_RECIPIENTS`], or one twice; a template
     /// with an unknown placeholder; a timeout outside 1 ms to 5 minutes; a retry policy out of
-    /// range; TLS that cannot be set up.
+    /// range; a root certificate that is not PEM; TLS that cannot be set up.
     pub fn build(self) -> Result<EmailNotifier> {
         if self.name.trim().is_empty() {
             return Err(Error::invalid("email.name", "must not be empty"));
@@ -209,8 +217,8 @@ impl EmailNotifierBuilder {
         self.retry.validate()?;
         let tls = match self.tls {
             SmtpTls::None => Tls::None,
-            SmtpTls::StartTls => Tls::Required(tls_parameters(host)?),
-            SmtpTls::Implicit => Tls::Wrapper(tls_parameters(host)?),
+            SmtpTls::StartTls => Tls::Required(tls_parameters(host, &self.root_certificates)?),
+            SmtpTls::Implicit => Tls::Wrapper(tls_parameters(host, &self.root_certificates)?),
         };
         let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port).tls(tls).timeout(Some(self.timeout));
         if let Some((user, password)) = &self.credentials {
@@ -236,8 +244,18 @@ impl EmailNotifierBuilder {
     }
 }
 
-fn tls_parameters(host: &str) -> Result<TlsParameters> {
-    TlsParameters::new(host.to_owned()).map_err(|e| {
+fn tls_parameters(host: &str, roots: &[Vec<u8>]) -> Result<TlsParameters> {
+    let mut builder = TlsParameters::builder(host.to_owned());
+    for pem in roots {
+        // lettre takes a PEM without any certificate in it without complaint: look for one first
+        let has_cert = pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----");
+        let cert = Certificate::from_pem(pem)
+            .ok()
+            .filter(|_| has_cert)
+            .ok_or_else(|| Error::invalid("email.root_certificate", "is not a PEM certificate"))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| {
         tracing::debug!(error = %e, "cannot set up TLS for SMTP");
         Error::invalid("email.tls", "cannot be set up (TLS roots?)")
     })
@@ -291,6 +309,7 @@ impl EmailNotifier {
             host: host.into(),
             port: None,
             tls: SmtpTls::default(),
+            root_certificates: Vec::new(),
             credentials: None,
             from: from.into(),
             recipients: Vec::new(),
@@ -364,8 +383,22 @@ fn describe(e: &lettre::transport::smtp::Error) -> (bool, String) {
         _ if e.is_client() && chain.contains("authentication mechanism") => {
             (false, format!("the SMTP server offers no usable login (AUTH PLAIN or LOGIN): {chain}"))
         }
+        _ if e.is_tls() || is_invalid_data(e) => (false, format!("TLS with the SMTP server failed: {chain}")),
         _ if e.is_timeout() => (true, format!("timed out: {chain}")),
-        _ if e.is_permanent() || e.is_tls() || e.is_client() => (false, chain),
+        _ if e.is_permanent() || e.is_client() => (false, chain),
         _ => (true, chain),
     }
+}
+
+/// Whether an I/O error of kind `InvalidData` is among the causes: how a failed TLS handshake
+/// (an untrusted certificate, a wrong host name) reaches lettre's connection errors.
+fn is_invalid_data(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
