@@ -402,6 +402,35 @@ mod email {
     }
 
     #[tokio::test]
+    async fn starttls_with_a_private_ca() {
+        let (ca, cert, key) = certificates();
+        let sink = SmtpSink::builder().starttls(cert, key).start().await.unwrap();
+        let mail = EmailNotifier::builder("starttls-mail", "localhost", "a@example.com")
+            .port(sink.port())
+            .tls(SmtpTls::StartTls)
+            .root_certificate_pem(ca)
+            .recipient("b@example.com")
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        mail.notify(&notification(Severity::Critical, &[])).await.unwrap();
+        assert_eq!(sink.wait_for(1, WAIT).await.unwrap()[0].recipients, ["b@example.com"]);
+
+        // a server that does not offer STARTTLS is refused rather than spoken to in the clear
+        let plain = SmtpSink::start().await.unwrap();
+        let (ca, _, _) = certificates();
+        let mail = EmailNotifier::builder("starttls-mail", "localhost", "a@example.com")
+            .port(plain.port())
+            .tls(SmtpTls::StartTls)
+            .root_certificate_pem(ca)
+            .recipient("b@example.com")
+            .build()
+            .unwrap();
+        assert!(matches!(mail.notify(&notification(Severity::Critical, &[])).await, Err(Error::Notify { attempts: 1, .. })));
+        assert!(plain.messages().is_empty());
+    }
+
+    #[tokio::test]
     async fn an_unreachable_server_fails_with_a_notify_error() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mail = EmailNotifier::builder("mail", "127.0.0.1", "a@example.com")

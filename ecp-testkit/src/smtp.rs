@@ -2,10 +2,11 @@
 //!
 //! It speaks enough of RFC 5321 (and RFC 4954's `AUTH PLAIN` and `AUTH LOGIN`) for real clients
 //! such as lettre: the `220` greeting, `EHLO`/`HELO` (advertising `AUTH PLAIN LOGIN`, `SIZE` and
-//! `8BITMIME`; no `STARTTLS`), `AUTH`, `MAIL FROM`, `RCPT TO`, `DATA` (with dot-unstuffing),
+//! `8BITMIME`, and `STARTTLS` when configured), `AUTH`, `MAIL FROM`, `RCPT TO`, `DATA` (with dot-unstuffing),
 //! `RSET`, `NOOP` and `QUIT`. With credentials configured, mail is only taken after a successful
 //! `AUTH`, and wrong credentials get `535`. With [`SmtpSinkBuilder::implicit_tls`] it speaks TLS
-//! from the first byte (as on port 465), with the given certificate (rustls, aws-lc-rs).
+//! from the first byte (as on port 465), with [`SmtpSinkBuilder::starttls`] it offers `STARTTLS`
+//! (as on port 587); both with the given certificate (rustls, aws-lc-rs).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ecp_testkit::smtp::SmtpSinkError> {
@@ -113,7 +114,14 @@ pub struct SmtpSinkBuilder {
     credentials: Option<(String, String)>,
     max_message_size: usize,
     max_messages: usize,
-    tls: Option<(String, String)>,
+    tls: Option<(TlsMode, String, String)>,
+}
+
+/// When the sink speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsMode {
+    Implicit,
+    StartTls,
 }
 
 impl Default for SmtpSinkBuilder {
@@ -143,7 +151,13 @@ impl SmtpSinkBuilder {
 
     /// Speak TLS from the first byte with this certificate chain and private key (PEM).
     pub fn implicit_tls(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
-        self.tls = Some((cert_pem.into(), key_pem.into()));
+        self.tls = Some((TlsMode::Implicit, cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Offer `STARTTLS` with this certificate chain and private key (PEM).
+    pub fn starttls(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.tls = Some((TlsMode::StartTls, cert_pem.into(), key_pem.into()));
         self
     }
 
@@ -153,7 +167,7 @@ impl SmtpSinkBuilder {
     /// [`SmtpSinkError::Bind`] when no socket can be opened, [`SmtpSinkError::Tls`] for a
     /// certificate or key that cannot be used.
     pub async fn start(self) -> Result<SmtpSink, SmtpSinkError> {
-        let acceptor = self.tls.as_ref().map(|(cert, key)| acceptor(cert, key)).transpose()?;
+        let acceptor = self.tls.as_ref().map(|(mode, cert, key)| acceptor(cert, key).map(|a| (*mode, a))).transpose()?;
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(SmtpSinkError::Bind)?;
         let addr = listener.local_addr().map_err(SmtpSinkError::Bind)?;
         let shared = Arc::new(Shared {
@@ -172,14 +186,18 @@ impl SmtpSinkBuilder {
                             let state = Arc::clone(&state);
                             let acceptor = acceptor.clone();
                             sessions.spawn(async move {
-                                let ended = match acceptor {
-                                    None => session(stream, &state).await,
-                                    Some(acceptor) => match tokio::time::timeout(IDLE_TIMEOUT, acceptor.accept(stream)).await {
-                                        Ok(Ok(tls)) => session(tls, &state).await,
-                                        Ok(Err(e)) => Err(e),
-                                        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake")),
-                                    },
-                                };
+                                let ended = async {
+                                    match acceptor {
+                                        None => session(stream, &state, false, true).await.map(drop),
+                                        Some((TlsMode::Implicit, acceptor)) => session(handshake(&acceptor, stream).await?, &state, false, true).await.map(drop),
+                                        Some((TlsMode::StartTls, acceptor)) => match session(stream, &state, true, true).await? {
+                                            None => Ok(()),
+                                            // the client sends EHLO again; no new greeting
+                                            Some(plain) => session(handshake(&acceptor, plain).await?, &state, false, false).await.map(drop),
+                                        },
+                                    }
+                                }
+                                .await;
                                 if let Err(e) = ended {
                                     eprintln!("smtp sink: session ended: {e}");
                                 }
@@ -212,6 +230,15 @@ fn acceptor(cert_pem: &str, key_pem: &str) -> Result<TlsAcceptor, SmtpSinkError>
         .with_single_cert(certs, key)
         .map_err(|e| tls(&e))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: tokio::net::TcpStream,
+) -> io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    tokio::time::timeout(IDLE_TIMEOUT, acceptor.accept(stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake"))?
 }
 
 struct Shared {
@@ -360,17 +387,21 @@ fn path_arg<'a>(arg: &'a str, keyword: &str) -> Option<(&'a str, &'a str)> {
     Some((&rest[..end], rest[end + 1..].trim()))
 }
 
-async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, state: &Shared) -> io::Result<()> {
+/// Runs a session; the stream back when the client asked for `STARTTLS` (offered with
+/// `offer_starttls`), `None` when it ended.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, state: &Shared, offer_starttls: bool, greet: bool) -> io::Result<Option<S>> {
     let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(r);
     let cfg = &state.config;
-    w.write_all(b"220 ecp-testkit SMTP sink ready\r\n").await?;
+    if greet {
+        w.write_all(b"220 ecp-testkit SMTP sink ready\r\n").await?;
+    }
     let mut authed: Option<String> = None;
     let mut from: Option<String> = None;
     let mut rcpts: Vec<String> = Vec::new();
     loop {
         let line = match read_line(&mut r, MAX_LINE).await? {
-            Line::Eof => return Ok(()),
+            Line::Eof => return Ok(None),
             Line::TooLong => {
                 w.write_all(b"500 5.5.2 line too long\r\n").await?;
                 continue;
@@ -382,7 +413,11 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, state: &Shared) -
             "EHLO" => {
                 from = None;
                 rcpts.clear();
-                format!("250-ecp-testkit greets {arg}\r\n250-AUTH PLAIN LOGIN\r\n250-SIZE {}\r\n250 8BITMIME\r\n", cfg.max_message_size)
+                let starttls = if offer_starttls { "250-STARTTLS\r\n" } else { "" };
+                format!(
+                    "250-ecp-testkit greets {arg}\r\n{starttls}250-AUTH PLAIN LOGIN\r\n250-SIZE {}\r\n250 8BITMIME\r\n",
+                    cfg.max_message_size
+                )
             }
             "HELO" => {
                 from = None;
@@ -465,9 +500,18 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, state: &Shared) -
             "VRFY" => "252 2.5.0 cannot verify\r\n".into(),
             "QUIT" => {
                 w.write_all(b"221 2.0.0 bye\r\n").await?;
-                return Ok(());
+                return Ok(None);
             }
-            "STARTTLS" => "502 5.5.1 STARTTLS is not offered\r\n".into(),
+            "STARTTLS" if !offer_starttls => "502 5.5.1 STARTTLS is not offered\r\n".into(),
+            "STARTTLS" if !arg.is_empty() => "501 5.5.4 STARTTLS takes no parameters\r\n".into(),
+            "STARTTLS" => {
+                w.write_all(b"220 2.0.0 ready to start TLS\r\n").await?;
+                if !r.buffer().is_empty() {
+                    // RFC 3207: nothing may follow STARTTLS before the handshake
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "data pipelined after STARTTLS"));
+                }
+                return Ok(Some(r.into_inner().unsplit(w)));
+            }
             _ => "500 5.5.2 command not recognized\r\n".into(),
         };
         w.write_all(reply.as_bytes()).await?;
