@@ -351,7 +351,7 @@ fn push_json_escaped(out: &mut String, v: &str) {
 }
 
 /// A notification with awkward values, to check that a template renders to what it must.
-#[cfg_attr(not(any(feature = "webhook", feature = "email")), allow(dead_code))]
+#[cfg_attr(not(feature = "webhook"), allow(dead_code))]
 pub(crate) fn sample_notification() -> Notification {
     let scope = MetricScope::new(ecp_core::OrgId::new(), ecp_core::ProjectId::new());
     Notification::new(
