@@ -20,6 +20,7 @@ pub mod error;
 pub mod prom;
 pub mod runner;
 pub mod logs;
+pub mod notify;
 pub mod sample;
 pub mod store;
 
@@ -28,6 +29,7 @@ pub use ecp_rbac;
 pub use error::{Error, Result};
 pub use runner::{CollectorOptions, CollectorRunner, CollectorStatus};
 pub use logs::{Level, LogCursor, LogPage, LogQuery, LogRecord, LogScope, LogSink, LogStore, LogStoreConfig, Product, SyslogConfig, SyslogNetwork, SyslogSink};
+pub use notify::{DeliveryReport, Notification, NotificationRouter, Notifier};
 pub use collector::{Accepted, Collection, Collector, SampleSink, Skipped};
 pub use sample::{LabelMatcher, Labels, MatchOp, MetricName, MetricScope, Point, Sample, SeriesKey, SeriesSelector, Severity};
 pub use store::{Aggregation, MetricStore, MetricStoreConfig, RangeQuery, SeriesRange, StoreStats};

@@ -16,6 +16,8 @@
 //!   that tests can kill, restart on the same port and reload (SIGHUP). The binary is
 //!   `ECP_MOSQUITTO`, `mosquitto` on `PATH` or Debian's `/usr/sbin/mosquitto` (the test script
 //!   installs it); without one, starting a broker fails with a message that says to install it.
+//! - [`smtp`]: a small real SMTP server on a free loopback port (AUTH PLAIN/LOGIN, no TLS) that
+//!   keeps the messages it receives, for tests of email notifiers.
 //!
 //! Later issues add static test binaries packed into `FROM scratch` Docker images.
 
@@ -23,6 +25,7 @@ pub mod mosquitto;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sim;
+pub mod smtp;
 
 /// Whether the tests run under CI (`CI=true`), where a missing component is a failure.
 pub fn in_ci() -> bool {
