@@ -247,9 +247,10 @@ async fn events_stream_every_transition() {
 async fn subscribe_all_sees_every_task_with_its_kind_and_project() {
     let s = setup(|t| if idx(t) == 2 { Behavior::Fatal } else { Behavior::Succeed }).await;
     let mut all = s.engine.subscribe_all();
+    // One after the other: the kind is exclusive in its project.
     let a = s.engine.submit(&admin(), s.task(3, policy().build().unwrap())).await.unwrap();
-    let b = s.engine.submit(&admin(), s.task(2, policy().build().unwrap())).await.unwrap();
     assert_eq!(a.wait().await, Some(TaskState::Failed));
+    let b = s.engine.submit(&admin(), s.task(2, policy().build().unwrap())).await.unwrap();
     assert_eq!(b.wait().await, Some(TaskState::Succeeded));
     let mut ended = HashMap::new();
     let mut targets_done = 0;
