@@ -17,9 +17,9 @@ pub mod error;
 pub mod own;
 pub mod sample;
 
-pub use collector::{Accepted, Collection, Collector, SampleSink, Skipped};
 pub use ecp_core;
 pub use ecp_rbac;
 pub use error::{Error, Result};
 pub use own::{ControlPlaneMetrics, CountingAuthorizer};
+pub use collector::{Accepted, Collection, Collector, SampleSink, Skipped};
 pub use sample::{LabelMatcher, Labels, MatchOp, MetricName, MetricScope, Point, Sample, SeriesKey, SeriesSelector, Severity};
