@@ -74,7 +74,12 @@ impl FakeAgent {
         let hello = Hello {
             agent_version: "fake".into(),
             heartbeat_secs: 30,
-            services: vec![LocalService { name: "nx".into(), kind: "neuronex".into(), url: "http://127.0.0.1:8085".into(), restartable: false }],
+            services: vec![LocalService {
+                name: "nx".into(),
+                kind: "neuronex".into(),
+                url: "http://127.0.0.1:8085".into(),
+                restartable: false,
+            }],
             ..Hello::default()
         };
         me.send(Channel::Hello, encode(Message::Hello(hello)), false).await;
@@ -129,7 +134,8 @@ async fn heartbeats_of_managed_agents_become_samples_and_messages_are_counted() 
 
     let sink = Arc::new(VecSink::default());
     let metrics = ControlPlaneMetrics::new();
-    let config = AgentHubConfig::new(MqttConfig::new("127.0.0.1", broker.port())).with_sample_sink(sink.clone()).with_metrics(metrics.clone());
+    let config =
+        AgentHubConfig::new(MqttConfig::new("127.0.0.1", broker.port())).with_sample_sink(sink.clone()).with_metrics(metrics.clone());
     let hub = AgentHub::connect(config, store.clone(), Arc::new(SystemClock)).await.unwrap();
 
     let managed = FakeAgent::start(broker.port(), "gw-managed").await;

@@ -581,7 +581,12 @@ impl Runner {
     fn emit(&self, event: TaskEvent) {
         let all = &self.engine.inner.all;
         if all.receiver_count() > 0 {
-            let _ = all.send(EngineEvent { kind: self.kind_name.clone(), org: self.task.org, project: self.task.project, event: event.clone() });
+            let _ = all.send(EngineEvent {
+                kind: self.kind_name.clone(),
+                org: self.task.org,
+                project: self.task.project,
+                event: event.clone(),
+            });
         }
         let _ = self.events.send(event);
     }

@@ -38,10 +38,10 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::mqtt::{MqttConfig, qos};
-use super::samples;
 use super::proto::{
     self, Applied, CodecStats, Command, Desired, DesiredItem, Envelope, Event as AgentEvent, Heartbeat, Hello, Message, RejectReason, Reply,
 };
+use super::samples;
 use super::topics::{Channel, Topics, check_segment};
 use crate::error::{Error, Result};
 use crate::template::ConfigChange;
