@@ -16,7 +16,7 @@
 //! replies come back on each hub's own response topic.
 //!
 //! With a [`SampleSink`] configured ([`AgentHubConfig::with_sample_sink`]), heartbeats of
-//! *managed* agents become samples of the agent's project (see [`samples`](super::samples) for
+//! *managed* agents become samples of the agent's project (see [`samples`] for
 //! the series), and an agent going offline gives `ecp_agent_up` 0; heartbeats of unmanaged agents
 //! are dropped and counted ([`HubStats::unmanaged_heartbeats`]). With [`ControlPlaneMetrics`]
 //! configured ([`AgentHubConfig::with_metrics`]), messages in and out are counted by kind and
