@@ -244,6 +244,32 @@ async fn events_stream_every_transition() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_all_sees_every_task_with_its_kind_and_project() {
+    let s = setup(|t| if idx(t) == 2 { Behavior::Fatal } else { Behavior::Succeed }).await;
+    let mut all = s.engine.subscribe_all();
+    // One after the other: the kind is exclusive in its project.
+    let a = s.engine.submit(&admin(), s.task(3, policy().build().unwrap())).await.unwrap();
+    assert_eq!(a.wait().await, Some(TaskState::Failed));
+    let b = s.engine.submit(&admin(), s.task(2, policy().build().unwrap())).await.unwrap();
+    assert_eq!(b.wait().await, Some(TaskState::Succeeded));
+    let mut ended = HashMap::new();
+    let mut targets_done = 0;
+    while ended.len() < 2 {
+        let e = tokio::time::timeout(Duration::from_secs(10), all.recv()).await.expect("events in time").unwrap();
+        assert_eq!((&*e.kind, e.org, e.project), ("fake_delivery", s.org.id, s.project.id));
+        match e.event {
+            TaskEvent::Task { task, state, .. } if state.is_terminal() => {
+                ended.insert(task, state);
+            }
+            TaskEvent::Target { state, .. } if state.is_terminal() => targets_done += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(ended, HashMap::from([(a.id(), TaskState::Failed), (b.id(), TaskState::Succeeded)]));
+    assert_eq!(targets_done, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retryable_errors_are_retried_fatal_ones_are_not() {
     // t0..t9 fail twice then succeed; t10..t19 fail fatally; the rest succeed.
     let s = setup(|t| match idx(t) {

@@ -158,6 +158,21 @@ pub enum TaskEvent {
     },
 }
 
+/// A [`TaskEvent`] of any task of an engine, with the task's kind and project: what
+/// [`TaskEngine::subscribe_all`] gives, for metrics and dashboards that watch every task.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct EngineEvent {
+    /// The task's kind (`"config_delivery"`).
+    pub kind: Arc<str>,
+    /// The task's organization.
+    pub org: OrgId,
+    /// The task's project.
+    pub project: ProjectId,
+    /// What happened.
+    pub event: TaskEvent,
+}
+
 /// How the engine runs.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -172,7 +187,8 @@ pub struct TaskEngineConfig {
     pub flush_interval: Duration,
     /// ...or once this many are waiting.
     pub flush_batch: usize,
-    /// Events buffered per task for slow subscribers (they miss older ones beyond it).
+    /// Events buffered per task for slow subscribers (they miss older ones beyond it), and for
+    /// the subscribers of [`TaskEngine::subscribe_all`].
     pub event_capacity: usize,
 }
 
@@ -265,6 +281,8 @@ struct Inner {
     config: TaskEngineConfig,
     kinds: Mutex<HashMap<String, Arc<dyn TaskKind>>>,
     running: Mutex<HashMap<TaskId, TaskHandle>>,
+    /// Every task's events, for [`TaskEngine::subscribe_all`]; sent to only while someone listens.
+    all: broadcast::Sender<EngineEvent>,
 }
 
 /// Runs tasks. Cheap to clone; every clone is the same engine.
@@ -286,7 +304,19 @@ fn valid_kind_name(name: &str) -> bool {
 impl TaskEngine {
     /// An engine over `store`.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: TaskEngineConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, clock, config, kinds: Mutex::new(HashMap::new()), running: Mutex::new(HashMap::new()) }) }
+        let (all, _) = broadcast::channel(config.event_capacity.max(16));
+        Self {
+            inner: Arc::new(Inner { store, clock, config, kinds: Mutex::new(HashMap::new()), running: Mutex::new(HashMap::new()), all }),
+        }
+    }
+
+    /// The events of every task this engine runs from now on (those it starts or resumes later
+    /// included), each with its task's kind and project. Costs nothing while nobody subscribes;
+    /// a subscriber more than [`TaskEngineConfig::event_capacity`] events behind misses the
+    /// older ones (its receiver reports how many as `Lagged`). Observing never slows or changes
+    /// the tasks.
+    pub fn subscribe_all(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.all.subscribe()
     }
 
     /// Registers a kind of task.
@@ -518,6 +548,7 @@ struct Runner {
     kind: Arc<dyn TaskKind>,
     control: mpsc::Receiver<Control>,
     events: broadcast::Sender<TaskEvent>,
+    kind_name: Arc<str>,
     targets: Vec<TaskTarget>,
     totals: TaskTotals,
     writer: Writer,
@@ -534,7 +565,8 @@ impl Runner {
     ) -> Self {
         let cfg = &engine.inner.config;
         let writer = Writer::spawn(engine.inner.store.clone(), cfg.flush_interval, cfg.flush_batch.max(1));
-        Self { engine, task, executor, kind, control, events, targets: Vec::new(), totals: TaskTotals::default(), writer }
+        let kind_name = Arc::from(task.kind.as_str());
+        Self { engine, task, executor, kind, control, events, kind_name, targets: Vec::new(), totals: TaskTotals::default(), writer }
     }
 
     fn store(&self) -> &Arc<dyn Store> {
@@ -545,9 +577,23 @@ impl Runner {
         self.engine.inner.clock.now()
     }
 
+    /// Sends `event` to the task's subscribers and, while anyone listens, to the engine's.
+    fn emit(&self, event: TaskEvent) {
+        let all = &self.engine.inner.all;
+        if all.receiver_count() > 0 {
+            let _ = all.send(EngineEvent {
+                kind: self.kind_name.clone(),
+                org: self.task.org,
+                project: self.task.project,
+                event: event.clone(),
+            });
+        }
+        let _ = self.events.send(event);
+    }
+
     fn emit_target(&self, idx: usize) {
         let t = &self.targets[idx];
-        let _ = self.events.send(TaskEvent::Target {
+        self.emit(TaskEvent::Target {
             task: self.task.id,
             target: t.target.clone(),
             name: t.name.clone(),
@@ -559,7 +605,7 @@ impl Runner {
     }
 
     fn emit_task(&self, state: TaskState) {
-        let _ = self.events.send(TaskEvent::Task { task: self.task.id, state, totals: self.totals });
+        self.emit(TaskEvent::Task { task: self.task.id, state, totals: self.totals });
     }
 
     /// Moves target `idx` to `state`, persists and announces it.

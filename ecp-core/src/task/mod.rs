@@ -8,7 +8,8 @@
 //!   first failure; at most one exclusive task of a kind per project.
 //! - **Every target ends**: succeeded, failed with its reason, timed out, canceled, or rolled back.
 //!   Nothing stays "in progress" forever.
-//! - **Progress** is a stream of [`TaskEvent`]s (per-target transitions with running totals).
+//! - **Progress** is a stream of [`TaskEvent`]s (per-target transitions with running totals), per
+//!   task ([`TaskHandle::subscribe`]) or for every task of an engine ([`TaskEngine::subscribe_all`]).
 //! - **Tasks survive crashes**: task and target states are persisted as they change (batched),
 //!   tasks are leased to one engine at a time, and [`TaskEngine::resume`] picks up unfinished tasks
 //!   after a restart (or another replica's, once its lease runs out). Each attempt carries an
@@ -20,7 +21,7 @@
 mod engine;
 mod model;
 
-pub use engine::{NewTarget, NewTask, TargetError, TargetExecutor, TaskEngine, TaskEngineConfig, TaskEvent, TaskHandle, TaskKind};
+pub use engine::{EngineEvent, NewTarget, NewTask, TargetError, TargetExecutor, TaskEngine, TaskEngineConfig, TaskEvent, TaskHandle, TaskKind};
 pub use model::{
     AbortRule, IdempotencyKey, RetryPolicy, RolloutPolicy, RolloutPolicyBuilder, StartRate, TargetState, TargetUpdate, Task, TaskState,
     TaskTarget, TaskTotals,

@@ -14,6 +14,13 @@
 //!
 //! Replicas share the agents' traffic with `shared_group` (`$share/{group}/…` subscriptions);
 //! replies come back on each hub's own response topic.
+//!
+//! With a [`SampleSink`] configured ([`AgentHubConfig::with_sample_sink`]), heartbeats of
+//! *managed* agents become samples of the agent's project (see [`samples`] for
+//! the series), and an agent going offline gives `ecp_agent_up` 0; heartbeats of unmanaged agents
+//! are dropped and counted ([`HubStats::unmanaged_heartbeats`]). With [`ControlPlaneMetrics`]
+//! configured ([`AgentHubConfig::with_metrics`]), messages in and out are counted by kind and
+//! rejections by reason.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +30,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ecp_core::edge::{AgentId, DesiredRecord};
 use ecp_core::{Clock, Store};
+use ecp_telemetry::own::{ControlPlaneMetrics, Direction};
+use ecp_telemetry::{MetricScope, SampleSink};
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, PublishProperties, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop};
 use serde_json::Value;
@@ -32,6 +41,7 @@ use super::mqtt::{MqttConfig, qos};
 use super::proto::{
     self, Applied, CodecStats, Command, Desired, DesiredItem, Envelope, Event as AgentEvent, Heartbeat, Hello, Message, RejectReason, Reply,
 };
+use super::samples;
 use super::topics::{Channel, Topics, check_segment};
 use crate::error::{Error, Result};
 use crate::template::ConfigChange;
@@ -58,6 +68,14 @@ pub struct AgentHubConfig {
     /// How long the broker keeps the hub's session (subscriptions and queued QoS 1 messages from
     /// agents) after its connection drops (5 min).
     pub session_expiry: Duration,
+    /// Where heartbeats of managed agents go as samples (none by default).
+    pub sample_sink: Option<Arc<dyn SampleSink>>,
+    /// The control plane's own metrics, to count messages and rejections into (none by default).
+    pub metrics: Option<ControlPlaneMetrics>,
+    /// How long the hub trusts what it looked up about an agent's project for its samples (30 s):
+    /// a manage, transfer or unmanage done elsewhere shows within this long, or at once after
+    /// [`AgentHub::forget_scope`] or the agent's next hello.
+    pub scope_ttl: Duration,
 }
 
 impl AgentHubConfig {
@@ -72,7 +90,24 @@ impl AgentHubConfig {
             shared_group: None,
             max_pending: 65_536,
             session_expiry: Duration::from_secs(300),
+            sample_sink: None,
+            metrics: None,
+            scope_ttl: Duration::from_secs(30),
         }
+    }
+
+    /// Turns heartbeats of managed agents into samples taken by `sink`.
+    #[must_use]
+    pub fn with_sample_sink(mut self, sink: Arc<dyn SampleSink>) -> Self {
+        self.sample_sink = Some(sink);
+        self
+    }
+
+    /// Counts messages and rejections into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: ControlPlaneMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn validate(&self) -> Result<()> {
@@ -121,6 +156,8 @@ pub struct HubStats {
     pub overloaded: u64,
     /// Rejected messages, by reason.
     pub rejected: std::collections::BTreeMap<String, u64>,
+    /// Heartbeats of unmanaged agents, not turned into samples (counted only with a sample sink).
+    pub unmanaged_heartbeats: u64,
 }
 
 #[derive(Debug)]
@@ -137,6 +174,17 @@ struct Pending {
 }
 
 type ReportWaiters = HashMap<(AgentId, String), Vec<(u64, oneshot::Sender<Applied>)>>;
+
+/// What the hub looked up about an agent for its samples: its project (none while unmanaged) and
+/// its services' kinds.
+struct AgentScope {
+    scope: Option<MetricScope>,
+    kinds: HashMap<String, String>,
+}
+
+/// The most agents whose scope the hub remembers; past it, expired entries are dropped (all of
+/// them if none has expired).
+const MAX_SCOPE_CACHE: usize = 65_536;
 
 struct Inner {
     config: AgentHubConfig,
@@ -156,6 +204,8 @@ struct Inner {
     requests: AtomicU64,
     timeouts: AtomicU64,
     overloaded: AtomicU64,
+    scopes: Mutex<HashMap<AgentId, (Arc<AgentScope>, Instant)>>,
+    unmanaged: AtomicU64,
 }
 
 /// The cloud side of the agent protocol; see the [module docs](self). Cheap to clone.
@@ -214,6 +264,8 @@ impl AgentHub {
             requests: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
+            scopes: Mutex::new(HashMap::new()),
+            unmanaged: AtomicU64::new(0),
             config,
         });
         let (work_tx, work_rx) = mpsc::channel(16_384);
@@ -291,7 +343,14 @@ impl AgentHub {
             timeouts: i.timeouts.load(Ordering::Relaxed),
             overloaded: i.overloaded.load(Ordering::Relaxed),
             rejected: i.codec.snapshot().into_iter().map(|(r, n)| (r.as_str().to_owned(), n)).collect(),
+            unmanaged_heartbeats: i.unmanaged.load(Ordering::Relaxed),
         }
+    }
+
+    /// Forgets what the hub looked up about `agent`'s project, so that its next sample follows a
+    /// manage, transfer or unmanage at once instead of within [`AgentHubConfig::scope_ttl`].
+    pub fn forget_scope(&self, agent: &AgentId) {
+        lock(&self.inner.scopes).remove(agent);
     }
 
     /// The rejections of `reason` so far.
@@ -351,6 +410,7 @@ impl AgentHub {
             lock(&inner.pending).remove(&corr);
             return Err(transport_error(what, true, e));
         }
+        count_message(inner, Direction::Out, "command");
         let timeout = timeout.unwrap_or(inner.config.request_timeout);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
@@ -533,7 +593,97 @@ async fn publish_desired(inner: &Inner, agent: &AgentId) -> Result<()> {
         .client
         .publish(inner.config.topics.topic(agent, Channel::Desired), qos(Channel::Desired), true, payload)
         .await
-        .map_err(|e| transport_error(what, true, e))
+        .map_err(|e| transport_error(what, true, e))?;
+    count_message(inner, Direction::Out, "desired");
+    Ok(())
+}
+
+/// Counts a rejected message (and into the control plane's metrics, when configured).
+fn reject(inner: &Inner, reason: RejectReason) {
+    inner.codec.count(reason);
+    if let Some(m) = &inner.config.metrics {
+        m.agent_message_rejected(reason.as_str());
+    }
+}
+
+fn count_message(inner: &Inner, direction: Direction, kind: &str) {
+    if let Some(m) = &inner.config.metrics {
+        m.agent_message(direction, kind);
+    }
+}
+
+/// What the hub knows of `agent`'s project, from its cache or the store.
+async fn agent_scope(inner: &Inner, agent: &AgentId) -> Result<Arc<AgentScope>> {
+    let ttl = inner.config.scope_ttl;
+    if let Some((s, at)) = lock(&inner.scopes).get(agent)
+        && at.elapsed() < ttl
+    {
+        return Ok(s.clone());
+    }
+    let record = match inner.store.get_agent(agent).await {
+        Ok(a) => a,
+        // Credentials are checked by the broker, not the store: an agent that never said hello
+        // is simply not managed.
+        Err(e) if e.is_not_found() => {
+            return Ok(Arc::new(AgentScope { scope: None, kinds: HashMap::new() }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let scope = match record.project {
+        Some(p) => Some(MetricScope::new(inner.store.get_project(p).await?.org, p)),
+        None => None,
+    };
+    let entry = Arc::new(AgentScope { scope, kinds: samples::service_kinds(&record.hello) });
+    let mut cache = lock(&inner.scopes);
+    if cache.len() >= MAX_SCOPE_CACHE {
+        cache.retain(|_, (_, at)| at.elapsed() < ttl);
+        if cache.len() >= MAX_SCOPE_CACHE {
+            cache.clear();
+        }
+    }
+    cache.insert(agent.clone(), (entry.clone(), Instant::now()));
+    Ok(entry)
+}
+
+fn accepted(inner: &Inner, sink: &dyn SampleSink, batch: &[ecp_telemetry::Sample]) {
+    let got = sink.accept(batch);
+    if let Some(m) = &inner.config.metrics {
+        m.agent_samples_dropped("invalid", got.invalid as u64);
+        m.agent_samples_dropped("over_cardinality", got.over_cardinality as u64);
+    }
+}
+
+/// Turns a heartbeat of a managed agent into samples; drops and counts those of unmanaged ones.
+async fn heartbeat_samples(inner: &Inner, agent: &AgentId, hb: &Heartbeat) -> Result<()> {
+    let Some(sink) = &inner.config.sample_sink else { return Ok(()) };
+    let found = agent_scope(inner, agent).await?;
+    let now = inner.clock.now();
+    let Some(scope) = found.scope else {
+        inner.unmanaged.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &inner.config.metrics {
+            m.agent_samples_dropped("unmanaged", samples::entries(hb) as u64);
+        }
+        return Ok(());
+    };
+    let (batch, skipped) = samples::heartbeat(agent, scope, &found.kinds, hb, now);
+    if let Some(m) = &inner.config.metrics {
+        m.agent_samples_dropped("invalid", skipped as u64);
+    }
+    accepted(inner, sink.as_ref(), &batch);
+    Ok(())
+}
+
+/// `ecp_agent_up` 0 for a managed agent that went offline.
+async fn offline_sample(inner: &Inner, agent: &AgentId) {
+    let Some(sink) = &inner.config.sample_sink else { return };
+    match agent_scope(inner, agent).await {
+        Ok(found) => {
+            if let Some(sample) = found.scope.and_then(|scope| samples::up(agent, scope, inner.clock.now(), false)) {
+                accepted(inner, sink.as_ref(), &[sample]);
+            }
+        }
+        Err(e) => tracing::warn!(agent = %agent, error = %e, "agent hub: could not look up an agent's project for its samples"),
+    }
 }
 
 /// Polls the connection: (re)subscribes on every ConnAck, answers replies at once, and hands
@@ -598,7 +748,7 @@ async fn poll_loop(inner: Arc<Inner>, mut eventloop: EventLoop, work: mpsc::Send
                             inner.overloaded.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    None => inner.codec.count(RejectReason::BadTopic),
+                    None => reject(&inner, RejectReason::BadTopic),
                 }
             }
             Ok(_) => {}
@@ -634,13 +784,13 @@ fn on_reply(inner: &Inner, agent: &AgentId, p: &Publish) {
         .and_then(|c| <[u8; 16]>::try_from(c.as_ref()).ok())
         .map(u128::from_be_bytes);
     let Some(corr) = corr else {
-        inner.codec.count(RejectReason::UnknownCorrelation);
+        reject(inner, RejectReason::UnknownCorrelation);
         return;
     };
     let envelope = match proto::decode(Channel::Reply, &p.payload, inner.config.mqtt.max_payload) {
         Ok(e) => e,
         Err(e) => {
-            inner.codec.count(e.reason());
+            reject(inner, e.reason());
             return;
         }
     };
@@ -653,9 +803,10 @@ fn on_reply(inner: &Inner, agent: &AgentId, p: &Publish) {
             if let Some(entry) = pending.remove(&corr) {
                 let _ = entry.tx.send(reply);
             }
+            count_message(inner, Direction::In, "reply");
         }
-        Some(_) => inner.codec.count(RejectReason::BadTopic),
-        None => inner.codec.count(RejectReason::UnknownCorrelation),
+        Some(_) => reject(inner, RejectReason::BadTopic),
+        None => reject(inner, RejectReason::UnknownCorrelation),
     }
 }
 
@@ -667,11 +818,12 @@ async fn work_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Publish>) {
         let envelope = match proto::decode(channel, &p.payload, inner.config.mqtt.max_payload) {
             Ok(e) => e,
             Err(e) => {
-                inner.codec.count(e.reason());
+                reject(&inner, e.reason());
                 tracing::debug!(agent = %agent, error = %e, "agent hub: message rejected");
                 continue;
             }
         };
+        count_message(&inner, Direction::In, envelope.message.kind());
         if let Err(e) = handle(&inner, &agent, envelope.message).await {
             tracing::warn!(agent = %agent, error = %e, "agent hub: could not record a message");
         }
@@ -684,6 +836,8 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
         Message::Hello(hello) => {
             let value = serde_json::to_value(&hello).unwrap_or(Value::Null);
             inner.store.agent_hello(agent, &hello.agent_version, &value, now).await?;
+            // Its services (and so their kinds) may have changed: look them up again.
+            lock(&inner.scopes).remove(agent);
             let was_online = seen(inner, agent, Some(&hello), None);
             let _ = inner.events.send(HubEvent::Hello(agent.clone()));
             if !was_online {
@@ -704,6 +858,7 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
                 let was = lock(&inner.presence).get_mut(agent).map(|p| std::mem::replace(&mut p.online, false));
                 if was != Some(false) {
                     let _ = inner.events.send(HubEvent::Offline(agent.clone()));
+                    offline_sample(inner, agent).await;
                 }
             }
         }
@@ -712,6 +867,9 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
             if !was {
                 inner.store.set_agent_presence(agent, true, now).await?;
                 let _ = inner.events.send(HubEvent::Online(agent.clone()));
+            }
+            if let Err(e) = heartbeat_samples(inner, agent, &hb).await {
+                tracing::warn!(agent = %agent, error = %e, "agent hub: could not turn a heartbeat into samples");
             }
             let _ = inner.events.send(HubEvent::Heartbeat(agent.clone(), hb));
         }
@@ -799,6 +957,7 @@ async fn sweep_loop(inner: Arc<Inner>) {
             if let Err(e) = inner.store.set_agent_presence(&agent, false, inner.clock.now()).await {
                 tracing::warn!(agent = %agent, error = %e, "agent hub: could not record an agent offline");
             }
+            offline_sample(&inner, &agent).await;
             let _ = inner.events.send(HubEvent::Offline(agent));
         }
     }

@@ -13,6 +13,8 @@ pub mod hub;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod proto;
+#[cfg(feature = "mqtt")]
+pub mod samples;
 pub mod topics;
 
 #[cfg(feature = "mqtt")]
