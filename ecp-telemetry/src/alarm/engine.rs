@@ -58,6 +58,11 @@ pub enum AlarmOrigin {
         /// The rule.
         rule: RuleId,
     },
+    /// Raised by the control plane itself (a notification that could not be sent).
+    System {
+        /// What happened (`"notification send failed"`).
+        what: String,
+    },
     /// Pushed by an outside system with the project's custom alarm token.
     Custom {
         /// The pusher's de-duplication key (the same uuid is the same alarm).
@@ -389,6 +394,9 @@ struct CustomBody {
     uuid: Option<String>,
 }
 
+/// The name of the alarm raised when a notification cannot be delivered.
+pub const SEND_FAILED: &str = "notification send failed";
+
 /// The largest custom alarm body.
 pub const MAX_CUSTOM_BODY: usize = 64 * 1024;
 
@@ -702,8 +710,14 @@ impl AlarmEngine {
 
     fn close(&self, st: &mut ProjectState, id: AlarmId, closure: Closure, now: Timestamp) -> Option<Alarm> {
         let mut alarm = st.active.remove(&id)?;
-        if let AlarmOrigin::Custom { uuid } = &alarm.origin {
-            st.custom_active.remove(uuid);
+        match &alarm.origin {
+            AlarmOrigin::Custom { uuid } => {
+                st.custom_active.remove(uuid);
+            }
+            AlarmOrigin::System { what } => {
+                st.custom_active.remove(&format!("system:{what}"));
+            }
+            AlarmOrigin::Rule { .. } => {}
         }
         alarm.state = AlarmState::History;
         alarm.closed_at = Some(now);
@@ -828,6 +842,43 @@ impl AlarmEngine {
         }))
     }
 
+    /// Raises (or refreshes) the project's "notification send failed" alarm, of normal severity,
+    /// as the product does when an email or webhook cannot be sent. It is closed by hand.
+    pub fn raise_send_failed(&self, scope: MetricScope, reason: &str) {
+        let now = self.now();
+        let key = format!("system:{SEND_FAILED}");
+        let message: String = format!("{SEND_FAILED}: {reason}").chars().take(1024).collect();
+        self.with_state(scope, |st| {
+            if let Some(id) = st.custom_active.get(&key).copied()
+                && let Some(a) = st.active.get_mut(&id)
+            {
+                a.message = message;
+                a.value = Some(a.value.unwrap_or(1.0) + 1.0);
+                return;
+            }
+            let alarm = Alarm {
+                id: AlarmId::new(),
+                scope,
+                origin: AlarmOrigin::System { what: SEND_FAILED.into() },
+                name: SEND_FAILED.into(),
+                instance: key.clone(),
+                labels: Labels::empty(),
+                severity: Severity::Normal,
+                message,
+                tags: Vec::new(),
+                value: Some(1.0),
+                fired_at: now,
+                state: AlarmState::Active,
+                closed_at: None,
+                closure: None,
+                acknowledged: None,
+            };
+            if let Some(id) = self.raise(st, alarm, now) {
+                st.custom_active.insert(key, id);
+            }
+        });
+    }
+
     pub(crate) fn set_token(&self, scope: MetricScope, token: &str) {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut tokens = self.inner.tokens.write();
@@ -846,7 +897,7 @@ impl AlarmEngine {
         let now = self.now();
         let rule = match st.active.get(&id)?.origin {
             AlarmOrigin::Rule { rule } => Some(rule),
-            AlarmOrigin::Custom { .. } => None,
+            AlarmOrigin::Custom { .. } | AlarmOrigin::System { .. } => None,
         };
         if let Some(slot) = rule.and_then(|r| st.rules.get_mut(&r)) {
             for inst in slot.instances.values_mut() {

@@ -9,6 +9,7 @@
 //! State is kept in memory: rules, alarms and tokens do not survive a restart of the process.
 
 mod engine;
+mod glue;
 mod rule;
 
 use std::sync::Arc;
@@ -19,8 +20,9 @@ use secrecy::SecretString;
 
 pub use engine::{
     Acknowledgement, Alarm, AlarmConfig, AlarmEngine, AlarmEvent, AlarmId, AlarmOrigin, AlarmSettings, AlarmState, Closure, CustomOutcome, EngineStats, MAX_CUSTOM_BODY,
-    MetricReader, StormStatus,
+    MetricReader, SEND_FAILED, StormStatus,
 };
+pub use glue::{notification_of, spawn_notifications};
 pub use rule::{AlarmRule, Builtin, Comparison, Condition, MAX_COUNT, RuleId};
 
 use crate::error::{Error, Result};
