@@ -187,7 +187,7 @@ pub struct StormStatus {
     pub paused_since: Option<Timestamp>,
     /// Alarms in the current window.
     pub recent: u32,
-    /// Alarms suppressed since the storm started.
+    /// Alarms suppressed since the storm started (each rule instance or custom alarm once).
     pub suppressed: u64,
 }
 
@@ -340,6 +340,7 @@ pub(crate) struct ProjectState {
     recent: VecDeque<Timestamp>,
     paused_since: Option<Timestamp>,
     suppressed_in_storm: u64,
+    storm_keys: std::collections::HashSet<String>,
     custom_active: HashMap<String, AlarmId>,
 }
 
@@ -483,6 +484,7 @@ impl AlarmEngine {
                 recent: VecDeque::new(),
                 paused_since: None,
                 suppressed_in_storm: 0,
+                storm_keys: std::collections::HashSet::new(),
                 custom_active: HashMap::new(),
             }))
         });
@@ -681,7 +683,8 @@ impl AlarmEngine {
     fn raise(&self, st: &mut ProjectState, alarm: Alarm, now: Timestamp) -> Option<AlarmId> {
         let c = &self.inner.counters;
         if !st.settings.enabled || st.paused_since.is_some() || st.active.len() >= self.inner.config.max_active {
-            if st.paused_since.is_some() {
+            // Counted once per instance however many evaluations retry it during the storm.
+            if st.paused_since.is_some() && st.storm_keys.len() < 100_000 && st.storm_keys.insert(format!("{:?}/{}", alarm.origin, alarm.instance)) {
                 st.suppressed_in_storm += 1;
             }
             c.suppressed.fetch_add(1, Ordering::Relaxed);
@@ -916,6 +919,7 @@ impl AlarmEngine {
         let suppressed = st.suppressed_in_storm;
         st.paused_since = None;
         st.suppressed_in_storm = 0;
+        st.storm_keys.clear();
         st.recent.clear();
         self.emit(AlarmEvent::StormCleared { scope: st.scope, suppressed }, false);
         Some(suppressed)

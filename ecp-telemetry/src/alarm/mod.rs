@@ -72,6 +72,30 @@ pub struct AlarmFilter {
 }
 
 impl AlarmFilter {
+    /// Only this severity.
+    pub fn severity(mut self, s: Severity) -> Self {
+        self.severity = Some(s);
+        self
+    }
+
+    /// Only alarms whose name or message contains `text` (case-insensitive).
+    pub fn text(mut self, text: impl Into<String>) -> Self {
+        self.text = Some(text.into());
+        self
+    }
+
+    /// Only acknowledged (`true`) or unacknowledged (`false`) ones.
+    pub fn acknowledged(mut self, yes: bool) -> Self {
+        self.acknowledged = Some(yes);
+        self
+    }
+
+    /// At most this many (1 to 1,000).
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
     fn matches(&self, a: &Alarm) -> bool {
         self.severity.is_none_or(|s| a.severity == s)
             && self.acknowledged.is_none_or(|k| a.acknowledged.is_some() == k)
@@ -81,7 +105,7 @@ impl AlarmFilter {
             })
     }
 
-    fn limit(&self) -> usize {
+    fn max(&self) -> usize {
         self.limit.unwrap_or(100).clamp(1, 1000)
     }
 }
@@ -358,7 +382,7 @@ impl ProjectAlarms {
     /// `PermissionDenied`.
     pub fn active(&self, filter: &AlarmFilter) -> Result<Vec<Alarm>> {
         self.authorize(Permission::view(ResourceKind::Alarm))?;
-        Ok(self.state(|st| st.active().rev().filter(|a| filter.matches(a)).take(filter.limit()).cloned().collect()))
+        Ok(self.state(|st| st.active().rev().filter(|a| filter.matches(a)).take(filter.max()).cloned().collect()))
     }
 
     /// Alarms in history, most recently closed first.
@@ -367,7 +391,7 @@ impl ProjectAlarms {
     /// `PermissionDenied`.
     pub fn history(&self, filter: &AlarmFilter) -> Result<Vec<Alarm>> {
         self.authorize(Permission::view(ResourceKind::Alarm))?;
-        Ok(self.state(|st| st.history().rev().filter(|a| filter.matches(a)).take(filter.limit()).cloned().collect()))
+        Ok(self.state(|st| st.history().rev().filter(|a| filter.matches(a)).take(filter.max()).cloned().collect()))
     }
 
     /// Acknowledges an alarm (active or in history).
