@@ -339,7 +339,30 @@ impl ControlPlaneMetrics {
 
     /// Counts a failed collection of `collector`, by the error's [`label`](Error::label).
     pub fn collector_error(&self, collector: &str, error: &Error) {
-        self.inner.collector_errors.counter([("collector", owned(collector)), ("kind", Cow::Borrowed(error.label()))]).inc();
+        self.collector_failed(collector, error.label());
+    }
+
+    /// Counts a failed collection of `collector` by a kind label (an [`Error::label`], or
+    /// `"timeout"`, `"panic"`).
+    pub fn collector_failed(&self, collector: &str, kind: &'static str) {
+        self.inner.collector_errors.counter([("collector", owned(collector)), ("kind", Cow::Borrowed(kind))]).inc();
+    }
+
+    /// Counts alarms as the engine fires them, until the engine is dropped.
+    ///
+    /// Must be called inside a Tokio runtime.
+    pub fn observe_alarms(&self, engine: &crate::alarm::AlarmEngine) -> JoinHandle<()> {
+        let mut events = engine.subscribe();
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(crate::alarm::AlarmEvent::Fired(a)) => me.alarm_fired(a.severity),
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        })
     }
 
     /// Counts `n` samples collected by `collector`.

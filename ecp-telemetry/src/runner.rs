@@ -173,6 +173,7 @@ struct Inner {
     max_collectors: AtomicUsize,
     closed: AtomicBool,
     entries: Mutex<BTreeMap<String, Entry>>,
+    metrics: std::sync::OnceLock<crate::own::ControlPlaneMetrics>,
 }
 
 impl Drop for Inner {
@@ -213,6 +214,7 @@ impl CollectorRunner {
                 max_collectors: AtomicUsize::new(Self::DEFAULT_MAX_COLLECTORS),
                 closed: AtomicBool::new(false),
                 entries: Mutex::new(BTreeMap::new()),
+                metrics: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -221,6 +223,14 @@ impl CollectorRunner {
     /// refused by [`add`](Self::add).
     pub fn with_max_collectors(self, max: usize) -> Self {
         self.inner.max_collectors.store(max, Ordering::Relaxed);
+        self
+    }
+
+    /// Counts samples and failures of every collector into `metrics`
+    /// (`ecp_collector_samples_total`, `ecp_collector_errors_total`). Set once, before adding
+    /// collectors; later calls are ignored.
+    pub fn with_metrics(self, metrics: crate::own::ControlPlaneMetrics) -> Self {
+        let _ = self.inner.metrics.set(metrics);
         self
     }
 
@@ -252,7 +262,7 @@ impl CollectorRunner {
             return Err(Error::Core(ecp_core::Error::LimitExceeded { limit: "collectors", max: max as u64 }));
         }
         let status = Arc::new(Mutex::new(CollectorStatus::new(&name)));
-        let task = Task { collector, options, sink: self.inner.sink.clone(), clock: self.inner.clock.clone(), status: status.clone() };
+        let task = Task { collector, options, sink: self.inner.sink.clone(), clock: self.inner.clock.clone(), status: status.clone(), metrics: self.inner.metrics.get().cloned() };
         let handle = runtime.spawn(task.run());
         entries.insert(name, Entry { status, handle });
         Ok(())
@@ -311,6 +321,7 @@ struct Task {
     sink: Arc<dyn SampleSink>,
     clock: Arc<dyn Clock>,
     status: Arc<Mutex<CollectorStatus>>,
+    metrics: Option<crate::own::ControlPlaneMetrics>,
 }
 
 impl Task {
@@ -332,15 +343,35 @@ impl Task {
         let outcome = tokio::time::timeout(timeout, AssertUnwindSafe(self.collector.collect(now)).catch_unwind()).await;
         let result: std::result::Result<Collection, String> = match outcome {
             Ok(Ok(Ok(collection))) => Ok(collection),
-            Ok(Ok(Err(e))) => Err(describe(&e)),
-            Ok(Err(_)) => Err("the collector panicked".to_owned()),
-            Err(_) => Err(format!("timed out after {timeout:?}")),
+            Ok(Ok(Err(e))) => {
+                if let Some(m) = &self.metrics {
+                    m.collector_failed(self.collector.name(), e.label());
+                }
+                Err(describe(&e))
+            }
+            Ok(Err(_)) => {
+                if let Some(m) = &self.metrics {
+                    m.collector_failed(self.collector.name(), "panic");
+                }
+                Err("the collector panicked".to_owned())
+            }
+            Err(_) => {
+                if let Some(m) = &self.metrics {
+                    m.collector_failed(self.collector.name(), "timeout");
+                }
+                Err(format!("timed out after {timeout:?}"))
+            }
         };
         let (mut samples, skipped, error) = match result {
             Ok(c) => (c.samples, c.skipped.len(), None),
             Err(e) => (Vec::new(), 0, Some(e)),
         };
         let collected = samples.len();
+        if let Some(m) = &self.metrics
+            && collected > 0
+        {
+            m.collector_samples(self.collector.name(), collected as u64);
+        }
         if let Some(up) = &self.options.up {
             samples.push(Sample { series: up.clone(), time: now, value: if error.is_none() { 1.0 } else { 0.0 } });
         }

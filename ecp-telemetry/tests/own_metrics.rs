@@ -229,3 +229,33 @@ proptest! {
         prop_assert_eq!(total, names.len() as f64);
     }
 }
+
+/// The exposition parses back with the crate's own Prometheus parser: no skipped line, every family
+/// typed, and the values that were counted.
+#[tokio::test]
+async fn the_exposition_parses_back_with_the_prometheus_parser() {
+    let metrics = ControlPlaneMetrics::new();
+    metrics.alarm_fired(Severity::Critical);
+    metrics.alarm_fired(Severity::Critical);
+    metrics.alarm_fired(Severity::Normal);
+    metrics.collector_failed("emqx \"prod\"\n1", "timeout");
+    metrics.collector_samples("scrape edge-7", 42);
+    metrics.notification("ops-hook", "sent");
+    metrics.set_metric_store_series(1234);
+    metrics.agent_message(Direction::In, "heartbeat");
+    let text = metrics.encode();
+    let parsed = ecp_telemetry::prom::parse(text.as_bytes(), &ecp_telemetry::prom::ParseLimits::default()).unwrap();
+    assert!(parsed.skipped.is_empty(), "{:?}\n{text}", parsed.skipped);
+    let value = |name: &str, label: (&str, &str)| {
+        parsed.samples.iter().find(|s| s.name.as_str() == name && s.labels.get(label.0) == Some(label.1)).map(|s| s.value)
+    };
+    assert_eq!(value("ecp_alarms_fired_total", ("severity", "critical")), Some(2.0));
+    assert_eq!(value("ecp_alarms_fired_total", ("severity", "normal")), Some(1.0));
+    assert_eq!(value("ecp_collector_errors_total", ("collector", "emqx \"prod\"\n1")), Some(1.0), "label escaping survives the round trip");
+    assert_eq!(value("ecp_collector_samples_total", ("collector", "scrape edge-7")), Some(42.0));
+    assert_eq!(value("ecp_notifications_total", ("outcome", "sent")), Some(1.0));
+    assert_eq!(parsed.samples.iter().find(|s| s.name.as_str() == "ecp_metric_store_series").map(|s| s.value), Some(1234.0));
+    for s in &parsed.samples {
+        assert_ne!(parsed.kind_of(s.name.as_str()), ecp_telemetry::prom::MetricKind::Untyped, "{} has no TYPE", s.name);
+    }
+}

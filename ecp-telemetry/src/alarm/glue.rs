@@ -65,12 +65,28 @@ pub fn notification_of(event: &AlarmEvent) -> Option<Notification> {
 /// delivery raises the built-in "notification send failed" alarm (normal severity) in the project,
 /// unless the failed notification was itself about a failed send.
 pub fn spawn_notifications(engine: &AlarmEngine, router: NotificationRouter, capacity: usize) -> tokio::task::JoinHandle<()> {
+    spawn_notifications_counted(engine, router, capacity, None)
+}
+
+/// As [`spawn_notifications`], counting each notifier's outcome in
+/// `ecp_notifications_total{notifier,outcome}`.
+pub fn spawn_notifications_counted(
+    engine: &AlarmEngine,
+    router: NotificationRouter,
+    capacity: usize,
+    metrics: Option<crate::own::ControlPlaneMetrics>,
+) -> tokio::task::JoinHandle<()> {
     let mut rx: mpsc::Receiver<AlarmEvent> = engine.notices(capacity);
     let engine = engine.clone();
     tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
             let Some(n) = notification_of(&event) else { continue };
             let report = router.deliver(&n).await;
+            if let Some(m) = &metrics {
+                for o in report.outcomes() {
+                    m.notification(o.notifier(), if o.is_sent() { "sent" } else { "failed" });
+                }
+            }
             if report.failed() > 0 {
                 let failed: Vec<String> = report.failures().map(|(name, e)| format!("{name}: {e}")).collect();
                 tracing::warn!(notification = %n.id, failures = ?failed, "notification delivery failed");

@@ -22,7 +22,7 @@ pub use engine::{
     Acknowledgement, Alarm, AlarmConfig, AlarmEngine, AlarmEvent, AlarmId, AlarmOrigin, AlarmSettings, AlarmState, Closure, CustomOutcome, EngineStats, MAX_CUSTOM_BODY,
     MetricReader, SEND_FAILED, StormStatus,
 };
-pub use glue::{notification_of, spawn_notifications};
+pub use glue::{notification_of, spawn_notifications, spawn_notifications_counted};
 pub use rule::{AlarmRule, Builtin, Comparison, Condition, MAX_COUNT, RuleId};
 
 use crate::error::{Error, Result};
