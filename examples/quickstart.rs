@@ -12,7 +12,10 @@
 //! task with a progress bar. Last, 20 more services sit behind edge agents that dial out to an
 //! in-process MQTT 5 broker (rumqttd): they appear unmanaged, are managed into the project, probed
 //! through the agents' HTTP tunnel, and given the template through their desired state; one is
-//! stopped and shows offline. State lives in SQLite: in memory, or in a file with `--db ecp.db`.
+//! stopped and shows offline. Then telemetry: three of the fleet's services are scraped into the
+//! metric store, one goes down and the built-in "edge service offline" alarm fires, is notified to
+//! a webhook, recovers when the service comes back, and is acknowledged. State lives in SQLite: in
+//! memory, or in a file with `--db ecp.db`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +35,9 @@ fn secret(s: &str) -> SecretString {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,rumqttd=off".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,rumqttd=off,ecp_telemetry::runner=error".into()),
+        )
         .init();
 
     let db = std::env::args().skip_while(|a| a != "--db").nth(1);
@@ -163,12 +168,12 @@ async fn main() -> anyhow::Result<()> {
     println!("\n   hash chain verified: {} records, head #{} {}", report.records, report.head.seq, &report.head.hash[..16]);
 
     // 7. A fleet of directly managed edge services.
-    fleet(&store, &ac, &admin, plant.id).await?;
+    fleet(&store, &ac, &admin, ecp_telemetry::MetricScope::new(org.id, plant.id)).await?;
     ac.auth.logout(&tokens.access_token).await?;
     Ok(())
 }
 
-async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, project: ecp_core::ProjectId) -> anyhow::Result<()> {
+async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, scope: ecp_telemetry::MetricScope) -> anyhow::Result<()> {
     use ecp_core::edge::{EdgeLimits, EdgeSelector, ManagementMode};
     use ecp_core::task::{RolloutPolicy, TaskEngine, TaskEngineConfig, TaskEvent};
     use ecp_edge::agent::proto::DEFAULT_MAX_PAYLOAD;
@@ -194,8 +199,11 @@ async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, pro
     let hub = AgentHub::connect(AgentHubConfig::new(MqttConfig::new("127.0.0.1", port)), store.clone(), clock.clone()).await?;
     let agent_driver = Arc::new(AgentDriver::new(hub.clone(), Duration::from_secs(10), DEFAULT_MAX_PAYLOAD));
     let drivers = Drivers::new().with(ManagementMode::Direct, driver).with(ManagementMode::Agent, agent_driver);
+    // The control plane's own metrics count every task that ends (printed in section 9).
+    let metrics = ecp_telemetry::ControlPlaneMetrics::new();
+    let _observer = metrics.observe_tasks(&engine);
     let fleet = Fleet::new(store.clone(), ac.authorizer.clone(), clock, engine, drivers, EdgeLimits::default())?;
-    let f = fleet.project(admin, project).await?;
+    let f = fleet.project(admin, scope.project).await?;
 
     // The CSV import: one bad line (an unknown category) is reported with its number.
     let mut csv = String::from("category,name,nodeType,endpoint,scheme,tagName,username,password\n");
@@ -258,6 +266,8 @@ async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, pro
         sims.iter().filter(|s| s.with_ekuiper(|e| e.streams.contains_key("telemetry")).unwrap_or(false)).count(),
         SERVICES / 2,
     );
+    // Three services stay up for section 9; the rest go.
+    let watched: Vec<_> = sims.drain(..3).zip(report.imported.iter().copied()).collect();
     for sim in sims {
         sim.shutdown().await;
     }
@@ -265,6 +275,12 @@ async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, pro
     // 8. Services behind edge agents.
     agents(&f, &hub, port, saved.id).await?;
     hub.shutdown();
+
+    // 9. Telemetry.
+    telemetry(store, ac, admin, scope, &watched, &metrics).await?;
+    for (sim, _) in watched {
+        sim.shutdown().await;
+    }
     Ok(())
 }
 
@@ -336,5 +352,168 @@ async fn agents(f: &ecp_edge::fleet::ProjectFleet, hub: &ecp_edge::agent::AgentH
     for sim in sims {
         sim.shutdown().await;
     }
+    Ok(())
+}
+
+/// 9. Telemetry: an alarm that fires and resolves, with its notification.
+async fn telemetry(
+    store: &Arc<SqlStore>,
+    ac: &AccessControl,
+    admin: &Principal,
+    scope: ecp_telemetry::MetricScope,
+    watched: &[(ecp_testkit::sim::SimHandle, ecp_core::EdgeServiceId)],
+    metrics: &ecp_telemetry::ControlPlaneMetrics,
+) -> anyhow::Result<()> {
+    use ecp_telemetry::alarm::{AlarmConfig, AlarmEngine, AlarmFilter, Alarms, Closure, MetricReader, spawn_notifications};
+    use ecp_telemetry::notify::webhook::WebhookNotifier;
+    use ecp_telemetry::notify::{NotificationRouter, Route, RouteScope};
+    use ecp_telemetry::prom::PrometheusScrapeConfig;
+    use ecp_telemetry::{CollectorOptions, CollectorRunner, Labels, MetricName, MetricStore, MetricStoreConfig, SeriesKey};
+
+    const TICK: Duration = Duration::from_millis(200);
+    println!("\n9. telemetry: {} services scraped every {TICK:?}, alarms evaluated every {TICK:?}", watched.len());
+
+    // A webhook receiver on loopback that keeps the JSON bodies it is sent.
+    let received: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let hook = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(got): axum::extract::State<Arc<std::sync::Mutex<Vec<serde_json::Value>>>>,
+                 axum::Json(body): axum::Json<serde_json::Value>| async move {
+                    got.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(body);
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook_addr = listener.local_addr()?;
+    let hook_server = tokio::spawn(async move { axum::serve(listener, hook).await });
+    let bodies = || received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+
+    // The metric store, fed by one Prometheus scraper per service (NeuronEX proxies Neuron's
+    // metrics), each writing ecp_edge_up{source="edge:<id>"} after every scrape.
+    let metric_store = Arc::new(MetricStore::new(MetricStoreConfig::default()));
+    let clock: Arc<dyn ecp_core::Clock> = Arc::new(ecp_core::SystemClock);
+    let runner = CollectorRunner::new(metric_store.clone(), clock.clone());
+    let up = MetricName::new("ecp_edge_up")?;
+    for (sim, id) in watched {
+        let source = format!("edge:{id}");
+        let scraper = PrometheusScrapeConfig::new(format!("neuronex {id}"), format!("{}/api/neuron/metrics", sim.base_url()), scope)
+            .bearer_token(secret(&sim.issue_token()))
+            .timeout(Duration::from_secs(1))
+            .source(source.clone())
+            .build()?;
+        let options = CollectorOptions::new().interval(TICK).timeout(Duration::from_secs(1)).up(SeriesKey::new(
+            scope,
+            up.clone(),
+            Labels::new([("source", source.as_str())])?,
+        ));
+        runner.add(Arc::new(scraper), options)?;
+    }
+
+    // The alarm engine over the store, the project's alarms (with the built-in rules), and the
+    // notifications through a router with one route for everything, to the webhook.
+    let engine = AlarmEngine::new(metric_store.clone() as Arc<dyn MetricReader>, clock, AlarmConfig::default())?;
+    let alarms = Alarms::new(engine.clone(), store.clone(), ac.authorizer.clone());
+    let project_alarms = alarms.project(admin, scope.project).await?;
+    let evaluator = engine.spawn(TICK);
+    let webhook = WebhookNotifier::builder("ops-hook", format!("http://{hook_addr}/hook")).build()?;
+    let router = NotificationRouter::builder().route(Route::new("everything", RouteScope::All).notifier(Arc::new(webhook))).build()?;
+    let notifier = spawn_notifications(&engine, router, 1024);
+
+    // Wait until every service has been scraped once.
+    let started = std::time::Instant::now();
+    while !runner.statuses().iter().all(|s| s.collections > 0) {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "the services were not scraped within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = metric_store.stats();
+    println!(
+        "   scraped: {} series, {} points in the metric store; {} active alarms",
+        stats.series,
+        stats.raw_points,
+        project_alarms.active(&AlarmFilter::default())?.len()
+    );
+
+    // Polls `done` every 50 ms for at most 10 s.
+    async fn wait_for<T>(what: &str, mut done: impl FnMut() -> anyhow::Result<Option<T>>) -> anyhow::Result<(T, Duration)> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(t) = done()? {
+                return Ok((t, started.elapsed()));
+            }
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "{what} did not happen within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let is_offline = |a: &ecp_telemetry::alarm::Alarm| a.name == "edge service offline";
+    let notified = |prefix: &'static str| {
+        let bodies = &bodies;
+        move || {
+            bodies()
+                .into_iter()
+                .find(|b| b["name"] == "edge service offline" && b["contents"].as_str().is_some_and(|c| c.starts_with(prefix)))
+        }
+    };
+
+    // One service goes down: its scrapes fail, its up goes to 0, the alarm fires after two breaching evaluations.
+    let (down, down_id) = &watched[0];
+    down.go_offline().await;
+    println!("   neuronex {down_id} at {} goes offline", down.addr());
+    let (alarm, after) =
+        wait_for("the 'edge service offline' alarm", || Ok(project_alarms.active(&AlarmFilter::default())?.into_iter().find(is_offline)))
+            .await?;
+    println!("   alarm after {after:.1?}: [{}] {:?}: {} (value {:?})", alarm.severity, alarm.name, alarm.message, alarm.value);
+    if let Some(status) = runner.status(&format!("neuronex {down_id}")) {
+        let error = status.last_error.unwrap_or_default();
+        println!(
+            "   its scraper: {} failures in a row, last error {:?}",
+            status.consecutive_failures,
+            error.split(": error sending").next().unwrap_or(&error)
+        );
+    }
+    metrics.alarm_fired(alarm.severity);
+    let (body, _) = wait_for("the webhook notification", || Ok(notified("edge service")())).await?;
+    println!("   webhook got: {body}");
+    metrics.notification("ops-hook", "sent");
+
+    // It comes back on the same port: one healthy evaluation recovers the alarm.
+    down.go_online().await?;
+    println!("   neuronex {down_id} is back on {}", down.addr());
+    let (closed, after) = wait_for("the alarm's recovery", || {
+        Ok(project_alarms.history(&AlarmFilter::default())?.into_iter().find(|a| a.id == alarm.id && a.closure == Some(Closure::Recovered)))
+    })
+    .await?;
+    let closed_at = closed.closed_at.map(|t| t.strftime("%H:%M:%S%.3f").to_string()).unwrap_or_default();
+    println!("   recovered after {after:.1?}: in history, closed {closed_at} ({:?})", closed.closure);
+    let (body, _) = wait_for("the recovery notification", || Ok(notified("recovered: ")())).await?;
+    println!("   webhook got: {body}");
+    metrics.notification("ops-hook", "sent");
+
+    let acked = project_alarms.acknowledge(alarm.id).await?;
+    println!("   acknowledged by {} (audited as alarm.acknowledge)", acked.acknowledged.map(|a| a.by).unwrap_or_default());
+    let audit = ac.audit.query(admin, &ecp_core::audit::AuditQuery::default(), &PageRequest::first(1)).await?;
+    if let Some(r) = audit.items.first() {
+        println!("   last audit record: #{} {} {}", r.seq, r.event.operation.as_str(), r.event.resource_name.as_deref().unwrap_or("-"));
+    }
+
+    // The control plane's own metrics, in Prometheus text.
+    metrics.set_metric_store_series(metric_store.stats().series as u64);
+    println!("   control plane metrics (excerpt):");
+    for line in metrics.encode().lines().filter(|l| {
+        !l.starts_with('#')
+            && (l.starts_with("ecp_tasks")
+                || l.starts_with("ecp_alarms")
+                || l.starts_with("ecp_notif")
+                || l.starts_with("ecp_metric_store"))
+    }) {
+        println!("     {line}");
+    }
+
+    notifier.abort();
+    evaluator.abort();
+    runner.shutdown().await;
+    hook_server.abort();
     Ok(())
 }
