@@ -364,7 +364,7 @@ async fn telemetry(
     watched: &[(ecp_testkit::sim::SimHandle, ecp_core::EdgeServiceId)],
     metrics: &ecp_telemetry::ControlPlaneMetrics,
 ) -> anyhow::Result<()> {
-    use ecp_telemetry::alarm::{AlarmConfig, AlarmEngine, AlarmFilter, Alarms, Closure, MetricReader, spawn_notifications};
+    use ecp_telemetry::alarm::{AlarmConfig, AlarmEngine, AlarmFilter, Alarms, Closure, MetricReader, spawn_notifications_counted};
     use ecp_telemetry::notify::webhook::WebhookNotifier;
     use ecp_telemetry::notify::{NotificationRouter, Route, RouteScope};
     use ecp_telemetry::prom::PrometheusScrapeConfig;
@@ -395,7 +395,7 @@ async fn telemetry(
     // metrics), each writing ecp_edge_up{source="edge:<id>"} after every scrape.
     let metric_store = Arc::new(MetricStore::new(MetricStoreConfig::default()));
     let clock: Arc<dyn ecp_core::Clock> = Arc::new(ecp_core::SystemClock);
-    let runner = CollectorRunner::new(metric_store.clone(), clock.clone());
+    let runner = CollectorRunner::new(metric_store.clone(), clock.clone()).with_metrics(metrics.clone());
     let up = MetricName::new("ecp_edge_up")?;
     for (sim, id) in watched {
         let source = format!("edge:{id}");
@@ -420,7 +420,8 @@ async fn telemetry(
     let evaluator = engine.spawn(TICK);
     let webhook = WebhookNotifier::builder("ops-hook", format!("http://{hook_addr}/hook")).build()?;
     let router = NotificationRouter::builder().route(Route::new("everything", RouteScope::All).notifier(Arc::new(webhook))).build()?;
-    let notifier = spawn_notifications(&engine, router, 1024);
+    let _alarm_counter = metrics.observe_alarms(&engine);
+    let notifier = spawn_notifications_counted(&engine, router, 1024, Some(metrics.clone()));
 
     // Wait until every service has been scraped once.
     let started = std::time::Instant::now();
@@ -473,10 +474,8 @@ async fn telemetry(
             error.split(": error sending").next().unwrap_or(&error)
         );
     }
-    metrics.alarm_fired(alarm.severity);
     let (body, _) = wait_for("the webhook notification", || Ok(notified("edge service")())).await?;
     println!("   webhook got: {body}");
-    metrics.notification("ops-hook", "sent");
 
     // It comes back on the same port: one healthy evaluation recovers the alarm.
     down.go_online().await?;
@@ -489,7 +488,6 @@ async fn telemetry(
     println!("   recovered after {after:.1?}: in history, closed {closed_at} ({:?})", closed.closure);
     let (body, _) = wait_for("the recovery notification", || Ok(notified("recovered: ")())).await?;
     println!("   webhook got: {body}");
-    metrics.notification("ops-hook", "sent");
 
     let acked = project_alarms.acknowledge(alarm.id).await?;
     println!("   acknowledged by {} (audited as alarm.acknowledge)", acked.acknowledged.map(|a| a.by).unwrap_or_default());

@@ -215,7 +215,15 @@ impl ProjectAlarms {
     async fn change<T>(&self, perm: Permission, event: AuditEvent, f: impl FnOnce(&Self) -> Result<(T, serde_json::Value)>) -> Result<T> {
         let result = self.authorize(perm).and_then(|()| f(self));
         let (out, event) = match result {
-            Ok((v, details)) => (Ok(v), event.details(details)),
+            Ok((v, details)) => {
+                let mut event = event;
+                if event.resource_name.is_none()
+                    && let Some(name) = details.get("name").and_then(|n| n.as_str())
+                {
+                    event.resource_name = Some(name.chars().take(64).collect());
+                }
+                (Ok(v), event.details(details))
+            }
             Err(e) => {
                 let reason = e.to_string();
                 (Err(e), event.failed(reason))
