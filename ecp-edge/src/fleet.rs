@@ -1137,7 +1137,7 @@ impl TargetExecutor for DeliveryExecutor {
 
 /// An error with its causes (`agent edge-7: transport failed (retryable): the agent is offline`),
 /// for task target reasons; causes never carry credentials (transports strip them).
-fn with_causes(e: &Error) -> String {
+pub(crate) fn with_causes(e: &Error) -> String {
     let mut reason = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {

@@ -18,6 +18,7 @@ pub mod error;
 pub mod fleet;
 pub mod import;
 mod managed;
+pub mod telemetry;
 pub mod template;
 pub mod transport;
 
