@@ -53,6 +53,7 @@ pub fn validate_resource_name(name: &str) -> Result<()> {
 }
 
 /// The key that makes names unique regardless of case.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) fn name_key(name: &str) -> String {
     name.to_lowercase()
 }
