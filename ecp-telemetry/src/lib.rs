@@ -3,14 +3,38 @@
 //! Telemetry for ecp-rs:
 //!
 //! - [`sample`]: samples and series (metric name, labels, the project they belong to, value, time);
-//! - collectors behind one `Collector` trait: a Prometheus text scraper, an EMQX REST poller, and
-//!   samples pushed by edge agents;
-//! - a bounded in-memory metric store with retention, downsampling and a cardinality limit;
-//! - alarm rules (fire after N breaching evaluations, clear after P healthy ones), their lifecycle,
-//!   the storm guard, and custom alarms pushed with a project token;
-//! - notifiers (webhook, email) behind a `Notifier` trait;
-//! - log records and queries behind a `LogSink` trait;
-//! - the control plane's own metrics in Prometheus text format.
+//! - [`collector`]: the `Collector` and `SampleSink` seams; [`prom`]: a lenient Prometheus text
+//!   parser and (feature `http`) scraper; [`emqx`] (feature `http`): the EMQX 5 REST poller;
+//!   [`runner`]: runs collectors on their own intervals so a slow source never blocks the others;
+//! - [`store`]: a bounded in-memory metric store with retention, downsampling and a cardinality limit;
+//! - [`alarm`]: rules that fire after N breaching evaluations and clear after P healthy ones,
+//!   built-in rules, silences, acknowledgement, history, the storm guard, custom alarms;
+//! - [`notify`]: webhook (feature `webhook`) and email (feature `email`) notifiers, routed by tags;
+//! - [`logs`]: log records, queries, a bounded store and a syslog sink;
+//! - [`own`]: the control plane's own metrics in Prometheus text format.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ecp_core::{OrgId, ProjectId, SystemClock, Timestamp};
+//! use ecp_telemetry::alarm::{AlarmConfig, AlarmEngine, AlarmRule, Comparison, Condition, MetricReader};
+//! use ecp_telemetry::{Labels, MetricName, MetricScope, MetricStore, MetricStoreConfig, Sample, SampleSink, SeriesSelector, Severity};
+//!
+//! # fn main() -> ecp_telemetry::Result<()> {
+//! let scope = MetricScope::new(OrgId::new(), ProjectId::new());
+//! let store = Arc::new(MetricStore::new(MetricStoreConfig::default()));
+//! let cpu = MetricName::new("emqx_vm_cpu_use")?;
+//! let sample = Sample::new(scope, cpu.clone(), Labels::new([("node", "emqx@a")])?, Timestamp::now(), 97.0);
+//! assert_eq!(store.accept(&[sample]).stored, 1);
+//!
+//! let engine = AlarmEngine::new(store.clone() as Arc<dyn MetricReader>, Arc::new(SystemClock), AlarmConfig::default())?;
+//! engine.attach(scope); // the project, with its built-in rules
+//! let mut events = engine.subscribe();
+//! # let _ = AlarmRule::new("cpu", Condition::Threshold { selector: SeriesSelector::metric(cpu), comparison: Comparison::Gt, threshold: 90.0 }, Severity::Critical);
+//! engine.evaluate();
+//! assert!(events.try_recv().is_err(), "built-in EMQX rules are off by default, as in the product");
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod alarm;
 pub mod collector;
