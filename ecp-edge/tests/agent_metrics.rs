@@ -13,7 +13,7 @@ use ecp_core::prelude::*;
 use ecp_core::{AuditEvent, Operation, Organization, Project, SqlStore, SystemClock, TenancyLimits};
 use ecp_edge::agent::proto::{self, Envelope, Heartbeat, Hello, LocalService, Message, ServiceHealth, Status};
 use ecp_edge::agent::{AgentHub, AgentHubConfig, Channel, MqttConfig, Topics};
-use ecp_telemetry::{Accepted, ControlPlaneMetrics, MetricScope, Sample, SampleSink};
+use ecp_telemetry::{Accepted, ControlPlaneMetrics, Level, LogQuery, LogScope, LogStore, LogStoreConfig, MetricScope, Product, Sample, SampleSink};
 use ecp_testkit::mosquitto::Mosquitto;
 use parking_lot::Mutex;
 use rumqttc::v5::mqttbytes::QoS;
@@ -133,9 +133,10 @@ async fn heartbeats_of_managed_agents_become_samples_and_messages_are_counted() 
     store.create_project(&project, &TenancyLimits::default(), &ev("project.create")).await.unwrap();
 
     let sink = Arc::new(VecSink::default());
+    let logs = Arc::new(LogStore::new(LogStoreConfig::builder().build().unwrap(), Arc::new(SystemClock)));
     let metrics = ControlPlaneMetrics::new();
     let config =
-        AgentHubConfig::new(MqttConfig::new("127.0.0.1", broker.port())).with_sample_sink(sink.clone()).with_metrics(metrics.clone());
+        AgentHubConfig::new(MqttConfig::new("127.0.0.1", broker.port())).with_sample_sink(sink.clone()).with_metrics(metrics.clone()).with_log_sink(logs.clone());
     let hub = AgentHub::connect(config, store.clone(), Arc::new(SystemClock)).await.unwrap();
 
     let managed = FakeAgent::start(broker.port(), "gw-managed").await;
@@ -170,6 +171,27 @@ async fn heartbeats_of_managed_agents_become_samples_and_messages_are_counted() 
     assert_eq!(sink.find("agent:gw-managed", "ecp_agent_uptime_seconds")[0].value, 61.0);
     assert!(sink.0.lock().iter().all(|s| s.series.scope == scope && s.series.labels.get("source") == Some("agent:gw-managed")));
     assert!(sink.find("agent:gw-loose", "ecp_agent_up").is_empty(), "an unmanaged agent's heartbeat is dropped");
+
+    // Events of a managed agent become log records of its project; an unmanaged agent's are dropped.
+    let event = |message: &str| proto::Event {
+        level: proto::Level::Warning,
+        message: message.into(),
+        fields: [("service".to_owned(), serde_json::json!("nx")), ("code".to_owned(), serde_json::json!(17)), ("bad name!".to_owned(), serde_json::json!(1))]
+            .into_iter()
+            .collect(),
+    };
+    managed.send(Channel::Event, encode(Message::Event(event("modbus link lost"))), false).await;
+    loose.send(Channel::Event, encode(Message::Event(event("should be dropped"))), false).await;
+    let query = LogQuery::new(LogScope::Project(scope));
+    wait_for("the managed agent's event as a log record", || !logs.query(&query).unwrap().is_empty()).await;
+    wait_for("the unmanaged agent's event counted", || metrics.encode().contains(r#"ecp_log_records_total{outcome="dropped"} 1"#)).await;
+    let records = logs.query(&query).unwrap();
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!((r.level, &r.product, r.service.as_str(), r.message.as_str()), (Level::Warning, &Product::Agent, "agent:gw-managed", "modbus link lost"));
+    assert_eq!((r.fields.get("service").map(String::as_str), r.fields.get("code").map(String::as_str)), (Some("nx"), Some("17")));
+    assert!(!r.fields.contains_key("bad name!"), "fields whose names a log record cannot carry are left out");
+    assert!(logs.query(&LogQuery::new(LogScope::ControlPlane)).unwrap().is_empty());
 
     // Offline: its own status (as its will would say it) gives ecp_agent_up 0.
     managed.send(Channel::Status, encode(Message::Status(Status { online: false })), true).await;

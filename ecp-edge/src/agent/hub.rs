@@ -70,6 +70,8 @@ pub struct AgentHubConfig {
     pub session_expiry: Duration,
     /// Where heartbeats of managed agents go as samples (none by default).
     pub sample_sink: Option<Arc<dyn SampleSink>>,
+    /// Where events of managed agents go as log records (none by default).
+    pub log_sink: Option<Arc<dyn ecp_telemetry::LogSink>>,
     /// The control plane's own metrics, to count messages and rejections into (none by default).
     pub metrics: Option<ControlPlaneMetrics>,
     /// How long the hub trusts what it looked up about an agent's project for its samples (30 s):
@@ -91,6 +93,7 @@ impl AgentHubConfig {
             max_pending: 65_536,
             session_expiry: Duration::from_secs(300),
             sample_sink: None,
+            log_sink: None,
             metrics: None,
             scope_ttl: Duration::from_secs(30),
         }
@@ -100,6 +103,14 @@ impl AgentHubConfig {
     #[must_use]
     pub fn with_sample_sink(mut self, sink: Arc<dyn SampleSink>) -> Self {
         self.sample_sink = Some(sink);
+        self
+    }
+
+    /// Turns events of managed agents into log records (product `agent`, service `agent:<id>`,
+    /// the agent's project) written to `sink`.
+    #[must_use]
+    pub fn with_log_sink(mut self, sink: Arc<dyn ecp_telemetry::LogSink>) -> Self {
+        self.log_sink = Some(sink);
         self
     }
 
@@ -673,6 +684,54 @@ async fn heartbeat_samples(inner: &Inner, agent: &AgentId, hb: &Heartbeat) -> Re
     Ok(())
 }
 
+/// Writes an event of a managed agent as a log record; drops and counts those of unmanaged ones.
+async fn event_log(inner: &Inner, agent: &AgentId, ev: &AgentEvent) {
+    let Some(sink) = &inner.config.log_sink else { return };
+    let count = |outcome: &str| {
+        if let Some(m) = &inner.config.metrics {
+            m.log_records(outcome, 1);
+        }
+    };
+    let scope = match agent_scope(inner, agent).await {
+        Ok(found) => found.scope,
+        Err(e) => {
+            tracing::warn!(agent = %agent, error = %e, "agent hub: could not look up an agent's project for its event");
+            None
+        }
+    };
+    let Some(scope) = scope else {
+        count("dropped");
+        return;
+    };
+    let level = match ev.level {
+        proto::Level::Info => ecp_telemetry::Level::Informational,
+        proto::Level::Warning => ecp_telemetry::Level::Warning,
+        proto::Level::Error => ecp_telemetry::Level::Error,
+    };
+    let mut record = ecp_telemetry::LogRecord::new(inner.clock.now(), level, ecp_telemetry::Product::Agent, format!("agent:{agent}"), ev.message.clone()).with_scope(scope);
+    let valid = |k: &str| !k.is_empty() && k.len() <= ecp_telemetry::logs::MAX_FIELD_NAME_LEN && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    for (k, v) in ev.fields.iter().filter(|(k, _)| valid(k)).take(ecp_telemetry::logs::MAX_FIELDS) {
+        let v = match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        record = record.with_field(k.clone(), v);
+    }
+    match record.normalized() {
+        Ok(r) => match sink.write(std::slice::from_ref(&r)).await {
+            Ok(()) => count("written"),
+            Err(e) => {
+                count("failed");
+                tracing::warn!(agent = %agent, error = %e, "agent hub: the log sink refused an event");
+            }
+        },
+        Err(e) => {
+            count("invalid");
+            tracing::debug!(agent = %agent, error = %e, "agent hub: an event is not a valid log record");
+        }
+    }
+}
+
 /// `ecp_agent_up` 0 for a managed agent that went offline.
 async fn offline_sample(inner: &Inner, agent: &AgentId) {
     let Some(sink) = &inner.config.sample_sink else { return };
@@ -875,6 +934,7 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
         }
         Message::Event(ev) => {
             seen(inner, agent, None, None);
+            event_log(inner, agent, &ev).await;
             let _ = inner.events.send(HubEvent::Event(agent.clone(), ev));
         }
         Message::Report(report) => {
