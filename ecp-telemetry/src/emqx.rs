@@ -363,17 +363,11 @@ impl EmqxPoller {
             .header(reqwest::header::ACCEPT, "application/json");
         let mut response = request.send().await.map_err(|e| self.transport_error(endpoint, e))?;
         let limit = self.config.max_body;
-        if let Some(len) = response.content_length().and_then(|l| usize::try_from(l).ok()).filter(|l| *l > limit) {
-            return Err(Error::TooLarge { what: "emqx answer body", size: len, limit });
-        }
         let status = response.status().as_u16();
-        let mut body = Vec::with_capacity(response.content_length().map_or(0, |l| l.min(64 * 1024) as usize));
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(endpoint, e))? {
-            if body.len() + chunk.len() > limit {
-                return Err(Error::TooLarge { what: "emqx answer body", size: body.len() + chunk.len(), limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = crate::body::read_limited(&mut response, limit).await.map_err(|e| match e {
+            crate::body::BodyError::TooLarge(size) => Error::TooLarge { what: "emqx answer body", size, limit },
+            crate::body::BodyError::Transport(e) => self.transport_error(endpoint, e),
+        })?;
         Ok(Answer { status, body })
     }
 

@@ -37,6 +37,8 @@
 //! ```
 
 pub mod alarm;
+#[cfg(feature = "http")]
+mod body;
 pub mod collector;
 #[cfg(feature = "http")]
 pub mod emqx;
