@@ -421,6 +421,7 @@ async fn telemetry(
     let webhook = WebhookNotifier::builder("ops-hook", format!("http://{hook_addr}/hook")).build()?;
     let router = NotificationRouter::builder().route(Route::new("everything", RouteScope::All).notifier(Arc::new(webhook))).build()?;
     let _alarm_counter = metrics.observe_alarms(&engine);
+    let _series_gauge = metrics.observe_store(&metric_store, TICK);
     let notifier = spawn_notifications_counted(&engine, router, 1024, Some(metrics.clone()));
 
     // Wait until every service has been scraped once.
@@ -497,7 +498,6 @@ async fn telemetry(
     }
 
     // The control plane's own metrics, in Prometheus text.
-    metrics.set_metric_store_series(metric_store.stats().series as u64);
     println!("   control plane metrics (excerpt):");
     for line in metrics.encode().lines().filter(|l| {
         !l.starts_with('#')

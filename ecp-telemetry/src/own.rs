@@ -348,6 +348,22 @@ impl ControlPlaneMetrics {
         self.inner.collector_errors.counter([("collector", owned(collector)), ("kind", Cow::Borrowed(kind))]).inc();
     }
 
+    /// Sets `ecp_metric_store_series` from `store` every `interval` until the store is dropped.
+    ///
+    /// Must be called inside a Tokio runtime.
+    pub fn observe_store(&self, store: &std::sync::Arc<crate::store::MetricStore>, interval: std::time::Duration) -> JoinHandle<()> {
+        let weak = std::sync::Arc::downgrade(store);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval.max(std::time::Duration::from_millis(10)));
+            loop {
+                tick.tick().await;
+                let Some(store) = weak.upgrade() else { return };
+                me.set_metric_store_series(store.stats().series as u64);
+            }
+        })
+    }
+
     /// Counts alarms as the engine fires them, until the engine is dropped.
     ///
     /// Must be called inside a Tokio runtime.

@@ -259,3 +259,36 @@ async fn the_exposition_parses_back_with_the_prometheus_parser() {
         assert_ne!(parsed.kind_of(s.name.as_str()), ecp_telemetry::prom::MetricKind::Untyped, "{} has no TYPE", s.name);
     }
 }
+
+#[tokio::test]
+async fn the_store_gauge_and_alarm_counter_follow_the_library() {
+    use ecp_telemetry::alarm::{AlarmConfig, AlarmEngine, MetricReader};
+    use ecp_telemetry::{Labels, MetricName, MetricScope, MetricStore, MetricStoreConfig, Sample, SampleSink};
+    let metrics = ControlPlaneMetrics::new();
+    let store = Arc::new(MetricStore::new(MetricStoreConfig::default()));
+    let scope = MetricScope::new(ecp_core::OrgId::new(), ecp_core::ProjectId::new());
+    let up = MetricName::new("ecp_edge_up").unwrap();
+    let samples: Vec<Sample> =
+        (0..3).map(|i| Sample::new(scope, up.clone(), Labels::new([("source", format!("edge:{i}"))]).unwrap(), ecp_core::Timestamp::now(), 0.0)).collect();
+    assert_eq!(store.accept(&samples).stored, 3);
+    let gauge = metrics.observe_store(&store, Duration::from_millis(10));
+    let engine = AlarmEngine::new(store.clone() as Arc<dyn MetricReader>, Arc::new(SystemClock), AlarmConfig::default()).unwrap();
+    let counter = metrics.observe_alarms(&engine);
+    engine.attach(scope);
+    // "edge service offline" fires after 2 evaluations, once per offline service.
+    engine.evaluate();
+    engine.evaluate();
+    let t = std::time::Instant::now();
+    loop {
+        let text = metrics.encode();
+        if line_value(&text, "ecp_metric_store_series") == Some(3.0) && line_value(&text, r#"ecp_alarms_fired_total{severity="critical"}"#) == Some(3.0) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(store);
+    drop(engine);
+    tokio::time::timeout(Duration::from_secs(5), gauge).await.expect("the gauge task ends with its store").unwrap();
+    counter.abort();
+}
