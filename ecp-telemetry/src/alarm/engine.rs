@@ -325,7 +325,9 @@ fn silenced(s: &Silence, now: Timestamp) -> bool {
 #[derive(Debug)]
 struct RuleSlot {
     rule: AlarmRule,
-    instances: HashMap<String, Instance>,
+    /// Keyed by the series' labels; the display form (the alarm's `instance`) is made only when
+    /// an alarm fires.
+    instances: HashMap<Labels, Instance>,
     silence: Silence,
     silenced_instances: HashMap<String, Option<Timestamp>>,
 }
@@ -541,15 +543,15 @@ impl AlarmEngine {
             {
                 let Some(slot) = st.rules.get_mut(&id) else { continue };
                 let rule = &slot.rule;
-                for (key, labels, value) in values {
+                for (labels, value) in values {
                     let tracked = slot.instances.len();
-                    let inst = match slot.instances.get_mut(&key) {
+                    let inst = match slot.instances.get_mut(&labels) {
                         Some(i) => i,
                         None if tracked >= self.inner.config.max_instances_per_rule => {
                             self.inner.counters.instances_over_limit.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
-                        None => slot.instances.entry(key.clone()).or_default(),
+                        None => slot.instances.entry(labels.clone()).or_default(),
                     };
                     let breaching = match &rule.condition {
                         Condition::Decreased { .. } => inst.last_value.is_some_and(|prev| value < prev),
@@ -566,13 +568,14 @@ impl AlarmEngine {
                     }
                     match inst.active {
                         None if inst.breaches >= rule.trigger_count => {
-                            let muted = silenced(&slot.silence, now) || slot.silenced_instances.get(&key).is_some_and(|u| silenced(&Some(*u), now));
+                            let muted = silenced(&slot.silence, now)
+                                || (!slot.silenced_instances.is_empty() && slot.silenced_instances.get(&labels.to_string()).is_some_and(|u| silenced(&Some(*u), now)));
                             if muted {
                                 self.inner.counters.silenced.fetch_add(1, Ordering::Relaxed);
                                 // Counted once per breach streak: start over so a long silence is not counted every round.
                                 inst.breaches = 0;
                             } else {
-                                to_fire.push((key, labels, value));
+                                to_fire.push((labels, value));
                             }
                         }
                         Some(alarm) if inst.healthy >= rule.recovery_count => {
@@ -589,7 +592,8 @@ impl AlarmEngine {
             for alarm in to_close {
                 self.close(st, alarm, Closure::Recovered, now);
             }
-            for (key, labels, value) in to_fire {
+            for (labels, value) in to_fire {
+                let key = labels.to_string();
                 let Some(slot) = st.rules.get(&id) else { continue };
                 let rule = &slot.rule;
                 let threshold = rule.condition.threshold();
@@ -608,7 +612,7 @@ impl AlarmEngine {
                     origin: AlarmOrigin::Rule { rule: id },
                     name: rule.name.clone(),
                     instance: key.clone(),
-                    labels,
+                    labels: labels.clone(),
                     severity: rule.severity,
                     message,
                     tags: rule.tags.clone(),
@@ -619,8 +623,9 @@ impl AlarmEngine {
                     closure: None,
                     acknowledged: None,
                 };
+                let key_labels = labels;
                 if let Some(aid) = self.raise(st, alarm, now)
-                    && let Some(inst) = st.rules.get_mut(&id).and_then(|s| s.instances.get_mut(&key))
+                    && let Some(inst) = st.rules.get_mut(&id).and_then(|s| s.instances.get_mut(&key_labels))
                 {
                     inst.active = Some(aid);
                 }
@@ -629,12 +634,12 @@ impl AlarmEngine {
     }
 
     /// The current value of each instance of a condition.
-    fn instance_values(&self, scope: &MetricScope, cond: &Condition, now: Timestamp) -> Vec<(String, Labels, f64)> {
+    fn instance_values(&self, scope: &MetricScope, cond: &Condition, now: Timestamp) -> Vec<(Labels, f64)> {
         let fresh = ecp_core::clock::sub(now, self.inner.config.stale_after);
         let reader = &self.inner.reader;
         let latest = |sel: &SeriesSelector| -> Vec<(SeriesKey, Point)> { reader.latest(scope, sel).into_iter().filter(|(_, p)| p.time >= fresh && p.value.is_finite()).collect() };
         match cond {
-            Condition::Threshold { selector, .. } | Condition::Decreased { selector } => latest(selector).into_iter().map(|(k, p)| (k.labels.to_string(), k.labels, p.value)).collect(),
+            Condition::Threshold { selector, .. } | Condition::Decreased { selector } => latest(selector).into_iter().map(|(k, p)| (k.labels, p.value)).collect(),
             Condition::Ratio { numerator, denominator, .. } => {
                 let dens = latest(denominator);
                 let mut by_key: HashMap<String, f64> = HashMap::with_capacity(dens.len());
@@ -656,7 +661,7 @@ impl AlarmEngine {
                         if let Some(den) = by_key.get(&join.to_string())
                             && *den != 0.0
                         {
-                            out.push((k.labels.to_string(), k.labels.clone(), p.value / den));
+                            out.push((k.labels.clone(), p.value / den));
                             break;
                         }
                     }
@@ -672,7 +677,7 @@ impl AlarmEngine {
                         let base = before.get(&k.labels)?;
                         // A counter that went down was reset: count from zero.
                         let inc = if p.value >= *base { p.value - base } else { p.value };
-                        Some((k.labels.to_string(), k.labels, inc))
+                        Some((k.labels, inc))
                     })
                     .collect()
             }
