@@ -39,6 +39,7 @@ pub mod edge;
 pub mod error;
 pub mod id;
 pub mod identity;
+pub mod license;
 pub mod page;
 pub mod store;
 pub mod task;
@@ -48,6 +49,7 @@ pub use access::{Action, Authorizer, Denial, Permission, PermissionSet, Principa
 pub use audit::{AuditEvent, AuditQuery, AuditRecord, AuditTrail, ChainHead, Operation, Outcome, VerifyReport};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{BoxError, Error, Result};
+pub use license::{ConnectionPool, License, LicenseKind, LicenseSigner, LicenseVerifier};
 pub use id::{ApiKeyId, AuditId, BindingId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
 pub use page::{Page, PageRequest};
 pub use store::{AgentStore, AuditStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore, verify_audit};
