@@ -49,8 +49,8 @@ pub use access::{Action, Authorizer, Denial, Permission, PermissionSet, Principa
 pub use audit::{AuditEvent, AuditQuery, AuditRecord, AuditTrail, ChainHead, Operation, Outcome, VerifyReport};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{BoxError, Error, Result};
-pub use license::{ConnectionPool, License, LicenseKind, LicenseSigner, LicenseVerifier};
 pub use id::{ApiKeyId, AuditId, BindingId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
+pub use license::{ConnectionPool, License, LicenseKind, LicenseSigner, LicenseVerifier};
 pub use page::{Page, PageRequest};
 pub use store::{AgentStore, AuditStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore, verify_audit};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -156,7 +156,9 @@ impl LicenseVerifier {
     /// # Errors
     /// `InvalidInput` if the bytes are not a valid public key.
     pub fn new(public_key: &[u8; 32]) -> Result<Self> {
-        Ok(LicenseVerifier { key: VerifyingKey::from_bytes(public_key).map_err(|_| Error::invalid("public key", "not an ed25519 public key"))? })
+        Ok(LicenseVerifier {
+            key: VerifyingKey::from_bytes(public_key).map_err(|_| Error::invalid("public key", "not an ed25519 public key"))?,
+        })
     }
 
     /// Verifies a license file and its validity at `now`.
@@ -172,10 +174,12 @@ impl LicenseVerifier {
         let payload = STANDARD.decode(f.payload.trim()).map_err(|_| Error::invalid("license", "payload is not base64"))?;
         let sig = STANDARD.decode(f.signature.trim()).map_err(|_| Error::invalid("license", "signature is not base64"))?;
         let sig: [u8; 64] = sig.try_into().map_err(|_| Error::invalid("license", "signature is not 64 bytes"))?;
-        self.key
-            .verify(&payload, &Signature::from_bytes(&sig))
-            .map_err(|_| Error::Integrity { what: "license", reason: "the signature does not match: tampered, or signed by another issuer".into() })?;
-        let license: License = serde_json::from_slice(&payload).map_err(|e| Error::invalid("license", format!("signed payload is not a license: {e}")))?;
+        self.key.verify(&payload, &Signature::from_bytes(&sig)).map_err(|_| Error::Integrity {
+            what: "license",
+            reason: "the signature does not match: tampered, or signed by another issuer".into(),
+        })?;
+        let license: License =
+            serde_json::from_slice(&payload).map_err(|e| Error::invalid("license", format!("signed payload is not a license: {e}")))?;
         license.validate()?;
         license.check_time(now)?;
         Ok(license)

@@ -21,7 +21,9 @@
 mod engine;
 mod model;
 
-pub use engine::{EngineEvent, NewTarget, NewTask, TargetError, TargetExecutor, TaskEngine, TaskEngineConfig, TaskEvent, TaskHandle, TaskKind};
+pub use engine::{
+    EngineEvent, NewTarget, NewTask, TargetError, TargetExecutor, TaskEngine, TaskEngineConfig, TaskEvent, TaskHandle, TaskKind,
+};
 pub use model::{
     AbortRule, IdempotencyKey, RetryPolicy, RolloutPolicy, RolloutPolicyBuilder, StartRate, TargetState, TargetUpdate, Task, TaskState,
     TaskTarget, TaskTotals,
