@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ecp_core::identity::TokenHash;
 use ecp_core::{Clock, ProjectId, Timestamp};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
 use super::rule::{AlarmRule, Comparison, Condition, RuleId, render};
@@ -357,7 +357,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: AlarmConfig,
     projects: RwLock<HashMap<ProjectId, Arc<Mutex<ProjectState>>>>,
-    tokens: RwLock<HashMap<[u8; 32], MetricScope>>,
+    tokens: RwLock<HashMap<TokenHash, MetricScope>>,
     events: broadcast::Sender<AlarmEvent>,
     outbox: Mutex<Option<mpsc::Sender<AlarmEvent>>>,
     counters: Counters,
@@ -767,7 +767,7 @@ impl AlarmEngine {
     /// `PermissionDenied` for an unknown token; `InvalidInput` for a malformed, oversized or
     /// future-dated body.
     pub fn push_custom(&self, token: &str, body: &[u8]) -> Result<CustomOutcome> {
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let hash = TokenHash::of(token);
         let scope = self.inner.tokens.read().get(&hash).copied().ok_or_else(|| {
             Error::Core(ecp_core::Error::PermissionDenied {
                 principal: "custom alarm pusher".into(),
@@ -888,7 +888,7 @@ impl AlarmEngine {
     }
 
     pub(crate) fn set_token(&self, scope: MetricScope, token: &str) {
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let hash = TokenHash::of(token);
         let mut tokens = self.inner.tokens.write();
         tokens.retain(|_, s| s.project != scope.project);
         tokens.insert(hash, scope);
