@@ -470,11 +470,17 @@ pub struct EdgeLimits {
     pub max_tags_per_project: u64,
     /// Probes missed in a row before a service is offline.
     pub offline_after_misses: u32,
+    /// Edge services registered in the whole installation (the license's `max_edge_services`;
+    /// unlimited by default). Checked in the transaction that registers them.
+    pub max_edge_services: u64,
+    /// Tag points over all edge services (the license's `max_tag_points`; unlimited by default).
+    /// Checked before a configuration delivery that adds south device tags starts.
+    pub max_tag_points: u64,
 }
 
 impl Default for EdgeLimits {
     fn default() -> Self {
-        Self { max_tags_per_project: 100, offline_after_misses: 3 }
+        Self { max_tags_per_project: 100, offline_after_misses: 3, max_edge_services: u64::MAX, max_tag_points: u64::MAX }
     }
 }
 
@@ -487,7 +493,15 @@ impl EdgeLimits {
         if max_tags_per_project == 0 || offline_after_misses == 0 {
             return Err(Error::invalid("edge limits", "must be positive"));
         }
-        Ok(Self { max_tags_per_project, offline_after_misses })
+        Ok(Self { max_tags_per_project, offline_after_misses, max_edge_services: u64::MAX, max_tag_points: u64::MAX })
+    }
+
+    /// With the license's edge service count.
+    #[must_use]
+    pub fn with_license(mut self, license: &crate::license::License) -> Self {
+        self.max_edge_services = license.max_edge_services;
+        self.max_tag_points = license.max_tag_points;
+        self
     }
 }
 

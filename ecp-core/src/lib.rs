@@ -35,6 +35,7 @@
 pub mod access;
 pub mod audit;
 pub mod clock;
+pub mod cluster;
 pub mod edge;
 pub mod error;
 pub mod id;
@@ -52,7 +53,7 @@ pub use error::{BoxError, Error, Result};
 pub use id::{ApiKeyId, AuditId, BindingId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
 pub use license::{ConnectionPool, License, LicenseKind, LicenseSigner, LicenseVerifier};
 pub use page::{Page, PageRequest};
-pub use store::{AgentStore, AuditStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore, verify_audit};
+pub use store::{AgentStore, AuditStore, ClusterStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore, verify_audit};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use store::{SqlStore, SqlStoreConfig};
 pub use tenancy::{Organization, Project, Tenancy, TenancyLimits};
@@ -61,7 +62,7 @@ pub use tenancy::{Organization, Project, Tenancy, TenancyLimits};
 pub mod prelude {
     pub use crate::access::Authorizer;
     pub use crate::clock::Clock;
-    pub use crate::store::{AgentStore, AuditStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore};
+    pub use crate::store::{AgentStore, AuditStore, ClusterStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore};
 }
 
 #[doc(hidden)]

@@ -94,6 +94,8 @@ conformance! {
     edge::templates_are_versioned,
     agents::agents_appear_are_managed_and_guard_their_services,
     agents::desired_items_version_and_converge,
+    clusters::clusters_license_pool_transfer_and_project_guard,
+    clusters::concurrent_registrations_never_overshoot_the_license,
 }
 
 #[tokio::test]

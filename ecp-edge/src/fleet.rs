@@ -987,6 +987,9 @@ impl ProjectFleet {
         let (record, template) = self.template(id, version).await?;
         grid.validate()?;
         let services = self.all(selector).await?;
+        if self.fleet.inner.limits.max_tag_points != u64::MAX {
+            self.check_tag_points(&template, &services, grid).await?;
+        }
         let targets: Vec<NewTarget> = services
             .iter()
             .map(|s| NewTarget {
@@ -998,6 +1001,48 @@ impl ProjectFleet {
         let spec = serde_json::json!({ "template": record.id, "version": record.version, "name": record.name, "body": template });
         let task = NewTask { org: self.project.org, project: self.project.id, kind: DELIVERY_KIND.into(), spec, policy, targets };
         Ok(self.fleet.inner.engine.submit(&self.principal, task).await?)
+    }
+
+    /// Checks that delivering `template` to `services` keeps the installation within the license's
+    /// tag points: the tags of every project's last information sync, minus those of the south
+    /// devices this delivery replaces, plus the ones it adds.
+    async fn check_tag_points(&self, template: &ConfigTemplate, services: &[EdgeService], grid: &ParamGrid) -> Result<()> {
+        let max = self.fleet.inner.limits.max_tag_points;
+        let mut installed: u64 = 0;
+        let mut here: BTreeMap<(EdgeServiceId, String), u64> = BTreeMap::new();
+        let mut page = PageRequest::first(500);
+        loop {
+            let projects = self.store().list_projects(&Default::default(), &page).await?;
+            for p in &projects.items {
+                for (service, _, info) in self.store().edge_infos(p.id).await? {
+                    let Ok(info) = serde_json::from_value::<EdgeInfo>(info) else { continue };
+                    for d in &info.drivers {
+                        let n: u64 = d.groups.iter().map(|g| g.tag_count).sum();
+                        installed = installed.saturating_add(n);
+                        if p.id == self.project.id {
+                            here.insert((service, d.name.clone()), n);
+                        }
+                    }
+                }
+            }
+            match projects.next {
+                Some(cursor) => page = PageRequest::after(500, cursor),
+                None => break,
+            }
+        }
+        let mut total = installed;
+        for s in services {
+            let values = grid.values_for(&s.id.to_string(), &s.name);
+            if let Ok(crate::template::ConfigChange::NeuronSouthDevice { node, groups, .. }) = render_for(template, s, &values) {
+                let adds: u64 = groups.iter().map(|g| g.tags.len() as u64).sum();
+                let replaces = here.get(&(s.id, node)).copied().unwrap_or(0);
+                total = total.saturating_sub(replaces).saturating_add(adds);
+            }
+        }
+        if total > max {
+            return Err(ecp_core::Error::LimitExceeded { limit: "licensed tag points", max }.into());
+        }
+        Ok(())
     }
 
     /// The project's tasks, newest first. Needs `view config delivery`.

@@ -43,21 +43,24 @@ pub mod collector;
 #[cfg(feature = "http")]
 pub mod emqx;
 pub mod error;
-pub mod prom;
-pub mod runner;
 pub mod logs;
 pub mod notify;
 pub mod own;
+pub mod prom;
+pub mod runner;
 pub mod sample;
 pub mod store;
 
+pub use collector::{Accepted, Collection, Collector, SampleSink, Skipped};
 pub use ecp_core;
 pub use ecp_rbac;
 pub use error::{Error, Result};
-pub use runner::{CollectorOptions, CollectorRunner, CollectorStatus};
-pub use logs::{Level, LogCursor, LogPage, LogQuery, LogRecord, LogScope, LogSink, LogStore, LogStoreConfig, Product, SyslogConfig, SyslogNetwork, SyslogSink};
+pub use logs::{
+    Level, LogCursor, LogPage, LogQuery, LogRecord, LogScope, LogSink, LogStore, LogStoreConfig, Product, SyslogConfig, SyslogNetwork,
+    SyslogSink,
+};
 pub use notify::{DeliveryReport, Notification, NotificationRouter, Notifier};
 pub use own::{ControlPlaneMetrics, CountingAuthorizer};
-pub use collector::{Accepted, Collection, Collector, SampleSink, Skipped};
+pub use runner::{CollectorOptions, CollectorRunner, CollectorStatus};
 pub use sample::{LabelMatcher, Labels, MatchOp, MetricName, MetricScope, Point, Sample, SeriesKey, SeriesSelector, Severity};
 pub use store::{Aggregation, MetricStore, MetricStoreConfig, RangeQuery, SeriesRange, StoreStats};

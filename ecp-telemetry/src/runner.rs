@@ -262,7 +262,14 @@ impl CollectorRunner {
             return Err(Error::Core(ecp_core::Error::LimitExceeded { limit: "collectors", max: max as u64 }));
         }
         let status = Arc::new(Mutex::new(CollectorStatus::new(&name)));
-        let task = Task { collector, options, sink: self.inner.sink.clone(), clock: self.inner.clock.clone(), status: status.clone(), metrics: self.inner.metrics.get().cloned() };
+        let task = Task {
+            collector,
+            options,
+            sink: self.inner.sink.clone(),
+            clock: self.inner.clock.clone(),
+            status: status.clone(),
+            metrics: self.inner.metrics.get().cloned(),
+        };
         let handle = runtime.spawn(task.run());
         entries.insert(name, Entry { status, handle });
         Ok(())

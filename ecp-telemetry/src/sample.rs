@@ -77,7 +77,10 @@ impl MetricName {
         if is_valid_metric_name(name) {
             Ok(MetricName(Arc::from(name)))
         } else {
-            Err(Error::invalid("metric name", format!("{:?} is not [a-zA-Z_:][a-zA-Z0-9_:]* of at most {MAX_NAME_LEN} bytes", truncate(name))))
+            Err(Error::invalid(
+                "metric name",
+                format!("{:?} is not [a-zA-Z_:][a-zA-Z0-9_:]* of at most {MAX_NAME_LEN} bytes", truncate(name)),
+            ))
         }
     }
 
@@ -148,7 +151,10 @@ impl Labels {
                 return Err(Error::invalid("labels", format!("more than {MAX_LABELS} labels")));
             }
             if !is_valid_label_name(k) {
-                return Err(Error::invalid("label name", format!("{:?} is not [a-zA-Z_][a-zA-Z0-9_]* of at most {MAX_NAME_LEN} bytes", truncate(k))));
+                return Err(Error::invalid(
+                    "label name",
+                    format!("{:?} is not [a-zA-Z_][a-zA-Z0-9_]* of at most {MAX_NAME_LEN} bytes", truncate(k)),
+                ));
             }
             if val.len() > MAX_LABEL_VALUE_LEN {
                 return Err(Error::invalid("label value", format!("value of {k} is longer than {MAX_LABEL_VALUE_LEN} bytes")));

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use ecp_core::access::{Authorizer, Denial, Permission, Principal, ResourceKind, Scope, Visibility};
 use ecp_core::prelude::*;
-use ecp_core::{AuditEvent, AuditQuery, ManualClock, Operation, Organization, PageRequest, Project, SqlStore, TenancyLimits, Timestamp, UserId};
+use ecp_core::{
+    AuditEvent, AuditQuery, ManualClock, Operation, Organization, PageRequest, Project, SqlStore, TenancyLimits, Timestamp, UserId,
+};
 use ecp_telemetry::alarm::{
-    AlarmConfig, AlarmEngine, AlarmEvent, AlarmFilter, AlarmRule, AlarmSettings, Alarms, Builtin, Closure, Comparison, Condition, CustomOutcome, MetricReader,
-    ProjectAlarms, Purge,
+    AlarmConfig, AlarmEngine, AlarmEvent, AlarmFilter, AlarmRule, AlarmSettings, Alarms, Builtin, Closure, Comparison, Condition,
+    CustomOutcome, MetricReader, ProjectAlarms, Purge,
 };
 use ecp_telemetry::{Labels, MetricName, MetricScope, MetricStore, MetricStoreConfig, Sample, SampleSink, SeriesSelector, Severity};
 use secrecy::ExposeSecret;
@@ -25,7 +27,11 @@ struct TestAuthz {
 
 impl Authorizer for TestAuthz {
     fn check(&self, p: &Principal, perm: Permission, _scope: &Scope) -> Result<(), Denial> {
-        if p.is_system() || (p.name() == self.viewer.name() && perm == Permission::view(perm.kind)) { Ok(()) } else { Err(Denial::NotGranted) }
+        if p.is_system() || (p.name() == self.viewer.name() && perm == Permission::view(perm.kind)) {
+            Ok(())
+        } else {
+            Err(Denial::NotGranted)
+        }
     }
     fn has_access(&self, p: &Principal, _scope: &Scope) -> bool {
         p.is_system() || p.name() == self.viewer.name()
@@ -117,7 +123,15 @@ fn threshold(metric: &str, cmp: Comparison, t: f64) -> Condition {
 async fn a_rule_fires_after_n_breaches_and_clears_after_p_healthy_evaluations() {
     let mut r = rig(AlarmConfig::default()).await;
     r.disable_builtins().await;
-    let rule = r.admin.create_rule(AlarmRule::new("hot", threshold("cpu", Comparison::Gt, 80.0), Severity::Critical).counts(3, 2).message("cpu of %node% is %value% (over %threshold%)")).await.unwrap();
+    let rule = r
+        .admin
+        .create_rule(
+            AlarmRule::new("hot", threshold("cpu", Comparison::Gt, 80.0), Severity::Critical)
+                .counts(3, 2)
+                .message("cpu of %node% is %value% (over %threshold%)"),
+        )
+        .await
+        .unwrap();
     let node = [("node", "n1")];
     // An interrupted streak starts over.
     for v in [90.0, 90.0, 50.0, 90.0, 90.0] {
@@ -170,7 +184,9 @@ fn feed(r: &Rig, b: Builtin, breach: bool, round: u32) {
     match b {
         Builtin::EdgeServiceOffline => r.put("ecp_edge_up", &src, if breach { 0.0 } else { 1.0 }),
         Builtin::EdgeAgentOffline => r.put("ecp_agent_up", &src, if breach { 0.0 } else { 1.0 }),
-        Builtin::DriverError => r.put("neuron_node_link_state", &[("source", "edge:1"), ("node", "modbus-1")], if breach { 0.0 } else { 1.0 }),
+        Builtin::DriverError => {
+            r.put("neuron_node_link_state", &[("source", "edge:1"), ("node", "modbus-1")], if breach { 0.0 } else { 1.0 })
+        }
         Builtin::RuleError => r.put("ekuiper_rule_status", &[("source", "edge:1"), ("rule", "r1")], if breach { -1.0 } else { 1.0 }),
         // Uptime grows each round; a breach is a drop.
         Builtin::ServiceRestarted => r.put("uptime_seconds", &src, if breach { 5.0 } else { 1000.0 + f64::from(round) * 15.0 }),
@@ -189,7 +205,8 @@ fn feed(r: &Rig, b: Builtin, breach: bool, round: u32) {
         }
         // Counters: +500 per 15 s round while breaching, +1 otherwise.
         Builtin::EmqxAuthnFailures | Builtin::EmqxAuthzDenials => {
-            let metric = if b == Builtin::EmqxAuthnFailures { "emqx_authentication_failure_total" } else { "emqx_authorization_deny_total" };
+            let metric =
+                if b == Builtin::EmqxAuthnFailures { "emqx_authentication_failure_total" } else { "emqx_authorization_deny_total" };
             let last = r.store.latest(&r.scope, &SeriesSelector::metric(name(metric))).first().map_or(0.0, |(_, p)| p.value);
             r.put(metric, &[("source", "cluster:1")], last + if breach { 500.0 } else { 1.0 });
         }
@@ -304,7 +321,8 @@ async fn silences_per_rule_and_per_instance() {
 async fn acknowledge_move_to_history_purge_and_their_audit() {
     let r = rig(AlarmConfig::default()).await;
     r.disable_builtins().await;
-    let rule = r.admin.create_rule(AlarmRule::new("high", threshold("t", Comparison::Gt, 1.0), Severity::Critical).counts(2, 1)).await.unwrap();
+    let rule =
+        r.admin.create_rule(AlarmRule::new("high", threshold("t", Comparison::Gt, 1.0), Severity::Critical).counts(2, 1)).await.unwrap();
     for i in 0..6 {
         r.tick();
         r.put("t", &[("i", &i.to_string())], 5.0);
@@ -351,7 +369,14 @@ async fn acknowledge_move_to_history_purge_and_their_audit() {
     assert!(r.active().is_empty());
     assert!(r.history().iter().all(|a| a.closure == Some(Closure::RuleDeleted)));
     // Every change is in the audit log.
-    let page = r.db.query_audit(&AuditQuery { resource_kind: Some(ResourceKind::Alarm), ..AuditQuery::default() }, &ecp_core::audit::AuditScope { all: true, ..Default::default() }, &PageRequest::first(100)).await.unwrap();
+    let page =
+        r.db.query_audit(
+            &AuditQuery { resource_kind: Some(ResourceKind::Alarm), ..AuditQuery::default() },
+            &ecp_core::audit::AuditScope { all: true, ..Default::default() },
+            &PageRequest::first(100),
+        )
+        .await
+        .unwrap();
     let ops: Vec<&str> = page.items.iter().map(|a| a.event.operation.as_str()).collect();
     for op in ["alarm_rule.create", "alarm.acknowledge", "alarm.move_to_history", "alarm.purge", "alarm_rule.delete"] {
         assert!(ops.contains(&op), "{op} not audited: {ops:?}");
@@ -464,7 +489,14 @@ async fn permissions_settings_and_project_isolation() {
     assert!(viewer.issue_custom_token().await.is_err());
     assert!(viewer.clear_storm().await.is_err());
     // The failure is audited.
-    let page = r.db.query_audit(&AuditQuery { success: Some(false), ..AuditQuery::default() }, &ecp_core::audit::AuditScope { all: true, ..Default::default() }, &PageRequest::first(10)).await.unwrap();
+    let page =
+        r.db.query_audit(
+            &AuditQuery { success: Some(false), ..AuditQuery::default() },
+            &ecp_core::audit::AuditScope { all: true, ..Default::default() },
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap();
     assert!(page.items.iter().any(|a| a.event.operation.as_str() == "alarm_rule.update"));
     // A stranger cannot even learn the project exists.
     let e = r.alarms.project(&Principal::user(UserId::new(), "stranger"), r.scope.project).await.unwrap_err();
@@ -490,7 +522,10 @@ async fn permissions_settings_and_project_isolation() {
     r.eval();
     assert_eq!(r.active().len(), 1);
     // Bad rules are refused.
-    assert!(r.admin.create_rule(AlarmRule::new("n", threshold("t", Comparison::Gt, 0.0), Severity::Normal)).await.is_err(), "duplicate name");
+    assert!(
+        r.admin.create_rule(AlarmRule::new("n", threshold("t", Comparison::Gt, 0.0), Severity::Normal)).await.is_err(),
+        "duplicate name"
+    );
     assert!(r.admin.create_rule(AlarmRule::new("m", threshold("t", Comparison::Gt, 0.0), Severity::Normal).counts(11, 1)).await.is_err());
 }
 
@@ -525,7 +560,12 @@ mod webhook {
     }
 
     fn router(url: &str) -> NotificationRouter {
-        let hook = WebhookNotifier::builder("ops-hook", url).attempts(2).base_delay(Duration::from_millis(10)).timeout(Duration::from_secs(2)).build().unwrap();
+        let hook = WebhookNotifier::builder("ops-hook", url)
+            .attempts(2)
+            .base_delay(Duration::from_millis(10))
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
         NotificationRouter::builder().route(Route::new("all", RouteScope::All).notifier(Arc::new(hook))).build().unwrap()
     }
 
@@ -545,7 +585,10 @@ mod webhook {
         r.disable_builtins().await;
         let (url, got) = receiver().await;
         let task = spawn_notifications(&r.engine, router(&url), 100);
-        r.admin.create_rule(AlarmRule::new("hot", threshold("cpu", Comparison::Gt, 80.0), Severity::Critical).message("cpu %value%")).await.unwrap();
+        r.admin
+            .create_rule(AlarmRule::new("hot", threshold("cpu", Comparison::Gt, 80.0), Severity::Critical).message("cpu %value%"))
+            .await
+            .unwrap();
         r.tick();
         r.put("cpu", &[("node", "n1")], 91.0);
         r.eval();

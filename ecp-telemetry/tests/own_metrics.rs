@@ -268,8 +268,9 @@ async fn the_store_gauge_and_alarm_counter_follow_the_library() {
     let store = Arc::new(MetricStore::new(MetricStoreConfig::default()));
     let scope = MetricScope::new(ecp_core::OrgId::new(), ecp_core::ProjectId::new());
     let up = MetricName::new("ecp_edge_up").unwrap();
-    let samples: Vec<Sample> =
-        (0..3).map(|i| Sample::new(scope, up.clone(), Labels::new([("source", format!("edge:{i}"))]).unwrap(), ecp_core::Timestamp::now(), 0.0)).collect();
+    let samples: Vec<Sample> = (0..3)
+        .map(|i| Sample::new(scope, up.clone(), Labels::new([("source", format!("edge:{i}"))]).unwrap(), ecp_core::Timestamp::now(), 0.0))
+        .collect();
     assert_eq!(store.accept(&samples).stored, 3);
     let gauge = metrics.observe_store(&store, Duration::from_millis(10));
     let engine = AlarmEngine::new(store.clone() as Arc<dyn MetricReader>, Arc::new(SystemClock), AlarmConfig::default()).unwrap();
@@ -281,7 +282,9 @@ async fn the_store_gauge_and_alarm_counter_follow_the_library() {
     let t = std::time::Instant::now();
     loop {
         let text = metrics.encode();
-        if line_value(&text, "ecp_metric_store_series") == Some(3.0) && line_value(&text, r#"ecp_alarms_fired_total{severity="critical"}"#) == Some(3.0) {
+        if line_value(&text, "ecp_metric_store_series") == Some(3.0)
+            && line_value(&text, r#"ecp_alarms_fired_total{severity="critical"}"#) == Some(3.0)
+        {
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(10), "{text}");

@@ -21,11 +21,12 @@ use async_trait::async_trait;
 use crate::access::Subject;
 use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditScope, ChainHead, ChainReader, StoredRecord, VerifyReport};
 use crate::clock::Timestamp;
+use crate::cluster::{ClusterQuota, ClusterRecord, LicenseUsage};
 use crate::edge::{
     Agent, AgentFilter, AgentId, DesiredRecord, EdgeLimits, EdgeSelector, EdgeService, ProbeOutcome, TagUsage, TemplateRecord,
 };
 use crate::error::Result;
-use crate::id::{ApiKeyId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
+use crate::id::{ApiKeyId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
 use crate::identity::{
     ApiKey, Binding, BindingFilter, CustomRole, LockoutRule, LoginFailures, PasswordHash, SessionRecord, TokenHash, User, UserCredentials,
     UserFilter, UserToken, UserTokenPurpose,
@@ -610,10 +611,87 @@ pub trait AgentStore: Send + Sync {
     ) -> Result<bool>;
 }
 
+/// EMQX clusters, their connection limits within the license's floating pool, and their status.
+/// The project and name live in the resource registry ([`TenancyStore`]): transfers go through
+/// `move_resource`, and `delete_cluster` deregisters the resource.
+#[async_trait]
+pub trait ClusterStore: Send + Sync {
+    /// Registers a cluster in its project. The license's cluster count and connection pool are
+    /// checked in the same transaction (an enabled cluster's `connection_limit` is drawn from the pool).
+    ///
+    /// # Errors
+    /// `NotFound` for the project, `Conflict` for a taken name, `LimitExceeded` for the license,
+    /// `InvalidInput`, `Backend`.
+    async fn create_cluster(&self, cluster: &ClusterRecord, quota: &ClusterQuota, audit: &AuditEvent) -> Result<()>;
+    /// One cluster.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn get_cluster(&self, id: ClusterId) -> Result<ClusterRecord>;
+    /// A project's clusters in id order.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad page, `Backend`.
+    async fn list_clusters(&self, project: ProjectId, page: &PageRequest) -> Result<Page<ClusterRecord>>;
+    /// Saves a cluster's spec (after a scale, resize, network or image change).
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Backend`.
+    async fn update_cluster_spec(
+        &self,
+        id: ClusterId,
+        spec: &serde_json::Value,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<ClusterRecord>;
+    /// Records a status a backend reported (no audit record: it is an observation, not an operation).
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Backend`.
+    async fn record_cluster_status(&self, id: ClusterId, status: &str, cause: Option<&str>, now: Timestamp) -> Result<()>;
+    /// Sets a cluster's connection limit within the pool; on `LimitExceeded` the old limit stays.
+    ///
+    /// # Errors
+    /// `NotFound`, `LimitExceeded`, `Backend`.
+    async fn set_connection_limit(
+        &self,
+        id: ClusterId,
+        limit: u64,
+        quota: &ClusterQuota,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<ClusterRecord>;
+    /// Enables or disables a cluster: a disabled cluster returns its share to the pool, enabling it
+    /// draws the share again.
+    ///
+    /// # Errors
+    /// `NotFound`, `LimitExceeded` (enabling), `Backend`.
+    async fn set_cluster_enabled(
+        &self,
+        id: ClusterId,
+        enabled: bool,
+        quota: &ClusterQuota,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<ClusterRecord>;
+    /// Deletes (deregisters) a cluster, returning its share to the pool.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn delete_cluster(&self, id: ClusterId, audit: &AuditEvent) -> Result<()>;
+    /// What the installation uses of its license.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn license_usage(&self) -> Result<LicenseUsage>;
+}
+
 /// Everything ecp-rs persists. Object-safe: hosts hold an `Arc<dyn Store>`, and may bring their own
 /// backend by implementing the sub-traits.
 #[async_trait]
-pub trait Store: TenancyStore + IdentityStore + AuditStore + TaskStore + EdgeStore + AgentStore + Send + Sync + Debug + 'static {
+pub trait Store:
+    TenancyStore + IdentityStore + AuditStore + TaskStore + EdgeStore + AgentStore + ClusterStore + Send + Sync + Debug + 'static
+{
     /// The backend's name (`"sqlite"`, `"postgres"`).
     fn backend(&self) -> &'static str;
 

@@ -365,7 +365,10 @@ struct Inner {
 
 impl fmt::Debug for AlarmEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AlarmEngine").field("projects", &self.inner.projects.read().len()).field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("AlarmEngine")
+            .field("projects", &self.inner.projects.read().len())
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -569,7 +572,8 @@ impl AlarmEngine {
                     match inst.active {
                         None if inst.breaches >= rule.trigger_count => {
                             let muted = silenced(&slot.silence, now)
-                                || (!slot.silenced_instances.is_empty() && slot.silenced_instances.get(&labels.to_string()).is_some_and(|u| silenced(&Some(*u), now)));
+                                || (!slot.silenced_instances.is_empty()
+                                    && slot.silenced_instances.get(&labels.to_string()).is_some_and(|u| silenced(&Some(*u), now)));
                             if muted {
                                 self.inner.counters.silenced.fetch_add(1, Ordering::Relaxed);
                                 // Counted once per breach streak: start over so a long silence is not counted every round.
@@ -637,9 +641,13 @@ impl AlarmEngine {
     fn instance_values(&self, scope: &MetricScope, cond: &Condition, now: Timestamp) -> Vec<(Labels, f64)> {
         let fresh = ecp_core::clock::sub(now, self.inner.config.stale_after);
         let reader = &self.inner.reader;
-        let latest = |sel: &SeriesSelector| -> Vec<(SeriesKey, Point)> { reader.latest(scope, sel).into_iter().filter(|(_, p)| p.time >= fresh && p.value.is_finite()).collect() };
+        let latest = |sel: &SeriesSelector| -> Vec<(SeriesKey, Point)> {
+            reader.latest(scope, sel).into_iter().filter(|(_, p)| p.time >= fresh && p.value.is_finite()).collect()
+        };
         match cond {
-            Condition::Threshold { selector, .. } | Condition::Decreased { selector } => latest(selector).into_iter().map(|(k, p)| (k.labels, p.value)).collect(),
+            Condition::Threshold { selector, .. } | Condition::Decreased { selector } => {
+                latest(selector).into_iter().map(|(k, p)| (k.labels, p.value)).collect()
+            }
             Condition::Ratio { numerator, denominator, .. } => {
                 let dens = latest(denominator);
                 let mut by_key: HashMap<String, f64> = HashMap::with_capacity(dens.len());
@@ -669,8 +677,11 @@ impl AlarmEngine {
                 out
             }
             Condition::Increase { selector, window, .. } => {
-                let before: HashMap<Labels, f64> =
-                    reader.value_at(scope, selector, ecp_core::clock::sub(now, *window)).into_iter().map(|(k, p)| (k.labels, p.value)).collect();
+                let before: HashMap<Labels, f64> = reader
+                    .value_at(scope, selector, ecp_core::clock::sub(now, *window))
+                    .into_iter()
+                    .map(|(k, p)| (k.labels, p.value))
+                    .collect();
                 latest(selector)
                     .into_iter()
                     .filter_map(|(k, p)| {
@@ -689,7 +700,10 @@ impl AlarmEngine {
         let c = &self.inner.counters;
         if !st.settings.enabled || st.paused_since.is_some() || st.active.len() >= self.inner.config.max_active {
             // Counted once per instance however many evaluations retry it during the storm.
-            if st.paused_since.is_some() && st.storm_keys.len() < 100_000 && st.storm_keys.insert(format!("{:?}/{}", alarm.origin, alarm.instance)) {
+            if st.paused_since.is_some()
+                && st.storm_keys.len() < 100_000
+                && st.storm_keys.insert(format!("{:?}/{}", alarm.origin, alarm.instance))
+            {
                 st.suppressed_in_storm += 1;
             }
             c.suppressed.fetch_add(1, Ordering::Relaxed);
@@ -785,7 +799,9 @@ impl AlarmEngine {
             return Err(Error::invalid("message", "must be 1 to 4096 characters"));
         }
         let secs: i64 = match &b.timestamp {
-            serde_json::Value::String(s) => s.trim().parse().map_err(|_| Error::invalid("timestamp", "must be a number of seconds since the epoch"))?,
+            serde_json::Value::String(s) => {
+                s.trim().parse().map_err(|_| Error::invalid("timestamp", "must be a number of seconds since the epoch"))?
+            }
             serde_json::Value::Number(n) => n.as_i64().ok_or_else(|| Error::invalid("timestamp", "must be a whole number of seconds"))?,
             _ => return Err(Error::invalid("timestamp", "must be a number of seconds since the epoch")),
         };
@@ -961,7 +977,10 @@ impl AlarmEngine {
             }
             None => {
                 if st.rules.len() >= self.inner.config.max_rules {
-                    return Err(Error::Core(ecp_core::Error::LimitExceeded { limit: "alarm rules per project", max: self.inner.config.max_rules as u64 }));
+                    return Err(Error::Core(ecp_core::Error::LimitExceeded {
+                        limit: "alarm rules per project",
+                        max: self.inner.config.max_rules as u64,
+                    }));
                 }
                 st.rules.insert(rule.id, RuleSlot { rule, instances: HashMap::new(), silence: None, silenced_instances: HashMap::new() });
             }
@@ -971,7 +990,11 @@ impl AlarmEngine {
 }
 
 fn fmt_value(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { format!("{:.3}", v).trim_end_matches('0').trim_end_matches('.').to_string() }
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{:.3}", v).trim_end_matches('0').trim_end_matches('.').to_string()
+    }
 }
 
 // --- accessors of project state for the project handle ------------------------------------------
@@ -1010,7 +1033,11 @@ impl ProjectState {
     }
 
     pub(crate) fn storm(&self) -> StormStatus {
-        StormStatus { paused_since: self.paused_since, recent: u32::try_from(self.recent.len()).unwrap_or(u32::MAX), suppressed: self.suppressed_in_storm }
+        StormStatus {
+            paused_since: self.paused_since,
+            recent: u32::try_from(self.recent.len()).unwrap_or(u32::MAX),
+            suppressed: self.suppressed_in_storm,
+        }
     }
 
     pub(crate) fn silence_rule(&mut self, id: RuleId, until: Option<Timestamp>, on: bool) -> bool {

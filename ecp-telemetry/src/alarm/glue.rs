@@ -34,11 +34,8 @@ impl MetricReader for MetricStore {
 /// The notification of an alarm event (`None` for events that are not notified).
 pub fn notification_of(event: &AlarmEvent) -> Option<Notification> {
     let of = |a: &Alarm, closed: bool| {
-        let (contents, at) = if closed {
-            (format!("recovered: {}", a.message), a.closed_at.unwrap_or(a.fired_at))
-        } else {
-            (a.message.clone(), a.fired_at)
-        };
+        let (contents, at) =
+            if closed { (format!("recovered: {}", a.message), a.closed_at.unwrap_or(a.fired_at)) } else { (a.message.clone(), a.fired_at) };
         // The same alarm firing and recovering are two notifications; both derive their id from it.
         let id = if closed { uuid::Uuid::from_u128(a.id.0.as_u128() ^ 1) } else { a.id.0 };
         let mut n = Notification::new(a.scope, a.name.clone(), contents, a.severity, at).with_id(id).with_tags(a.tags.clone());

@@ -19,8 +19,8 @@ use ecp_core::{Authorizer, Operation, Permission, Principal, Project, ProjectId,
 use secrecy::SecretString;
 
 pub use engine::{
-    Acknowledgement, Alarm, AlarmConfig, AlarmEngine, AlarmEvent, AlarmId, AlarmOrigin, AlarmSettings, AlarmState, Closure, CustomOutcome, EngineStats, MAX_CUSTOM_BODY,
-    MetricReader, SEND_FAILED, StormStatus,
+    Acknowledgement, Alarm, AlarmConfig, AlarmEngine, AlarmEvent, AlarmId, AlarmOrigin, AlarmSettings, AlarmState, Closure, CustomOutcome,
+    EngineStats, MAX_CUSTOM_BODY, MetricReader, SEND_FAILED, StormStatus,
 };
 pub use glue::{notification_of, spawn_notifications, spawn_notifications_counted};
 pub use rule::{AlarmRule, Builtin, Comparison, Condition, MAX_COUNT, RuleId};
@@ -208,7 +208,9 @@ impl ProjectAlarms {
     }
 
     fn event(&self, op: Operation) -> AuditEvent {
-        AuditEvent::new(&self.principal, ResourceKind::Alarm, op).org(self.project.org, &self.org_name).project(self.project.id, &self.project.name)
+        AuditEvent::new(&self.principal, ResourceKind::Alarm, op)
+            .org(self.project.org, &self.org_name)
+            .project(self.project.id, &self.project.name)
     }
 
     /// Runs a change: authorizes, applies, audits the outcome.
@@ -263,7 +265,8 @@ impl ProjectAlarms {
     /// `PermissionDenied`, `NotFound` if it was deleted.
     pub fn builtin(&self, b: Builtin) -> Result<AlarmRule> {
         self.authorize(Permission::view(ResourceKind::Alarm))?;
-        self.state(|st| st.rules().into_iter().find(|r| r.builtin == Some(b))).ok_or_else(|| ecp_core::Error::not_found("alarm rule", format!("{b:?}")).into())
+        self.state(|st| st.rules().into_iter().find(|r| r.builtin == Some(b)))
+            .ok_or_else(|| ecp_core::Error::not_found("alarm rule", format!("{b:?}")).into())
     }
 
     /// Creates a rule (it gets a new id).
@@ -324,7 +327,8 @@ impl ProjectAlarms {
     pub async fn delete_rule(&self, id: RuleId) -> Result<()> {
         let event = self.event(ops::RULE_DELETE).resource(id, None);
         self.change(Permission::edit(ResourceKind::Alarm), event, |s| {
-            let rule = s.state(|st| s.engine().op_delete_rule(st, id)).ok_or_else(|| Error::from(ecp_core::Error::not_found("alarm rule", id)))?;
+            let rule =
+                s.state(|st| s.engine().op_delete_rule(st, id)).ok_or_else(|| Error::from(ecp_core::Error::not_found("alarm rule", id)))?;
             Ok(((), serde_json::json!({ "name": rule.name })))
         })
         .await
@@ -366,7 +370,9 @@ impl ProjectAlarms {
         let event = self.event(ops::SILENCE).resource(id, instance);
         self.change(Permission::operate(ResourceKind::Alarm), event, |s| {
             let done = s.state(|st| match instance {
-                None => st.silence_rule(id, until, on).then_some(()).ok_or_else(|| Error::from(ecp_core::Error::not_found("alarm rule", id))),
+                None => {
+                    st.silence_rule(id, until, on).then_some(()).ok_or_else(|| Error::from(ecp_core::Error::not_found("alarm rule", id)))
+                }
                 Some(i) => {
                     if st.rule(id).is_none() {
                         return Err(ecp_core::Error::not_found("alarm rule", id).into());
@@ -432,7 +438,9 @@ impl ProjectAlarms {
         let event = self.event(ops::MOVE).resource(id, None);
         self.change(Permission::operate(ResourceKind::Alarm), event, |s| {
             let by = s.by();
-            let a = s.state(|st| s.engine().op_close(st, id, &by)).ok_or_else(|| Error::from(ecp_core::Error::not_found("active alarm", id)))?;
+            let a = s
+                .state(|st| s.engine().op_close(st, id, &by))
+                .ok_or_else(|| Error::from(ecp_core::Error::not_found("active alarm", id)))?;
             let details = serde_json::json!({ "name": a.name, "instance": a.instance });
             Ok((a, details))
         })
@@ -511,7 +519,8 @@ impl ProjectAlarms {
         let event = self.event(ops::TOKEN);
         self.change(Permission::edit(ResourceKind::Alarm), event, |s| {
             let mut raw = [0u8; 32];
-            getrandom::fill(&mut raw).map_err(|e| Error::Core(ecp_core::Error::backend("os random", std::io::Error::other(e.to_string()))))?;
+            getrandom::fill(&mut raw)
+                .map_err(|e| Error::Core(ecp_core::Error::backend("os random", std::io::Error::other(e.to_string()))))?;
             let token = format!("ecpalarm_{}", hex::encode(raw));
             s.engine().set_token(s.scope, &token);
             Ok((CustomToken { token: SecretString::from(token), project: s.project.id }, serde_json::json!({ "issued": true })))

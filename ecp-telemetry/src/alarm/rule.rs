@@ -159,7 +159,9 @@ impl Condition {
     /// The threshold, if the condition has one.
     pub fn threshold(&self) -> Option<f64> {
         match self {
-            Condition::Threshold { threshold, .. } | Condition::Ratio { threshold, .. } | Condition::Increase { threshold, .. } => Some(*threshold),
+            Condition::Threshold { threshold, .. } | Condition::Ratio { threshold, .. } | Condition::Increase { threshold, .. } => {
+                Some(*threshold)
+            }
             Condition::Decreased { .. } => None,
         }
     }
@@ -167,7 +169,9 @@ impl Condition {
     /// The comparison, if the condition has one.
     pub fn comparison(&self) -> Option<Comparison> {
         match self {
-            Condition::Threshold { comparison, .. } | Condition::Ratio { comparison, .. } | Condition::Increase { comparison, .. } => Some(*comparison),
+            Condition::Threshold { comparison, .. } | Condition::Ratio { comparison, .. } | Condition::Increase { comparison, .. } => {
+                Some(*comparison)
+            }
             Condition::Decreased { .. } => None,
         }
     }
@@ -231,26 +235,100 @@ impl Builtin {
         }
         let th = |sel, comparison, threshold| Condition::Threshold { selector: m(sel), comparison, threshold };
         let (name, condition, severity, enabled, message, n, p) = match self {
-            Builtin::EdgeServiceOffline => ("edge service offline", th("ecp_edge_up", Comparison::Eq, 0.0), Severity::Critical, true, "edge service %source% is offline", 2, 1),
-            Builtin::EdgeAgentOffline => ("edge agent offline", th("ecp_agent_up", Comparison::Eq, 0.0), Severity::Critical, true, "edge agent %source% is offline", 1, 1),
-            Builtin::DriverError => ("driver exception", th("neuron_node_link_state", Comparison::Eq, 0.0), Severity::Critical, true, "driver %node% of %source% is disconnected", 3, 3),
-            Builtin::RuleError => ("rule exception", th("ekuiper_rule_status", Comparison::Lt, 0.0), Severity::Critical, true, "rule %rule% of %source% is in error", 3, 3),
-            Builtin::ServiceRestarted => ("service restarted", Condition::Decreased { selector: m("uptime_seconds") }, Severity::Critical, true, "%source% restarted (uptime %value% s)", 1, 1),
-            Builtin::EmqxCpuHigh => ("emqx cpu usage", th("emqx_vm_cpu_use", Comparison::Gt, 80.0), Severity::Critical, false, "cpu use of %node% is %value%%", 3, 3),
+            Builtin::EdgeServiceOffline => (
+                "edge service offline",
+                th("ecp_edge_up", Comparison::Eq, 0.0),
+                Severity::Critical,
+                true,
+                "edge service %source% is offline",
+                2,
+                1,
+            ),
+            Builtin::EdgeAgentOffline => (
+                "edge agent offline",
+                th("ecp_agent_up", Comparison::Eq, 0.0),
+                Severity::Critical,
+                true,
+                "edge agent %source% is offline",
+                1,
+                1,
+            ),
+            Builtin::DriverError => (
+                "driver exception",
+                th("neuron_node_link_state", Comparison::Eq, 0.0),
+                Severity::Critical,
+                true,
+                "driver %node% of %source% is disconnected",
+                3,
+                3,
+            ),
+            Builtin::RuleError => (
+                "rule exception",
+                th("ekuiper_rule_status", Comparison::Lt, 0.0),
+                Severity::Critical,
+                true,
+                "rule %rule% of %source% is in error",
+                3,
+                3,
+            ),
+            Builtin::ServiceRestarted => (
+                "service restarted",
+                Condition::Decreased { selector: m("uptime_seconds") },
+                Severity::Critical,
+                true,
+                "%source% restarted (uptime %value% s)",
+                1,
+                1,
+            ),
+            Builtin::EmqxCpuHigh => (
+                "emqx cpu usage",
+                th("emqx_vm_cpu_use", Comparison::Gt, 80.0),
+                Severity::Critical,
+                false,
+                "cpu use of %node% is %value%%",
+                3,
+                3,
+            ),
             Builtin::EmqxMemoryHigh => (
                 "emqx memory usage",
-                Condition::Ratio { numerator: m("emqx_node_memory_used_bytes"), denominator: m("emqx_node_memory_total_bytes"), comparison: Comparison::Gt, threshold: 0.8 },
+                Condition::Ratio {
+                    numerator: m("emqx_node_memory_used_bytes"),
+                    denominator: m("emqx_node_memory_total_bytes"),
+                    comparison: Comparison::Gt,
+                    threshold: 0.8,
+                },
                 Severity::Critical,
                 false,
                 "memory use of %node% is %value% of its total",
                 3,
                 3,
             ),
-            Builtin::EmqxNodeDown => ("emqx node down", th("emqx_node_up", Comparison::Eq, 0.0), Severity::Critical, false, "emqx node %node% of %source% is down", 1, 1),
-            Builtin::EmqxLicenseExpiring => ("emqx license expiry", th("emqx_license_expiry_days", Comparison::Lt, 30.0), Severity::Normal, false, "the license of %source% expires in %value% days", 1, 1),
+            Builtin::EmqxNodeDown => (
+                "emqx node down",
+                th("emqx_node_up", Comparison::Eq, 0.0),
+                Severity::Critical,
+                false,
+                "emqx node %node% of %source% is down",
+                1,
+                1,
+            ),
+            Builtin::EmqxLicenseExpiring => (
+                "emqx license expiry",
+                th("emqx_license_expiry_days", Comparison::Lt, 30.0),
+                Severity::Normal,
+                false,
+                "the license of %source% expires in %value% days",
+                1,
+                1,
+            ),
             Builtin::EmqxLicenseConnections => (
                 "emqx license usage",
-                Condition::Ratio { numerator: m("emqx_connections"), denominator: m("emqx_license_max_connections"), comparison: Comparison::Gt, threshold: 0.9 },
+                Condition::Ratio {
+                    numerator: m("emqx_connections"),
+                    denominator: m("emqx_license_max_connections"),
+                    comparison: Comparison::Gt,
+                    threshold: 0.9,
+                },
                 Severity::Critical,
                 false,
                 "%source% uses %value% of its licensed connections",
@@ -259,7 +337,12 @@ impl Builtin {
             ),
             Builtin::EmqxAuthnFailures => (
                 "emqx authentication failures",
-                Condition::Increase { selector: m("emqx_authentication_failure_total"), window: Duration::from_secs(300), comparison: Comparison::Gt, threshold: 100.0 },
+                Condition::Increase {
+                    selector: m("emqx_authentication_failure_total"),
+                    window: Duration::from_secs(300),
+                    comparison: Comparison::Gt,
+                    threshold: 100.0,
+                },
                 Severity::Normal,
                 false,
                 "%value% authentication failures in 5 minutes on %source%",
@@ -268,7 +351,12 @@ impl Builtin {
             ),
             Builtin::EmqxAuthzDenials => (
                 "emqx authorization denials",
-                Condition::Increase { selector: m("emqx_authorization_deny_total"), window: Duration::from_secs(300), comparison: Comparison::Gt, threshold: 100.0 },
+                Condition::Increase {
+                    selector: m("emqx_authorization_deny_total"),
+                    window: Duration::from_secs(300),
+                    comparison: Comparison::Gt,
+                    threshold: 100.0,
+                },
                 Severity::Normal,
                 false,
                 "%value% authorization denials in 5 minutes on %source%",
@@ -428,7 +516,11 @@ mod tests {
         assert!(AlarmRule::new("r", c.clone(), Severity::Normal).counts(0, 1).validate().is_err());
         assert!(AlarmRule::new("r", c.clone(), Severity::Normal).counts(11, 1).validate().is_err());
         assert!(AlarmRule::new("r", c.clone(), Severity::Normal).counts(10, 10).validate().is_ok());
-        let bad = Condition::Threshold { selector: SeriesSelector::metric(MetricName::new("x").unwrap()), comparison: Comparison::Gt, threshold: f64::NAN };
+        let bad = Condition::Threshold {
+            selector: SeriesSelector::metric(MetricName::new("x").unwrap()),
+            comparison: Comparison::Gt,
+            threshold: f64::NAN,
+        };
         assert!(AlarmRule::new("r", bad, Severity::Normal).validate().is_err());
     }
 

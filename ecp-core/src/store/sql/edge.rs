@@ -296,6 +296,21 @@ impl EdgeStore for SqlStore {
                 results[i] = Err(Error::conflict("edge service", &services[i].name, "the name appears twice"));
             }
         }
+        // The license's edge service count, over the whole installation.
+        if limits.max_edge_services != u64::MAX {
+            self.license_lock(&mut tx).await?;
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM edge_services").fetch_one(&mut *tx).await.map_err(|e| self.err(e))?;
+            let mut left = limits.max_edge_services.saturating_sub(col_u64(&row, "n")?);
+            for r in &mut results {
+                if r.is_ok() {
+                    if left == 0 {
+                        *r = Err(Error::LimitExceeded { limit: "licensed edge services", max: limits.max_edge_services });
+                    } else {
+                        left -= 1;
+                    }
+                }
+            }
+        }
         // Tags, within the project's limit.
         let mut wanted: Vec<String> = Vec::new();
         for (i, s) in services.iter().enumerate() {

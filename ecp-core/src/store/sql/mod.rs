@@ -6,6 +6,7 @@
 
 mod agent;
 mod audit;
+mod cluster;
 mod edge;
 mod identity;
 mod task;
@@ -192,6 +193,7 @@ fn migrator() -> Migrator {
         m(2, "tasks", include_str!("../../../migrations/0002_tasks.sql")),
         m(3, "edge", include_str!("../../../migrations/0003_edge.sql")),
         m(4, "agents", include_str!("../../../migrations/0004_agents.sql")),
+        m(5, "clusters", include_str!("../../../migrations/0005_clusters.sql")),
     ])
 }
 

@@ -1,0 +1,155 @@
+//! The errors of ecp-cluster.
+
+use ecp_core::BoxError;
+
+/// What went wrong managing, or talking to, an EMQX cluster.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The EMQX REST API answered with an error: its HTTP status and the `{"code","message"}` body
+    /// (`code` is an open string: EMQX handlers emit unregistered codes such as `NODE_DOWN`).
+    #[error("{endpoint} answered {status}{}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Api {
+        /// The request, as `METHOD path` (never with credentials).
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// EMQX's error code (`BAD_API_KEY_OR_SECRET`, `NOT_FOUND` ...), if the body had one.
+        code: Option<String>,
+        /// EMQX's message, if any.
+        message: Option<String>,
+    },
+    /// The API key was refused (401), or lacks the role or scope for the call (403).
+    #[error("{endpoint}: api key refused ({status}{})", code.as_deref().map(|c| format!(", {c}")).unwrap_or_default())]
+    Unauthorized {
+        /// The request.
+        endpoint: String,
+        /// 401 or 403.
+        status: u16,
+        /// EMQX's code (`BAD_API_KEY_OR_SECRET`, `API_KEY_NOT_ALLOW`, `UNAUTHORIZED_ROLE` ...).
+        code: Option<String>,
+    },
+    /// The cluster's API or the orchestrator could not be reached, or did not answer in time.
+    #[error("{endpoint}: transport failed{}", if *retryable { " (retryable)" } else { "" })]
+    Transport {
+        /// The request.
+        endpoint: String,
+        /// Whether the same request may succeed later (timeouts, refused connections).
+        retryable: bool,
+        /// The transport's own error.
+        #[source]
+        source: BoxError,
+    },
+    /// The answer did not have the expected shape.
+    #[error("{endpoint}: unexpected answer: {reason}")]
+    Decode {
+        /// The request.
+        endpoint: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A response body exceeded the configured limit.
+    #[error("{endpoint}: body of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// The request.
+        endpoint: String,
+        /// The body's size (or a lower bound).
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An orchestrator (Kubernetes API server, Docker engine) refused or failed an operation.
+    #[error("{backend}: {operation} failed{}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
+    Backend {
+        /// `"kubernetes"`, `"docker"`, `"existing"`.
+        backend: &'static str,
+        /// What was being done (`"create"`, `"scale"` ...).
+        operation: &'static str,
+        /// The HTTP status of the orchestrator's answer, if it gave one.
+        status: Option<u16>,
+        /// Its error.
+        #[source]
+        source: BoxError,
+    },
+    /// An error of the store, tenancy, authorization, license, invalid input, or an unsupported
+    /// operation of a backend.
+    #[error(transparent)]
+    Core(#[from] ecp_core::Error),
+}
+
+impl Error {
+    /// Whether trying again may succeed: transport failures marked so, 5xx and 429 answers, 5xx and
+    /// 409 of an orchestrator, and retryable store errors.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Transport { retryable, .. } => *retryable,
+            Error::Api { status, .. } => *status >= 500 || *status == 429,
+            Error::Backend { status, .. } => status.is_some_and(|s| s >= 500 || s == 409 || s == 429),
+            Error::Core(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// Whether this is an `Unsupported` operation of a backend.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, Error::Core(e) if e.is_unsupported())
+    }
+
+    /// Whether this is a `NotFound` (of the store, a 404 of EMQX or of the orchestrator).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::Core(e) => e.is_not_found(),
+            Error::Api { status, .. } => *status == 404,
+            Error::Backend { status, .. } => *status == Some(404),
+            _ => false,
+        }
+    }
+
+    /// The `Unsupported` error of `operation` on `backend`.
+    pub fn unsupported(operation: &'static str, backend: &'static str) -> Self {
+        Error::Core(ecp_core::Error::unsupported(operation, backend))
+    }
+
+    /// An `InvalidInput` error about `field`.
+    pub fn invalid(field: &'static str, reason: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Error::Core(ecp_core::Error::invalid(field, reason))
+    }
+}
+
+impl From<ecp_rbac::Error> for Error {
+    fn from(e: ecp_rbac::Error) -> Self {
+        match e {
+            ecp_rbac::Error::Core(c) => Error::Core(c),
+            other => Error::Core(ecp_core::Error::PermissionDenied {
+                principal: String::new(),
+                permission: String::new(),
+                scope: String::new(),
+                reason: other.to_string().into(),
+            }),
+        }
+    }
+}
+
+/// The result type of ecp-cluster.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_lowercase_and_does_not_repeat_its_source() {
+        let e = Error::Api {
+            endpoint: "GET /api/v5/nodes".into(),
+            status: 500,
+            code: Some("NODE_DOWN".into()),
+            message: Some("bad rpc call".into()),
+        };
+        assert_eq!(e.to_string(), "GET /api/v5/nodes answered 500 (NODE_DOWN): bad rpc call");
+        assert!(e.is_retryable());
+        let e = Error::Backend { backend: "kubernetes", operation: "scale", status: Some(404), source: "gone".into() };
+        assert_eq!(e.to_string(), "kubernetes: scale failed (404)");
+        assert!(e.is_not_found());
+        assert!(Error::unsupported("scale", "existing").is_unsupported());
+    }
+}
