@@ -90,6 +90,10 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(EdgeLimits::default()).await
+}
+
+async fn world_with(limits: EdgeLimits) -> World {
     let store = Arc::new(SqlStore::memory().await.unwrap());
     let config = AccessConfig::builder().argon2(Argon2Params::new(1024, 1, 1).unwrap()).build().unwrap();
     let ac = AccessControl::new(store.clone(), config).await.unwrap();
@@ -114,8 +118,7 @@ async fn world() -> World {
     let driver = Arc::new(FakeDriver::default());
     let engine = TaskEngine::new(store.clone(), Arc::new(ecp_core::SystemClock), TaskEngineConfig::default());
     let drivers = Drivers::new().with(ManagementMode::Direct, driver.clone());
-    let fleet =
-        Fleet::new(store.clone(), ac.authorizer.clone(), Arc::new(ecp_core::SystemClock), engine, drivers, EdgeLimits::default()).unwrap();
+    let fleet = Fleet::new(store.clone(), ac.authorizer.clone(), Arc::new(ecp_core::SystemClock), engine, drivers, limits).unwrap();
     let _ = Scope::System;
     World { store, ac, fleet, driver, admin, viewer, stranger, project }
 }
@@ -287,4 +290,54 @@ async fn templates_preview_and_a_delivery_to_ten_thousand_services() {
     // Other tenants cannot see the task.
     let stranger = w.fleet.project(&w.stranger, w.project.id).await;
     assert!(stranger.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_license_limits_edge_services_and_tag_points() {
+    let license = ecp_core::License {
+        id: "lic-1".into(),
+        customer: "Acme".into(),
+        kind: ecp_core::LicenseKind::Trial,
+        starts_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        expires_at: "2027-01-01T00:00:00Z".parse().unwrap(),
+        max_connections: 100,
+        max_clusters: 1,
+        max_edge_services: 3,
+        max_tag_points: 20,
+    };
+    let w = world_with(EdgeLimits::default().with_license(&license)).await;
+    let f = w.as_admin().await;
+    for i in 0..3 {
+        f.register(NewEdgeService::direct(format!("nx-{i}"), EdgeKind::NeuronEx, format!("http://10.0.0.{i}:8085"))).await.unwrap();
+    }
+    let err = f.register(NewEdgeService::direct("nx-3", EdgeKind::NeuronEx, "http://10.0.0.3:8085")).await.unwrap_err();
+    assert!(matches!(err, ecp_edge::Error::Core(ecp_core::Error::LimitExceeded { limit: "licensed edge services", max: 3 })), "{err}");
+    let csv = "category,name,nodeType,endpoint,scheme,tagName\n4,nx-4,4,10.0.0.4:8085,http,\n";
+    let report = f.import_csv(std::io::Cursor::new(csv.as_bytes().to_vec()), ImportLimits::default()).await.unwrap();
+    assert!(report.imported.is_empty(), "{report:?}");
+    assert!(report.failures.iter().any(|l| l.reason.contains("licensed edge services")), "{report:?}");
+
+    // Each synced service has 5 tag points in its `modbus` device: 15 of 20 used.
+    f.probe_all().await.unwrap();
+    assert_eq!(f.sync_all().await.unwrap().0, 3);
+    assert_eq!(f.statistics().await.unwrap().tag_points, 15);
+    let tag = |n: &str| json!({"name": n, "address": "1!400001", "attribute": 1, "type": 3});
+    let device = |node: &str| {
+        ConfigTemplate::new(
+            TemplateKind::NeuronSouthDevice,
+            json!({"node": node, "plugin": "Modbus TCP", "groups": [{"name": "g", "interval": 1000, "tags": [tag("a"), tag("b")]}]}),
+            vec![],
+        )
+    };
+    let policy = || RolloutPolicy::builder().max_in_flight(4).build().unwrap();
+    let all = EdgeSelector::default();
+    // A new device with 2 tags on 3 services: 15 + 6 > 20, refused before any task starts.
+    let new = f.save_template(None, "new device", &device("new")).await.unwrap();
+    let err = f.deliver(new.id, None, &all, &ParamGrid::default(), policy()).await.unwrap_err();
+    assert!(matches!(err, ecp_edge::Error::Core(ecp_core::Error::LimitExceeded { limit: "licensed tag points", max: 20 })), "{err}");
+    assert!(f.tasks(&PageRequest::first(10)).await.unwrap().items.is_empty());
+    // Replacing the 5-tag `modbus` device with a 2-tag one: 15 - 15 + 6 fits.
+    let replace = f.save_template(None, "replace modbus", &device("modbus")).await.unwrap();
+    let handle = f.deliver(replace.id, None, &all, &ParamGrid::default(), policy()).await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(30), handle.wait()).await.unwrap(), Some(TaskState::Succeeded));
 }
