@@ -16,11 +16,14 @@
 //!   that tests can kill, restart on the same port and reload (SIGHUP). The binary is
 //!   `ECP_MOSQUITTO`, `mosquitto` on `PATH` or Debian's `/usr/sbin/mosquitto` (the test script
 //!   installs it); without one, starting a broker fails with a message that says to install it.
+//! - [`emqx`]: a simulated EMQX 5 cluster's REST API (API key auth, nodes, stats, metrics, listeners,
+//!   paged clients and alarms, license) for onboarding tests and the quickstart.
 //! - [`smtp`]: a small real SMTP server on a free loopback port (AUTH PLAIN/LOGIN, no TLS) that
 //!   keeps the messages it receives, for tests of email notifiers.
 //!
 //! Later issues add static test binaries packed into `FROM scratch` Docker images.
 
+pub mod emqx;
 pub mod mosquitto;
 #[cfg(feature = "postgres")]
 pub mod postgres;
