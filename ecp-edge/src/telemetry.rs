@@ -76,10 +76,11 @@ impl Collector for EdgeInfoCollector {
     }
 
     async fn collect(&self, now: Timestamp) -> ecp_telemetry::Result<Collection> {
-        let info = self.driver.sync_info(&self.service).await.map_err(|e| ecp_telemetry::Error::Decode {
-            source_name: self.name.clone(),
-            reason: crate::fleet::with_causes(&e),
-        })?;
+        let info = self
+            .driver
+            .sync_info(&self.service)
+            .await
+            .map_err(|e| ecp_telemetry::Error::Decode { source_name: self.name.clone(), reason: crate::fleet::with_causes(&e) })?;
         let mut out = Collection::default();
         let metric = |n: &str| MetricName::new(n).unwrap_or_else(|_| unreachable!("valid metric name {n}"));
         let push = |out: &mut Collection, name: &str, labels: Vec<(&str, &str)>, value: f64| {

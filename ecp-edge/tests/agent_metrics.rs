@@ -13,7 +13,9 @@ use ecp_core::prelude::*;
 use ecp_core::{AuditEvent, Operation, Organization, Project, SqlStore, SystemClock, TenancyLimits};
 use ecp_edge::agent::proto::{self, Envelope, Heartbeat, Hello, LocalService, Message, ServiceHealth, Status};
 use ecp_edge::agent::{AgentHub, AgentHubConfig, Channel, MqttConfig, Topics};
-use ecp_telemetry::{Accepted, ControlPlaneMetrics, Level, LogQuery, LogScope, LogStore, LogStoreConfig, MetricScope, Product, Sample, SampleSink};
+use ecp_telemetry::{
+    Accepted, ControlPlaneMetrics, Level, LogQuery, LogScope, LogStore, LogStoreConfig, MetricScope, Product, Sample, SampleSink,
+};
 use ecp_testkit::mosquitto::Mosquitto;
 use parking_lot::Mutex;
 use rumqttc::v5::mqttbytes::QoS;
@@ -135,8 +137,10 @@ async fn heartbeats_of_managed_agents_become_samples_and_messages_are_counted() 
     let sink = Arc::new(VecSink::default());
     let logs = Arc::new(LogStore::new(LogStoreConfig::builder().build().unwrap(), Arc::new(SystemClock)));
     let metrics = ControlPlaneMetrics::new();
-    let config =
-        AgentHubConfig::new(MqttConfig::new("127.0.0.1", broker.port())).with_sample_sink(sink.clone()).with_metrics(metrics.clone()).with_log_sink(logs.clone());
+    let config = AgentHubConfig::new(MqttConfig::new("127.0.0.1", broker.port()))
+        .with_sample_sink(sink.clone())
+        .with_metrics(metrics.clone())
+        .with_log_sink(logs.clone());
     let hub = AgentHub::connect(config, store.clone(), Arc::new(SystemClock)).await.unwrap();
 
     let managed = FakeAgent::start(broker.port(), "gw-managed").await;
@@ -176,9 +180,13 @@ async fn heartbeats_of_managed_agents_become_samples_and_messages_are_counted() 
     let event = |message: &str| proto::Event {
         level: proto::Level::Warning,
         message: message.into(),
-        fields: [("service".to_owned(), serde_json::json!("nx")), ("code".to_owned(), serde_json::json!(17)), ("bad name!".to_owned(), serde_json::json!(1))]
-            .into_iter()
-            .collect(),
+        fields: [
+            ("service".to_owned(), serde_json::json!("nx")),
+            ("code".to_owned(), serde_json::json!(17)),
+            ("bad name!".to_owned(), serde_json::json!(1)),
+        ]
+        .into_iter()
+        .collect(),
     };
     managed.send(Channel::Event, encode(Message::Event(event("modbus link lost"))), false).await;
     loose.send(Channel::Event, encode(Message::Event(event("should be dropped"))), false).await;
@@ -188,7 +196,10 @@ async fn heartbeats_of_managed_agents_become_samples_and_messages_are_counted() 
     let records = logs.query(&query).unwrap();
     assert_eq!(records.len(), 1);
     let r = &records[0];
-    assert_eq!((r.level, &r.product, r.service.as_str(), r.message.as_str()), (Level::Warning, &Product::Agent, "agent:gw-managed", "modbus link lost"));
+    assert_eq!(
+        (r.level, &r.product, r.service.as_str(), r.message.as_str()),
+        (Level::Warning, &Product::Agent, "agent:gw-managed", "modbus link lost")
+    );
     assert_eq!((r.fields.get("service").map(String::as_str), r.fields.get("code").map(String::as_str)), (Some("nx"), Some("17")));
     assert!(!r.fields.contains_key("bad name!"), "fields whose names a log record cannot carry are left out");
     assert!(logs.query(&LogQuery::new(LogScope::ControlPlane)).unwrap().is_empty());

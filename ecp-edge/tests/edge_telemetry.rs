@@ -23,8 +23,19 @@ async fn driver_and_rule_states_fire_and_clear_the_builtin_alarms() {
     let (user, pass) = SimKind::NeuronEx.default_credentials().unwrap();
     let credentials = Credentials::Basic { username: user.into(), password: SecretString::from(pass.to_owned()) };
     let scope = MetricScope::new(OrgId::new(), ProjectId::new());
-    let svc = EdgeService::new(scope.project, "edge", EdgeKind::NeuronEx, ManagementMode::Direct, &sim.base_url(), credentials, vec![], Timestamp::now()).unwrap();
-    let driver: Arc<dyn EdgeDriver> = Arc::new(DirectDriver::new(DirectDriverConfig::default().timeouts(Duration::from_secs(2), Duration::from_secs(5))).unwrap());
+    let svc = EdgeService::new(
+        scope.project,
+        "edge",
+        EdgeKind::NeuronEx,
+        ManagementMode::Direct,
+        &sim.base_url(),
+        credentials,
+        vec![],
+        Timestamp::now(),
+    )
+    .unwrap();
+    let driver: Arc<dyn EdgeDriver> =
+        Arc::new(DirectDriver::new(DirectDriverConfig::default().timeouts(Duration::from_secs(2), Duration::from_secs(5))).unwrap());
     let key = |n: u32| IdempotencyKey(format!("t/{n}/1"));
     let tag = TagSpec { name: "t1".into(), address: "1!400001".into(), attribute: 3, kind: 3, other: Map::new() };
     let mut params = Map::new();
@@ -36,9 +47,16 @@ async fn driver_and_rule_states_fire_and_clear_the_builtin_alarms() {
         groups: vec![GroupSpec { name: "g1".into(), interval: 1000, tags: vec![tag] }],
     };
     driver.apply(&svc, &device, &key(1)).await.unwrap();
-    let stream = ConfigChange::EkuiperStream { name: "demo".into(), sql: r#"CREATE STREAM demo () WITH (TYPE="neuron", FORMAT="json")"#.into() };
+    let stream =
+        ConfigChange::EkuiperStream { name: "demo".into(), sql: r#"CREATE STREAM demo () WITH (TYPE="neuron", FORMAT="json")"#.into() };
     driver.apply(&svc, &stream, &key(2)).await.unwrap();
-    let rule = ConfigChange::EkuiperRule { id: "r1".into(), name: None, sql: "SELECT * FROM demo".into(), actions: vec![json!({ "log": {} })], options: None };
+    let rule = ConfigChange::EkuiperRule {
+        id: "r1".into(),
+        name: None,
+        sql: "SELECT * FROM demo".into(),
+        actions: vec![json!({ "log": {} })],
+        options: None,
+    };
     driver.apply(&svc, &rule, &key(3)).await.unwrap();
 
     let collector = EdgeInfoCollector::new(driver.clone(), svc.clone(), scope);
@@ -56,7 +74,10 @@ async fn driver_and_rule_states_fire_and_clear_the_builtin_alarms() {
     round().await;
     let link = latest("neuron_node_link_state");
     assert_eq!(link.len(), 1);
-    assert_eq!((link[0].0.labels.get("node"), link[0].0.labels.get("source"), link[0].1.value), (Some("modbus-1"), Some(collector.source()), 1.0));
+    assert_eq!(
+        (link[0].0.labels.get("node"), link[0].0.labels.get("source"), link[0].1.value),
+        (Some("modbus-1"), Some(collector.source()), 1.0)
+    );
     assert_eq!(latest("ekuiper_rule_status")[0].1.value, 1.0);
     assert_eq!(latest("neuron_node_running_state")[0].1.value, 3.0);
     assert_eq!(engine.stats().fired, 0);

@@ -708,8 +708,19 @@ async fn event_log(inner: &Inner, agent: &AgentId, ev: &AgentEvent) {
         proto::Level::Warning => ecp_telemetry::Level::Warning,
         proto::Level::Error => ecp_telemetry::Level::Error,
     };
-    let mut record = ecp_telemetry::LogRecord::new(inner.clock.now(), level, ecp_telemetry::Product::Agent, format!("agent:{agent}"), ev.message.clone()).with_scope(scope);
-    let valid = |k: &str| !k.is_empty() && k.len() <= ecp_telemetry::logs::MAX_FIELD_NAME_LEN && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    let mut record = ecp_telemetry::LogRecord::new(
+        inner.clock.now(),
+        level,
+        ecp_telemetry::Product::Agent,
+        format!("agent:{agent}"),
+        ev.message.clone(),
+    )
+    .with_scope(scope);
+    let valid = |k: &str| {
+        !k.is_empty()
+            && k.len() <= ecp_telemetry::logs::MAX_FIELD_NAME_LEN
+            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    };
     for (k, v) in ev.fields.iter().filter(|(k, _)| valid(k)).take(ecp_telemetry::logs::MAX_FIELDS) {
         let v = match v {
             serde_json::Value::String(s) => s.clone(),
