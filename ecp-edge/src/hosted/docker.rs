@@ -285,7 +285,13 @@ impl Node {
                         Docker::connect_with_ssl(addr, key, cert, ca, timeout, bollard::API_DEFAULT_VERSION)
                     }
                 }
-                .map_err(|e| docker_error(&n.name, op, e))?;
+                // A client that cannot be made (unreadable certificate files, a bad address) stays
+                // so: not retryable.
+                .map_err(|e| Error::Transport {
+                    endpoint: format!("docker node {}: {op}", n.name),
+                    retryable: false,
+                    source: Box::new(e),
+                })?;
                 docker.negotiate_version().await.map_err(|e| docker_error(&n.name, "negotiate the API version", e))
             })
             .await
@@ -1046,14 +1052,70 @@ mod tests {
         assert_eq!(json["ExposedPorts"], serde_json::json!({ "8085/tcp": {} }));
 
         // The spec comes back from the container, with the image's own env left out.
-        let mut config = bollard::models::ContainerConfig::default();
-        config.image = body.image.clone();
-        config.labels = body.labels.clone();
-        config.env = Some(vec!["A=1".into(), "PATH=/bin".into()]);
+        let config = bollard::models::ContainerConfig {
+            image: body.image.clone(),
+            labels: body.labels.clone(),
+            env: Some(vec!["A=1".into(), "PATH=/bin".into()]),
+            ..Default::default()
+        };
         let inspect = ContainerInspectResponse { config: Some(config), host_config: body.host_config.clone(), ..Default::default() };
         let found = Found { node: "n1".into(), id: "c".into(), name: "line-1".into(), final_name: "line-1".into() };
         let back = spec_of(&found, &inspect);
         assert_eq!(back, HostedSpec { node: Some("n1".into()), container_name: Some("line-1".into()), ..spec });
+    }
+
+    #[tokio::test]
+    async fn unreachable_nodes_are_typed_errors() {
+        let s = service();
+        // TLS with certificate files that are not there: the client cannot be made.
+        let tls =
+            DockerNode::builder("tls").tls("tcp://127.0.0.1:1", "/nonexistent/ca.pem", "/nonexistent/cert.pem", "/nonexistent/key.pem");
+        let d = DockerDriver::new(DockerDriverConfig::builder().node(tls.build().unwrap()).build().unwrap()).unwrap();
+        let e = d.status(&s).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::Transport { retryable: false, endpoint, .. } if endpoint.contains("docker node tls: connect")),
+            "{e:?}"
+        );
+        // Plain TCP to a closed port: retryable.
+        let tcp = DockerNode::builder("tcp").tcp("tcp://127.0.0.1:1").timeout(Duration::from_secs(2));
+        let d = DockerDriver::new(DockerDriverConfig::builder().node(tcp.build().unwrap()).build().unwrap()).unwrap();
+        let e = d.start(&s).await.unwrap_err();
+        assert!(matches!(&e, Error::Transport { retryable: true, .. }), "{e:?}");
+        // A spec naming an unknown node.
+        let spec = HostedSpec::builder("img", 80).node("elsewhere").build().unwrap();
+        assert!(d.install_with(&s, &spec).await.unwrap_err().is_not_found());
+        assert!(d.upgrade_to(&s, "bad image").await.is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever labels and env an engine reports, reading the spec and endpoint back does not
+        /// panic, and container names made from any service name are valid.
+        #[test]
+        fn engine_answers_never_panic(
+            labels in proptest::collection::hash_map("[a-z.\\-]{1,20}", ".{0,40}", 0..8),
+            port in ".{0,8}",
+            env in proptest::collection::vec(".{0,30}", 0..6),
+            ip in proptest::option::of(".{0,40}"),
+            name in ".{1,200}",
+        ) {
+            let mut labels = labels;
+            labels.insert(LABEL_PORT.to_owned(), port);
+            labels.insert(LABEL_ENV_KEYS.to_owned(), env.iter().filter_map(|e| e.split_once('=')).map(|(k, _)| k).collect::<Vec<_>>().join(","));
+            let network = labels.get(LABEL_NETWORK).cloned().unwrap_or_else(|| "n".into());
+            let inspect = ContainerInspectResponse {
+                config: Some(bollard::models::ContainerConfig { labels: Some(labels), env: Some(env), ..Default::default() }),
+                network_settings: Some(bollard::models::NetworkSettings {
+                    networks: Some(HashMap::from([(network, EndpointSettings { ip_address: ip, ..Default::default() })])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let found = Found { node: "n".into(), id: "c".into(), name: "x".into(), final_name: "x".into() };
+            let _ = spec_of(&found, &inspect);
+            let _ = status_of(&found, &inspect);
+            let _ = endpoint_of(&inspect, None, "http", 1);
+            proptest::prop_assert!(valid_name(&container_name_for(&name, &uuid::Uuid::now_v7().to_string())));
+        }
     }
 
     #[test]
