@@ -171,6 +171,9 @@ pub struct DockerDriverConfig {
     pub stop_timeout: Duration,
     /// The network of installs whose spec names none (`None`: the engine's default).
     pub default_network: Option<String>,
+    /// Whether an image the node does not have is pulled (default on; off for hosts without a
+    /// registry, where a missing image then fails the create check at once).
+    pub pull_missing: bool,
     /// The settings of the direct driver that probes, syncs and configures the instances.
     pub direct: DirectDriverConfig,
 }
@@ -184,6 +187,7 @@ impl DockerDriverConfig {
             health_interval: Duration::from_millis(250),
             stop_timeout: Duration::from_secs(10),
             default_network: None,
+            pull_missing: true,
             direct: DirectDriverConfig::default().timeouts(Duration::from_secs(2), Duration::from_secs(10)),
         })
     }
@@ -220,6 +224,13 @@ impl DockerDriverConfigBuilder {
     #[must_use]
     pub fn default_network(mut self, network: impl Into<String>) -> Self {
         self.0.default_network = Some(network.into());
+        self
+    }
+
+    /// Whether missing images are pulled.
+    #[must_use]
+    pub fn pull_missing(mut self, yes: bool) -> Self {
+        self.0.pull_missing = yes;
         self
     }
 
@@ -486,7 +497,7 @@ impl DockerDriver {
             Ok(r) => Ok(r.id),
             Err(e) => {
                 let e = docker_error(node, "create container", e);
-                if !is_404(&e) {
+                if !is_404(&e) || !self.config.pull_missing {
                     return Err(e);
                 }
                 let image = body.image.clone().unwrap_or_default();
@@ -658,13 +669,14 @@ impl DockerDriver {
                 || restarts > 0
             {
                 let logs = self.logs_of(node, id, 5).await.unwrap_or_default().join(" | ");
-                return Err((
-                    UpgradeCheck::Running,
-                    format!(
-                        "the container stopped running ({status}, exit code {}, {restarts} restarts); last log lines: {logs}",
-                        state.exit_code.unwrap_or(-1)
-                    ),
-                ));
+                let code = state.exit_code.unwrap_or(-1);
+                let what = match status {
+                    ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD => format!("the container exited with status {code}"),
+                    ContainerStateStatusEnum::RESTARTING => format!("the container is being restarted (last exit status {code})"),
+                    // Running again: the exit status of the run that ended is gone.
+                    _ => format!("the container exited and was restarted {restarts} times by its restart policy"),
+                };
+                return Err((UpgradeCheck::Running, format!("{what}; last log lines: {logs}")));
             }
             if let Some(endpoint) = endpoint_of(&inspect, spec.network.as_deref(), &spec.scheme, spec.port) {
                 let probed = EdgeService { endpoint: endpoint.clone(), ..service.clone() };
