@@ -1,7 +1,7 @@
 //! Hosted edge services: instances the platform runs itself (feature `docker`: containers on Docker
 //! hosts, see [`docker`]).
 //!
-//! A hosted service is an [`EdgeService`] of mode `docker` plus a [`HostedSpec`]: the image, the
+//! A hosted service is an [`EdgeService`](ecp_core::edge::EdgeService) of mode `docker` plus a [`HostedSpec`]: the image, the
 //! port its API listens on inside the container, environment, command arguments, restart policy,
 //! network, and the Docker host (node) it runs on. The spec is given to the driver at install
 //! ([`DockerDriver::install_with`](docker::DockerDriver::install_with), or registered beforehand

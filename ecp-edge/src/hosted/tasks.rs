@@ -76,8 +76,10 @@ impl BatchInstall {
     }
 }
 
-/// Runs batch installs and upgrades of hosted services on a task engine; see the
-/// [module docs](self).
+/// Runs batch installs and upgrades of hosted services on a task engine: the kinds
+/// [`INSTALL_KIND`] and [`UPGRADE_KIND`], whose targets are edge services, under the task's
+/// rollout policy. An install target rolls back by uninstalling, an upgrade target by upgrading
+/// back to the image it ran before.
 #[derive(Debug, Clone)]
 pub struct HostedTasks {
     engine: TaskEngine,
