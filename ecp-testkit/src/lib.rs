@@ -20,9 +20,10 @@
 //!   paged clients and alarms, license) for onboarding tests and the quickstart.
 //! - [`smtp`]: a small real SMTP server on a free loopback port (AUTH PLAIN/LOGIN, no TLS) that
 //!   keeps the messages it receives, for tests of email notifiers.
-//!
-//! Later issues add static test binaries packed into `FROM scratch` Docker images.
+//! - [`docker`]: static test binaries (`sim-edge`) packed into `FROM scratch` Docker images, built
+//!   once and shared by parallel test processes, and the Docker engine check.
 
+pub mod docker;
 pub mod emqx;
 pub mod mosquitto;
 #[cfg(feature = "postgres")]
