@@ -55,9 +55,64 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A hosted service's new instance (of an install or an upgrade) failed a check: it was
+    /// removed, and on an upgrade the old instance left serving (`rolled_back`), or it could not be
+    /// brought back.
+    #[error("{operation} of {service} to {image} failed its {check} check: {reason}{}", if *rolled_back { " (rolled back)" } else { " (not rolled back)" })]
+    HostedCheckFailed {
+        /// `install` or `upgrade`.
+        operation: &'static str,
+        /// The service (its name).
+        service: String,
+        /// The image it was to run.
+        image: String,
+        /// The check that failed.
+        check: UpgradeCheck,
+        /// What the check saw (the new instance's exit status and last log lines, the probe's
+        /// error ...).
+        reason: String,
+        /// Whether the new instance was removed and (upgrade) the old one is back in service.
+        rolled_back: bool,
+    },
     /// An error of the store, tenancy, authorization, or an unsupported operation.
     #[error(transparent)]
     Core(#[from] ecp_core::Error),
+}
+
+/// The checks a hosted service's new instance passes before it replaces the old one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum UpgradeCheck {
+    /// The new instance could be created (its image exists, its name is free).
+    Create,
+    /// The new instance started.
+    Start,
+    /// The new instance kept running (did not exit or restart).
+    Running,
+    /// The new instance answered the service's probe in time.
+    Probe,
+    /// The new instance took the old one's place (stop, remove, rename).
+    Switch,
+}
+
+impl UpgradeCheck {
+    /// The stable name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            UpgradeCheck::Create => "create",
+            UpgradeCheck::Start => "start",
+            UpgradeCheck::Running => "running",
+            UpgradeCheck::Probe => "probe",
+            UpgradeCheck::Switch => "switch",
+        }
+    }
+}
+
+impl std::fmt::Display for UpgradeCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Error {

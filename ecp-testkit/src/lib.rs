@@ -19,8 +19,10 @@
 //! - [`smtp`]: a small real SMTP server on a free loopback port (AUTH PLAIN/LOGIN, no TLS) that
 //!   keeps the messages it receives, for tests of email notifiers.
 //!
-//! Later issues add static test binaries packed into `FROM scratch` Docker images.
+//! - [`docker`]: static test binaries (`sim-edge`) packed into `FROM scratch` Docker images, built
+//!   once and shared by parallel test processes, and the Docker engine check.
 
+pub mod docker;
 pub mod mosquitto;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -29,6 +29,7 @@ options (apply to the latest --kind):
   --token-lifetime SECS  lifetime of issued tokens
   --latency-ms MS        latency added to every request
   --body-limit BYTES     largest request body (default 1048576)
+  --version VERSION      product version the service reports (default: the simulated product's)
   -h, --help             this text";
 
 #[derive(Debug, Default)]
@@ -44,6 +45,7 @@ struct Spec {
     token_lifetime: Option<Duration>,
     latency: Option<Duration>,
     body_limit: Option<usize>,
+    version: Option<String>,
 }
 
 impl Spec {
@@ -83,6 +85,9 @@ impl Spec {
                 }
                 if let Some(l) = self.body_limit {
                     b = b.body_limit(l);
+                }
+                if let Some(v) = &self.version {
+                    b = b.version(v.clone());
                 }
                 b.build().map_err(|e| e.to_string())
             })
@@ -145,6 +150,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 let v = value()?;
                 current.host = Some(v.parse().map_err(|_| bad("an IP address", &v))?);
             }
+            "--version" => current.version = Some(value()?),
             "--user" => current.user = Some(value()?),
             "--password" => current.password = Some(value()?),
             "--token-lifetime" => {
@@ -258,8 +264,14 @@ mod tests {
 
         let c = run(&["--kind", "ekuiper", "--auth", "--latency-ms", "5", "--token-lifetime", "2"]).unwrap();
         assert!(c[0].auth);
+        assert_eq!(c[0].version, None);
         assert_eq!(c[0].latency, Duration::from_millis(5));
         assert_eq!(c[0].token_lifetime, Duration::from_secs(2));
+
+        let c = run(&["--kind", "neuron", "--version", "2.99.1", "--kind", "nanomq"]).unwrap();
+        assert_eq!(c[0].version.as_deref(), Some("2.99.1"));
+        assert_eq!(c[1].version, None);
+        assert!(run(&["--kind", "neuron", "--version", ""]).is_err());
 
         assert!(run(&[]).is_err());
         assert!(run(&["--kind", "emqx"]).is_err());

@@ -203,6 +203,10 @@ pub struct SimConfig {
     pub body_limit: usize,
     /// Latency added to every request from the start.
     pub latency: Duration,
+    /// The product version the service reports (NeuronEX `/api/version`, Neuron
+    /// `/api/v2/version`, eKuiper `GET /`, NanoMQ brokers and nodes) instead of the simulated
+    /// product's own; tells images of one simulator apart.
+    pub version: Option<String>,
 }
 
 impl fmt::Debug for SimConfig {
@@ -216,6 +220,7 @@ impl fmt::Debug for SimConfig {
             .field("token_lifetime", &self.token_lifetime)
             .field("body_limit", &self.body_limit)
             .field("latency", &self.latency)
+            .field("version", &self.version)
             .finish()
     }
 }
@@ -233,6 +238,7 @@ impl SimConfig {
             token_lifetime: kind.default_token_lifetime(),
             body_limit: DEFAULT_BODY_LIMIT,
             latency: Duration::ZERO,
+            version: None,
         }
     }
 
@@ -291,6 +297,13 @@ impl SimConfigBuilder {
         self
     }
 
+    /// The product version reported instead of the simulated product's own (see
+    /// [`SimConfig::version`]).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.config.version = Some(version.into());
+        self
+    }
+
     /// Checks and returns the config.
     ///
     /// # Errors
@@ -300,6 +313,9 @@ impl SimConfigBuilder {
     pub fn build(self) -> Result<SimConfig, SimError> {
         let c = self.config;
         let invalid = |reason: &str| Err(SimError::InvalidConfig { reason: reason.to_owned() });
+        if c.version.as_deref().is_some_and(|v| v.is_empty() || v.len() > 64) {
+            return invalid("version must be 1 to 64 bytes long");
+        }
         if c.body_limit < 1024 {
             return invalid("body_limit must be at least 1024 bytes");
         }

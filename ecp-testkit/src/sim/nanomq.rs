@@ -210,11 +210,11 @@ pub(crate) fn handle(shared: &Shared, req: &SimRequest) -> Response {
     let result = match (req.method.as_str(), segs.as_slice()) {
         ("GET", []) => Ok(endpoints()),
         ("GET", ["brokers"]) => Ok(data(json!([{
-            "datetime": datetime(), "node_status": "Running", "sysdescr": "NanoMQ Broker", "uptime": uptime(shared), "version": VERSION,
+            "datetime": datetime(), "node_status": "Running", "sysdescr": "NanoMQ Broker", "uptime": uptime(shared), "version": shared.config.version.as_deref().unwrap_or(VERSION),
         }]))),
         ("GET", ["brokers", "connections"]) => Ok(ok_json(&json!({ "connections": connections(&state) }))),
         ("GET", ["nodes"]) => Ok(data(json!([{
-            "connections": connections(&state), "node_status": "Running", "uptime": uptime(shared), "version": VERSION,
+            "connections": connections(&state), "node_status": "Running", "uptime": uptime(shared), "version": shared.config.version.as_deref().unwrap_or(VERSION),
         }]))),
         ("GET", ["clients"]) => Ok(clients(&state, req, None, None)),
         ("GET", ["clients", id]) => Ok(clients(&state, req, Some(id), None)),

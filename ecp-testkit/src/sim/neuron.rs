@@ -398,8 +398,9 @@ fn ping(_ctx: &Ctx<'_>, _req: &SimRequest) -> Reply {
     Ok(reply(StatusCode::OK, &json!({})))
 }
 
-fn version(_ctx: &Ctx<'_>, _req: &SimRequest) -> Reply {
-    Ok(reply(StatusCode::OK, &json!({ "version": VERSION, "revision": REVISION, "build_date": BUILD_DATE })))
+fn version(ctx: &Ctx<'_>, _req: &SimRequest) -> Reply {
+    let version = ctx.shared.config.version.as_deref().unwrap_or(VERSION);
+    Ok(reply(StatusCode::OK, &json!({ "version": version, "revision": REVISION, "build_date": BUILD_DATE })))
 }
 
 fn plugins(ctx: &Ctx<'_>, _req: &SimRequest) -> Reply {

@@ -63,7 +63,7 @@ pub(crate) fn handle(shared: &Shared, req: &SimRequest) -> Response {
         }
     }
     match route {
-        Route::Version => reply(StatusCode::OK, &json!({ "version": VERSION })),
+        Route::Version => reply(StatusCode::OK, &json!({ "version": shared.config.version.as_deref().unwrap_or(VERSION) })),
         Route::System => reply(
             StatusCode::OK,
             &json!({
@@ -71,7 +71,7 @@ pub(crate) fn handle(shared: &Shared, req: &SimRequest) -> Response {
                 "ekuiperStatus": "running",
                 "os": "linux",
                 "arch": "amd64",
-                "version": VERSION,
+                "version": shared.config.version.as_deref().unwrap_or(VERSION),
                 "neuronVersion": neuron::VERSION,
                 "ekuiperVersion": ekuiper::VERSION,
                 "uptime": shared.started.elapsed().as_secs().to_string(),

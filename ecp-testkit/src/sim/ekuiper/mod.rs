@@ -179,7 +179,7 @@ pub(crate) fn handle(shared: &Shared, req: &SimRequest, sub: &str, auth: bool) -
 
 fn info(shared: &Shared) -> Response {
     let body = json!({
-        "version": VERSION,
+        "version": shared.config.version.as_deref().unwrap_or(VERSION),
         "os": "linux",
         "arch": "amd64",
         "upTimeSeconds": shared.started.elapsed().as_secs(),
