@@ -13,6 +13,8 @@
 //!
 //! `ecp-cluster` and `ecp-edge` never depend on each other.
 
+#[cfg(feature = "docker")]
+pub mod docker;
 pub mod driver;
 pub mod error;
 pub mod model;
