@@ -447,7 +447,7 @@ mod tests {
         let c = EmqxClient::new(&api("http://10.0.0.1:18083/"), &ClientOptions::default()).unwrap();
         assert_eq!(c.url(&request::nodes()).as_str(), "http://10.0.0.1:18083/api/v5/nodes");
         let c = EmqxClient::new(&api("https://proxy/emqx/a/"), &ClientOptions::default()).unwrap();
-        assert_eq!(c.url(&request::node("emqx@h").unwrap()).as_str(), "https://proxy/emqx/a/api/v5/nodes/emqx%40h");
+        assert_eq!(c.url(&request::node("emqx@h").unwrap()).as_str(), "https://proxy/emqx/a/api/v5/nodes/emqx@h");
         assert_eq!(c.url(&request::stats(true)).as_str(), "https://proxy/emqx/a/api/v5/stats?aggregate=true");
         for bad in ["ftp://h", "http://u:p@h", "http://h/?q=1", "http://h/#f", "h:18083", ""] {
             assert!(EmqxClient::new(&api(bad), &ClientOptions::default()).is_err(), "{bad}");

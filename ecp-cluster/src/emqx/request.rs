@@ -38,7 +38,7 @@ impl Method {
 pub struct Request {
     /// The method.
     pub method: Method,
-    /// The path below the base URL (`/api/v5/nodes/emqx%4010.0.0.1`), its segments encoded.
+    /// The path below the base URL (`/api/v5/nodes/emqx@10.0.0.1`), its segments encoded.
     pub path: String,
     /// The query, in order (names and values unencoded).
     pub query: Vec<(&'static str, String)>,
@@ -72,11 +72,11 @@ impl fmt::Display for Request {
     }
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986).
-fn encode(s: &str) -> String {
+/// Percent-encodes everything but unreserved characters (RFC 3986) and `also`.
+fn encode_but(s: &str, also: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || also.contains(&b) {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -85,12 +85,19 @@ fn encode(s: &str) -> String {
     out
 }
 
+/// A query value, encoded.
+fn encode(s: &str) -> String {
+    encode_but(s, &[])
+}
+
 /// A path segment from outside (a node name, a listener id), checked and encoded.
 fn segment(field: &'static str, value: &str) -> Result<String> {
     if value.is_empty() || value.len() > 1024 || value.chars().any(char::is_control) {
         return Err(Error::invalid(field, "must be 1 to 1024 bytes without control characters"));
     }
-    Ok(encode(value))
+    // `@` and `:` may stand in a segment as they are (RFC 3986 `pchar`): node names and
+    // listener ids keep their look (`emqx@10.0.0.1`, `tcp:default`).
+    Ok(encode_but(value, b"@:"))
 }
 
 /// `GET /status` (no auth needed); with `json`, `?format=json`.
@@ -321,12 +328,12 @@ mod tests {
     fn paths_and_queries() {
         assert_eq!(status(false).endpoint(), "GET /status");
         assert_eq!(status(true).endpoint(), "GET /status?format=json");
-        assert_eq!(node("emqx@10.0.0.1").unwrap().path, "/api/v5/nodes/emqx%4010.0.0.1");
+        assert_eq!(node("emqx@10.0.0.1").unwrap().path, "/api/v5/nodes/emqx@10.0.0.1");
         assert_eq!(node("a/../b").unwrap().path, "/api/v5/nodes/a%2F..%2Fb");
         assert!(node("").is_err());
         assert_eq!(stats(true).endpoint(), "GET /api/v5/stats?aggregate=true");
         assert_eq!(metrics(false, Some("emqx@h")).endpoint(), "GET /api/v5/metrics?node=emqx%40h");
-        assert_eq!(monitor_current(Some("emqx@h")).unwrap().path, "/api/v5/monitor_current/nodes/emqx%40h");
+        assert_eq!(monitor_current(Some("emqx@h")).unwrap().path, "/api/v5/monitor_current/nodes/emqx@h");
         assert_eq!(listeners(Some("tcp")).endpoint(), "GET /api/v5/listeners?type=tcp");
         let q = ClientQuery::all().conn_state(ConnState::Connected).like_clientid("dev 1");
         assert_eq!(

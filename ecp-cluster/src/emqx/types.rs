@@ -279,7 +279,7 @@ fn counters<'de, D: Deserializer<'de>>(d: D) -> Result<(Option<String>, BTreeMap
     for (k, v) in map {
         match v {
             Value::String(s) if k == "node" => node = Some(s),
-            Value::Number(n) => {
+            Value::Number(n) if k != "node" => {
                 if let Some(n) = n.as_u64().or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f.round() as u64)) {
                     values.insert(k, n);
                 }
