@@ -17,7 +17,7 @@
 //! | another error answer, a body too large or of the wrong shape | `Err(Api)`, `Err(TooLarge)`, `Err(Decode)` |
 //!
 //! So a state is what the cluster itself reports, and an `Err` is that the platform could not
-//! get a report: [`Clusters::refresh`](crate::Clusters::refresh) records an `Err` as status
+//! get a report: [`ProjectClusters::refresh`](crate::ProjectClusters::refresh) records an `Err` as status
 //! `error` with the error as its cause, and registering a cluster whose check fails is refused.
 //!
 //! Creating, scaling, resizing, networking, upgrading, stopping, starting and deleting are
@@ -89,8 +89,7 @@ impl Default for ExistingDriver {
     fn default() -> Self {
         // The default options are valid; should the HTTP client still fail to build, fall back to
         // reqwest's default client rather than panic.
-        Self::new(ClientOptions::default())
-            .unwrap_or_else(|_| Self { http: reqwest::Client::default(), options: ClientOptions::default() })
+        Self::new(ClientOptions::default()).unwrap_or_else(|_| Self { http: reqwest::Client::default(), options: ClientOptions::default() })
     }
 }
 
@@ -121,7 +120,8 @@ impl ExistingDriver {
     /// # Errors
     /// `InvalidInput` when `cluster` has no REST API or a bad base URL.
     pub fn cluster(&self, cluster: &ClusterRef) -> Result<ExistingCluster> {
-        let api = cluster.api.as_ref().ok_or_else(|| Error::invalid("api", "an existing cluster is reached by its REST API, and none is set"))?;
+        let api =
+            cluster.api.as_ref().ok_or_else(|| Error::invalid("api", "an existing cluster is reached by its REST API, and none is set"))?;
         Ok(ExistingCluster { name: cluster.name.clone(), client: self.client(api)? })
     }
 
@@ -135,7 +135,9 @@ impl ExistingDriver {
     pub async fn verify(&self, api: &ClusterApi) -> Result<ClusterInfo> {
         let client = self.client(api)?;
         match probe(&client).await? {
-            Probe::NotReady(why) => Err(Error::Api { endpoint: request::status(true).endpoint(), status: 503, code: None, message: Some(why) }),
+            Probe::NotReady(why) => {
+                Err(Error::Api { endpoint: request::status(true).endpoint(), status: 503, code: None, message: Some(why) })
+            }
             Probe::Ready(status, nodes) => Ok(ClusterInfo { status, nodes, license: client.license().await? }),
         }
     }
@@ -291,7 +293,12 @@ impl ExistingCluster {
     }
 
     /// Every page of its clients, at most `max_pages` of `limit`.
-    pub fn client_pages<'a>(&'a self, query: &'a ClientQuery, limit: u32, max_pages: u32) -> impl Stream<Item = Result<Page<ClientInfo>>> + Send + 'a {
+    pub fn client_pages<'a>(
+        &'a self,
+        query: &'a ClientQuery,
+        limit: u32,
+        max_pages: u32,
+    ) -> impl Stream<Item = Result<Page<ClientInfo>>> + Send + 'a {
         self.client.client_pages(query, limit, max_pages)
     }
 

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use ecp_cluster::emqx::{
-    ClientOptions, ClientQuery, ConnState, EmqxClient, ErrorBody, LicenseSetting, LicenseType, Limit, ListenerRunning, NodeHealth, NodeStatus,
-    PageRequest, parse_memory,
+    ClientOptions, ClientQuery, ConnState, EmqxClient, ErrorBody, LicenseSetting, LicenseType, Limit, ListenerRunning, NodeHealth,
+    NodeStatus, PageRequest, parse_memory,
 };
 use ecp_cluster::{ApiKey, ClusterApi, ClusterDriver, ClusterRef, ClusterStatus, Error, ExistingDriver};
 use ecp_core::{ClusterId, ProjectId};
@@ -71,9 +71,10 @@ fn license_body() -> Value {
 async fn mount_status(server: &MockServer) {
     get("/status")
         .and(query_param("format", "json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"node_name":"emqx@10.0.0.1","cluster":"emqxcl","broker_status":"started","app_status":"running"}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"node_name":"emqx@10.0.0.1","cluster":"emqxcl","broker_status":"started","app_status":"running"})),
+        )
         .mount(server)
         .await;
 }
@@ -101,10 +102,7 @@ async fn nodes_of_5_10_with_a_stopped_node_of_three_keys() {
 #[tokio::test]
 async fn one_node_and_its_not_found() {
     let server = MockServer::start().await;
-    get("/api/v5/nodes/emqx@10.0.0.1")
-        .respond_with(ResponseTemplate::new(200).set_body_json(nodes_510()[0].clone()))
-        .mount(&server)
-        .await;
+    get("/api/v5/nodes/emqx@10.0.0.1").respond_with(ResponseTemplate::new(200).set_body_json(nodes_510()[0].clone())).mount(&server).await;
     get("/api/v5/nodes/emqx@10.0.0.9")
         .respond_with(ResponseTemplate::new(404).set_body_json(json!({"code":"NOT_FOUND","message":"Node not found: emqx@10.0.0.9"})))
         .mount(&server)
@@ -179,7 +177,10 @@ async fn stats_per_node_and_aggregated() {
     assert_eq!((per_node[0].count("connections"), per_node[0].max("connections")), (Some(12), Some(40)));
     assert_eq!(per_node[0].count("subscriptions.shared"), Some(0));
     let all = c.stats_aggregate().await.unwrap();
-    assert_eq!((all.node.as_deref(), all.count("connections"), all.max("connections"), all.count("retained")), (None, Some(24), Some(80), None));
+    assert_eq!(
+        (all.node.as_deref(), all.count("connections"), all.max("connections"), all.count("retained")),
+        (None, Some(24), Some(80), None)
+    );
     assert_all_authenticated(&server).await;
 }
 
@@ -195,9 +196,10 @@ async fn metrics_per_node_and_aggregated() {
         .await;
     get("/api/v5/metrics")
         .and(query_param_is_missing("aggregate"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!([{"node":"emqx@10.0.0.1","messages.received":30},{"node":"emqx@10.0.0.2","messages.received":20}]),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([{"node":"emqx@10.0.0.1","messages.received":30},{"node":"emqx@10.0.0.2","messages.received":20}])),
+        )
         .mount(&server)
         .await;
     let c = client(&server);
@@ -276,8 +278,7 @@ async fn clients_page_with_null_username_infinity_and_no_count() {
         .and(query_param("conn_state", "connected"))
         .and(query_param("like_clientid", "dev"))
         .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"data":[client_item("dev-01")],"meta":{"page":1,"limit":100,"hasnext":false}})),
+            ResponseTemplate::new(200).set_body_json(json!({"data":[client_item("dev-01")],"meta":{"page":1,"limit":100,"hasnext":false}})),
         )
         .expect(1)
         .mount(&server)
@@ -301,8 +302,7 @@ async fn client_pages_walk_every_page_within_the_bound() {
             .and(query_param("page", page.to_string()))
             .and(query_param("limit", "2"))
             .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(json!({"data":data,"meta":{"page":page,"limit":2,"hasnext":page < 3,"count":6}})),
+                ResponseTemplate::new(200).set_body_json(json!({"data":data,"meta":{"page":page,"limit":2,"hasnext":page < 3,"count":6}})),
             )
             .mount(&server)
             .await;
@@ -346,7 +346,10 @@ async fn alarms_active_and_deactivated() {
     let c = client(&server);
     let active = c.alarms(Some(true), PageRequest::default()).await.unwrap();
     let a = &active.data[0];
-    assert_eq!((a.name.as_str(), a.duration(), a.deactivate_at.as_ref()), ("high_system_memory_usage", Some(Duration::from_millis(297_056)), None));
+    assert_eq!(
+        (a.name.as_str(), a.duration(), a.deactivate_at.as_ref()),
+        ("high_system_memory_usage", Some(Duration::from_millis(297_056)), None)
+    );
     assert_eq!(a.details["high_watermark"], 70);
     assert_eq!(active.meta.count, Some(1));
     let history: Vec<_> = c.alarm_pages(Some(false), 100, 10).collect().await;
@@ -375,9 +378,10 @@ async fn license_of_enterprise_and_its_absence_on_open_source() {
 async fn connection_limit_keeps_the_watermarks() {
     let server = MockServer::start().await;
     get("/api/v5/license/setting")
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"connection_low_watermark":"60%","connection_high_watermark":"90%","dynamic_max_connections":25}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"connection_low_watermark":"60%","connection_high_watermark":"90%","dynamic_max_connections":25})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("PUT"))
@@ -385,9 +389,10 @@ async fn connection_limit_keeps_the_watermarks() {
         .and(basic_auth(KEY, SECRET))
         .and(header("accept", "application/json"))
         .and(body_json(json!({"connection_low_watermark":"60%","connection_high_watermark":"90%","dynamic_max_connections":5000})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"connection_low_watermark":"60%","connection_high_watermark":"90%","dynamic_max_connections":5000}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"connection_low_watermark":"60%","connection_high_watermark":"90%","dynamic_max_connections":5000})),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -438,12 +443,14 @@ async fn every_error_shape_is_typed() {
     assert!(!e.is_retryable());
     assert_eq!(e.to_string(), "GET /api/v5/nodes: api key refused (401, BAD_API_KEY_OR_SECRET)");
 
-    let e = nodes_error(ResponseTemplate::new(401).set_body_json(json!({"code":"API_KEY_NOT_ALLOW","message":"API Key not allowed"}))).await;
+    let e =
+        nodes_error(ResponseTemplate::new(401).set_body_json(json!({"code":"API_KEY_NOT_ALLOW","message":"API Key not allowed"}))).await;
     assert!(matches!(&e, Error::Unauthorized { status: 401, code: Some(c), .. } if c == "API_KEY_NOT_ALLOW"), "{e:?}");
 
-    let e = nodes_error(ResponseTemplate::new(403).set_body_json(
-        json!({"code":"UNAUTHORIZED_ROLE","message":"This API Key don't have permission to access this resource"}),
-    ))
+    let e = nodes_error(
+        ResponseTemplate::new(403)
+            .set_body_json(json!({"code":"UNAUTHORIZED_ROLE","message":"This API Key don't have permission to access this resource"})),
+    )
     .await;
     assert!(matches!(&e, Error::Unauthorized { status: 403, code: Some(c), .. } if c == "UNAUTHORIZED_ROLE"), "{e:?}");
 
@@ -460,11 +467,14 @@ async fn every_error_shape_is_typed() {
     assert!(e.is_retryable() && matches!(&e, Error::Api { status: 500, code: Some(c), .. } if c == "NODE_DOWN"), "{e:?}");
 
     // Extra keys merged in by minirest are tolerated.
-    let e = nodes_error(ResponseTemplate::new(400).set_body_json(
-        json!({"code":"INVALID_PARAMETER","message":"page_limit_invalid","hint":"limit is 1..10000","value":0}),
-    ))
+    let e = nodes_error(
+        ResponseTemplate::new(400)
+            .set_body_json(json!({"code":"INVALID_PARAMETER","message":"page_limit_invalid","hint":"limit is 1..10000","value":0})),
+    )
     .await;
-    assert!(matches!(&e, Error::Api { status: 400, code: Some(c), message: Some(m), .. } if c == "INVALID_PARAMETER" && m == "page_limit_invalid"));
+    assert!(
+        matches!(&e, Error::Api { status: 400, code: Some(c), message: Some(m), .. } if c == "INVALID_PARAMETER" && m == "page_limit_invalid")
+    );
     assert!(!e.is_retryable());
 
     // A proxy's HTML page.
@@ -640,7 +650,10 @@ async fn the_secret_never_shows() {
     let basic = base64_of(&format!("{KEY}:{SECRET}"));
     // A server that echoes the credentials in its errors and in a bad body.
     Mock::given(path("/api/v5/nodes"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"code":"INTERNAL_ERROR","message":format!("bad auth {SECRET} / Basic {basic}")})))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"code":"INTERNAL_ERROR","message":format!("bad auth {SECRET} / Basic {basic}")})),
+        )
         .mount(&server)
         .await;
     // serde's own message would quote the string.

@@ -10,7 +10,10 @@ use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
 use super::request::{self, ClientQuery, PageRequest, Request};
-use super::types::{Alarm, ClientInfo, ErrorBody, License, LicenseSetting, ListenerInfo, Metrics, MonitorCurrent, Node, NodeHealth, Page, Stats, StatusReport};
+use super::types::{
+    Alarm, ClientInfo, ErrorBody, License, LicenseSetting, ListenerInfo, Metrics, MonitorCurrent, Node, NodeHealth, Page, Stats,
+    StatusReport,
+};
 use crate::driver::ClusterApi;
 use crate::error::{Error, Result};
 use crate::model::ApiKey;
@@ -157,9 +160,7 @@ impl EmqxClient {
             .basic_auth(&self.key.key, Some(self.key.secret.expose_secret()))
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(body) = &req.body {
-            builder = builder
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(serde_json::to_vec(body).unwrap_or_default());
+            builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json").body(serde_json::to_vec(body).unwrap_or_default());
         }
         let mut response = builder.send().await.map_err(|e| transport(req, e))?;
         let status = response.status().as_u16();
@@ -190,11 +191,7 @@ impl EmqxClient {
     fn scrub(&self, text: String) -> String {
         let secret = self.key.secret.expose_secret();
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", self.key.key));
-        if text.contains(secret) || text.contains(&basic) {
-            text.replace(&basic, "[REDACTED]").replace(secret, "[REDACTED]")
-        } else {
-            text
-        }
+        if text.contains(secret) || text.contains(&basic) { text.replace(&basic, "[REDACTED]").replace(secret, "[REDACTED]") } else { text }
     }
 
     fn decode<T: DeserializeOwned>(&self, req: &Request, body: &[u8]) -> Result<T> {

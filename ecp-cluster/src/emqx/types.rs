@@ -242,7 +242,7 @@ impl Stats {
 
 impl<'de> Deserialize<'de> for Stats {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (node, values) = counters(d)?;
+        let Counters { node, values } = counters(d)?;
         Ok(Stats { node, values })
     }
 }
@@ -266,13 +266,19 @@ impl Metrics {
 
 impl<'de> Deserialize<'de> for Metrics {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (node, counters) = counters(d)?;
-        Ok(Metrics { node, counters })
+        let Counters { node, values } = counters(d)?;
+        Ok(Metrics { node, counters: values })
     }
 }
 
+/// The integers of an object, and its `node`.
+struct Counters {
+    node: Option<String>,
+    values: BTreeMap<String, u64>,
+}
+
 /// An object of non-negative integers and an optional `node`; other values are passed over.
-fn counters<'de, D: Deserializer<'de>>(d: D) -> Result<(Option<String>, BTreeMap<String, u64>), D::Error> {
+fn counters<'de, D: Deserializer<'de>>(d: D) -> Result<Counters, D::Error> {
     let map = serde_json::Map::<String, Value>::deserialize(d)?;
     let mut node = None;
     let mut values = BTreeMap::new();
@@ -287,7 +293,7 @@ fn counters<'de, D: Deserializer<'de>>(d: D) -> Result<(Option<String>, BTreeMap
             _ => {}
         }
     }
-    Ok((node, values))
+    Ok(Counters { node, values })
 }
 
 /// `/api/v5/monitor_current` (the cluster) or `/monitor_current/nodes/{node}`: current gauges and
