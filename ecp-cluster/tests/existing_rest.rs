@@ -115,6 +115,20 @@ async fn one_node_and_its_not_found() {
     assert_all_authenticated(&server).await;
 }
 
+/// A cluster whose `/status` answers 503 as 5.3 does: `retry-after` and the misspelled type.
+async fn not_ready_server() -> MockServer {
+    let server = MockServer::start().await;
+    get("/status")
+        .respond_with(
+            ResponseTemplate::new(503)
+                .insert_header("retry-after", "15")
+                .set_body_raw("Node emqx@10.0.0.1 is starting\nemqx is not_running", "applicatin/json"),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
 #[tokio::test]
 async fn status_as_json_as_text_misspelled_and_503() {
     let server = MockServer::start().await;
@@ -137,15 +151,7 @@ async fn status_as_json_as_text_misspelled_and_503() {
     assert_eq!((r.node_name.as_str(), r.broker_status.as_str(), r.app_status.as_str()), ("emqx@10.0.0.1", "started", "running"));
     assert_eq!(r.cluster, None);
 
-    let server = MockServer::start().await;
-    get("/status")
-        .respond_with(
-            ResponseTemplate::new(503)
-                .insert_header("retry-after", "15")
-                .set_body_raw("Node emqx@10.0.0.1 is starting\nemqx is not_running", "applicatin/json"),
-        )
-        .mount(&server)
-        .await;
+    let server = not_ready_server().await;
     match client(&server).status().await.unwrap() {
         NodeHealth::NotReady { retry_after, report } => {
             assert_eq!(retry_after, Some(Duration::from_secs(15)));
@@ -598,15 +604,7 @@ async fn state_names_stopped_nodes_and_not_ready_clusters() {
     assert_eq!((state.core.desired, state.core.ready), (2, 1));
     assert!(!state.nodes[1].running);
 
-    let server = MockServer::start().await;
-    get("/status")
-        .respond_with(
-            ResponseTemplate::new(503)
-                .insert_header("retry-after", "15")
-                .set_body_raw("Node emqx@10.0.0.1 is starting\nemqx is not_running", "applicatin/json"),
-        )
-        .mount(&server)
-        .await;
+    let server = not_ready_server().await;
     let state = driver.state(&cluster_ref(&server)).await.unwrap();
     let cause = state.status.cause().unwrap();
     assert!(cause.starts_with("not ready") && cause.contains("retry after 15 s"), "{cause}");

@@ -695,6 +695,7 @@ impl ErrorBody {
     }
 }
 
+/// What a JSON value is, for error messages (never the value itself).
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
