@@ -48,6 +48,15 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// The server is not an EMQX 5 cluster, or lacks what the call needs (an EMQX 4 node, an open
+    /// source build asked for a license setting, another HTTP server).
+    #[error("{endpoint}: incompatible cluster: {reason}")]
+    Incompatible {
+        /// The request that showed it.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
     /// A response body exceeded the configured limit.
     #[error("{endpoint}: body of {size} bytes exceeds the limit of {limit}")]
     TooLarge {

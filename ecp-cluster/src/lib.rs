@@ -16,12 +16,18 @@
 #[cfg(feature = "docker")]
 pub mod docker;
 pub mod driver;
+#[cfg(feature = "existing")]
+pub mod emqx;
 pub mod error;
+#[cfg(feature = "existing")]
+pub mod existing;
 pub mod model;
 pub mod service;
 
 pub use driver::{ClusterApi, ClusterDriver, ClusterOperation, ClusterRef};
 pub use error::{Error, Result};
+#[cfg(feature = "existing")]
+pub use existing::{ClusterInfo, ExistingCluster, ExistingDriver};
 pub use model::{
     ApiKey, ClusterBackend, ClusterLimits, ClusterSpec, ClusterState, ClusterStatus, Listener, ListenerProtocol, NetworkMode, NodeSummary,
     ReplicaCount, Resources,

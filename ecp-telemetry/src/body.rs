@@ -1,7 +1,9 @@
-//! Reading HTTP answer bodies under a size limit, without buffering more than the limit.
+//! Reading HTTP answer bodies under a size limit, without buffering more than the limit (shared by
+//! the scraper, the EMQX poller, and ecp-cluster's EMQX client).
 
 /// Why a body could not be read.
-pub(crate) enum BodyError {
+#[derive(Debug)]
+pub enum BodyError {
     /// It is (at least) this many bytes, over the limit.
     TooLarge(usize),
     /// The transport failed while reading.
@@ -10,7 +12,7 @@ pub(crate) enum BodyError {
 
 /// The whole body, refused as soon as it is known to exceed `limit` bytes (from its
 /// `Content-Length`, or while streaming).
-pub(crate) async fn read_limited(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+pub async fn read_limited(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
     if let Some(len) = response.content_length().and_then(|l| usize::try_from(l).ok()).filter(|l| *l > limit) {
         return Err(BodyError::TooLarge(len));
     }

@@ -38,7 +38,7 @@
 
 pub mod alarm;
 #[cfg(feature = "http")]
-mod body;
+pub mod body;
 pub mod collector;
 #[cfg(feature = "http")]
 pub mod emqx;
