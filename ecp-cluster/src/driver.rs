@@ -41,6 +41,8 @@ pub enum ClusterOperation {
     Start,
     /// Delete it.
     Delete,
+    /// Push its connection limit to the cluster.
+    SetConnectionLimit,
 }
 
 impl ClusterOperation {
@@ -56,6 +58,7 @@ impl ClusterOperation {
             ClusterOperation::Stop => "stop",
             ClusterOperation::Start => "start",
             ClusterOperation::Delete => "delete",
+            ClusterOperation::SetConnectionLimit => "set_connection_limit",
         }
     }
 }
@@ -176,6 +179,17 @@ pub trait ClusterDriver: Send + Sync + fmt::Debug + 'static {
     async fn start(&self, cluster: &ClusterRef) -> Result<()> {
         let _ = cluster;
         Err(unsupported(ClusterOperation::Start, self.backend()))
+    }
+
+    /// Pushes the cluster's connection limit (its share of the license's pool) to the cluster
+    /// itself: EMQX's dynamic license setting on onboarded clusters. Backends that cannot answer
+    /// `Unsupported`, and the limit is then the platform's accounting only.
+    ///
+    /// # Errors
+    /// `Unsupported`; the backend's errors (an EMQX that refuses the setting: `Incompatible`).
+    async fn set_connection_limit(&self, cluster: &ClusterRef, limit: u64) -> Result<()> {
+        let _ = (cluster, limit);
+        Err(unsupported(ClusterOperation::SetConnectionLimit, self.backend()))
     }
 
     /// Deletes the cluster and everything the backend created for it. Deleting one that is gone

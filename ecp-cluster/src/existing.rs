@@ -337,4 +337,8 @@ impl ClusterDriver for ExistingDriver {
     async fn state(&self, cluster: &ClusterRef) -> Result<ClusterState> {
         self.cluster(cluster)?.state().await
     }
+
+    async fn set_connection_limit(&self, cluster: &ClusterRef, limit: u64) -> Result<()> {
+        self.cluster(cluster)?.set_connection_limit(limit).await.map(|_| ())
+    }
 }

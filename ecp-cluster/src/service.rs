@@ -634,11 +634,13 @@ impl ProjectClusters {
         Ok(Cluster { status: ClusterStatus::Updating, ..c })
     }
 
-    /// Sets the cluster's connection limit within the license's pool ("Update Connect Limit"); on
-    /// `LimitExceeded` the old limit stays. Needs `edit cluster`.
+    /// Sets the cluster's connection limit within the license's pool ("Update Connect Limit") and
+    /// pushes it to the cluster where the backend can (EMQX's dynamic license setting of onboarded
+    /// clusters; elsewhere the limit is the platform's accounting only). On `LimitExceeded`, or when
+    /// the cluster refuses the setting, the old limit stays. Needs `edit cluster`.
     ///
     /// # Errors
-    /// `PermissionDenied`, `NotFound`, `LimitExceeded`, `Backend`.
+    /// `PermissionDenied`, `NotFound`, `LimitExceeded`, the backend's error, `Backend`.
     pub async fn set_connection_limit(&self, id: ClusterId, limit: u64) -> Result<Cluster> {
         let event = self.event(ops::SET_CONNECTION_LIMIT).resource(id, None).details(serde_json::json!({"connection_limit": limit}));
         if let Err(e) = self.authorize(Permission::edit(ResourceKind::Cluster)) {
@@ -649,9 +651,41 @@ impl ProjectClusters {
             Err(e) => return self.fail(event, e).await,
         };
         let event = event.resource(id, Some(&record.name));
-        match self.store().set_connection_limit(id, limit, &self.clusters.inner.quota, self.now(), &event).await {
+        let quota = self.clusters.inner.quota;
+        // The pool first (so a cluster is never told a limit the license cannot give it) ...
+        if record.enabled {
+            let usage = match self.store().license_usage().await {
+                Ok(u) => u,
+                Err(e) => return self.fail(event, e).await,
+            };
+            let others = usage.connections.saturating_sub(record.connection_limit);
+            if others.saturating_add(limit) > quota.max_connections {
+                let e = ecp_core::Error::LimitExceeded { limit: "licensed connections", max: quota.max_connections };
+                return self.fail(event, e).await;
+            }
+        }
+        // ... then the cluster, then the store (which checks the pool again, in its transaction).
+        let backend = match Cluster::from_record(&record) {
+            Ok(c) => c.backend,
+            Err(e) => return self.fail(event, e).await,
+        };
+        let pushed = match (self.clusters.driver(backend), Self::reference(&record)) {
+            (Ok(driver), Ok(target)) => match driver.set_connection_limit(&target, limit).await {
+                Ok(()) => Some((driver.clone(), target)),
+                Err(e) if e.is_unsupported() => None,
+                Err(e) => return self.fail(event, e).await,
+            },
+            (Err(e), _) | (_, Err(e)) => return self.fail(event, e).await,
+        };
+        match self.store().set_connection_limit(id, limit, &quota, self.now(), &event).await {
             Ok(r) => Cluster::from_record(&r),
-            Err(e) => self.fail(event, e).await,
+            Err(e) => {
+                if let Some((driver, target)) = pushed {
+                    // Another replica took the connections meanwhile: give the cluster its old limit back.
+                    let _ = driver.set_connection_limit(&target, record.connection_limit).await;
+                }
+                self.fail(event, e).await
+            }
         }
     }
 

@@ -97,6 +97,12 @@ impl ClusterDriver for Recording {
     async fn start(&self, c: &ClusterRef) -> ecp_cluster::Result<()> {
         self.record(format!("start {}", c.name))
     }
+    async fn set_connection_limit(&self, c: &ClusterRef, limit: u64) -> ecp_cluster::Result<()> {
+        if self.backend != ClusterBackend::Existing {
+            return Err(ecp_cluster::Error::unsupported("set_connection_limit", "kubernetes"));
+        }
+        self.record(format!("limit {} {limit}", c.name))
+    }
     async fn delete(&self, c: &ClusterRef) -> ecp_cluster::Result<()> {
         self.record(format!("delete {}", c.name))
     }
@@ -190,6 +196,13 @@ async fn onboarding_checks_the_cluster_and_draws_from_the_pool() {
     // Limit changes within the pool, disable returns the share, delete only deregisters.
     assert!(admin.set_connection_limit(c.id, 1001).await.is_err());
     admin.set_connection_limit(c.id, 1000).await.unwrap();
+    assert!(r.existing.calls().contains(&"limit prod 1000".to_owned()), "pushed to the cluster");
+    assert!(!r.existing.calls().iter().any(|c| c == "limit prod 1001"), "refused by the pool before reaching the cluster");
+    // A cluster that refuses the setting keeps the old limit.
+    *r.existing.fail.lock() = true;
+    assert!(admin.set_connection_limit(c.id, 10).await.is_err());
+    *r.existing.fail.lock() = false;
+    assert_eq!(admin.get(c.id).await.unwrap().connection_limit, 1000);
     assert_eq!(r.clusters.license_usage().await.unwrap().connections, 1000);
     admin.set_enabled(c.id, false).await.unwrap();
     assert_eq!(r.clusters.license_usage().await.unwrap().connections, 0);

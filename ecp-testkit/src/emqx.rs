@@ -243,23 +243,24 @@ async fn listeners(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response 
         "node_status": node_status}]))
 }
 
-/// `page` (1..) and `limit` (1..=10000), or the 400 EMQX sends.
-fn paging(q: &[(String, String)]) -> Result<(usize, usize), Response> {
-    let get = |k: &str, d: usize| q.iter().find(|(n, _)| n == k).map_or(Ok(d), |(_, v)| v.parse::<usize>().map_err(|_| ()));
+/// `page` (1..) and `limit` (1..=10000); `None` when EMQX would answer 400 ([`bad_page`]).
+fn paging(q: &[(String, String)]) -> Option<(usize, usize)> {
+    let get = |k: &str, d: usize| q.iter().find(|(n, _)| n == k).map_or(Some(d), |(_, v)| v.parse::<usize>().ok());
     match (get("page", 1), get("limit", 100)) {
-        (Ok(p), Ok(l)) if p >= 1 && (1..=10_000).contains(&l) => Ok((p, l)),
-        _ => Err(error(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", "page_limit_invalid")),
+        (Some(p), Some(l)) if p >= 1 && (1..=10_000).contains(&l) => Some((p, l)),
+        _ => None,
     }
+}
+
+fn bad_page() -> Response {
+    error(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", "page_limit_invalid")
 }
 
 async fn clients(State(sim): State<Arc<Sim>>, headers: HeaderMap, Query(q): Query<Vec<(String, String)>>) -> Response {
     if let Some(r) = auth(&sim, &headers) {
         return r;
     }
-    let (page, limit) = match paging(&q) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let Some((page, limit)) = paging(&q) else { return bad_page() };
     let n = sim.config.clients;
     let start = (page - 1).saturating_mul(limit).min(n);
     let end = start.saturating_add(limit).min(n);
@@ -280,10 +281,7 @@ async fn alarms(State(sim): State<Arc<Sim>>, headers: HeaderMap, Query(q): Query
     if let Some(r) = auth(&sim, &headers) {
         return r;
     }
-    let (page, limit) = match paging(&q) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let Some((page, limit)) = paging(&q) else { return bad_page() };
     let stopped = sim.stopped.lock().clone();
     let data: Vec<Value> = stopped
         .iter()
