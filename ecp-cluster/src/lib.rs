@@ -15,11 +15,15 @@
 
 pub mod driver;
 pub mod error;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod model;
 pub mod service;
 
 pub use driver::{ClusterApi, ClusterDriver, ClusterOperation, ClusterRef};
 pub use error::{Error, Result};
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::{KubernetesConfig, KubernetesConfigBuilder, KubernetesDriver};
 pub use model::{
     ApiKey, ClusterBackend, ClusterLimits, ClusterSpec, ClusterState, ClusterStatus, Listener, ListenerProtocol, NetworkMode, NodeSummary,
     ReplicaCount, Resources,
