@@ -532,7 +532,10 @@ pub(crate) mod tests {
 
     #[test]
     fn an_object_without_status_or_with_an_empty_one_parses() {
-        let e: Emqx = serde_json::from_str(r#"{"apiVersion":"apps.emqx.io/v2beta1","kind":"EMQX","metadata":{},"spec":{"image":"emqx:5"},"status":{}}"#).unwrap();
+        let e: Emqx = serde_json::from_str(
+            r#"{"apiVersion":"apps.emqx.io/v2beta1","kind":"EMQX","metadata":{},"spec":{"image":"emqx:5"},"status":{}}"#,
+        )
+        .unwrap();
         assert_eq!(e.status, Some(EmqxStatus::default()));
         assert!(serde_json::from_str::<Emqx>(r#"{"apiVersion":"apps.emqx.io/v2beta1","kind":"EMQX","spec":{}}"#).is_err());
     }

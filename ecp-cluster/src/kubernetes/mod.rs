@@ -62,9 +62,7 @@ use crate::model::{
     ApiKey, ClusterBackend, ClusterSpec, ClusterState, ClusterStatus, Listener, NetworkMode, NodeSummary, ReplicaCount, Resources,
     validate_image,
 };
-use crd::{
-    BootstrapApiKey, BootstrapSecretRef, Emqx, EmqxConfig, EmqxSpec, NodeSpec, NodeTemplate, SecretKeyRef, ServiceTemplate,
-};
+use crd::{BootstrapApiKey, BootstrapSecretRef, Emqx, EmqxConfig, EmqxSpec, NodeSpec, NodeTemplate, SecretKeyRef, ServiceTemplate};
 
 const BACKEND: &str = "kubernetes";
 
@@ -502,10 +500,8 @@ struct StoppedReplicas {
 
 fn stopped_replicas(e: &Emqx) -> Option<Result<StoppedReplicas>> {
     e.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_STOPPED)).map(|raw| {
-        serde_json::from_str::<StoppedReplicas>(raw).map_err(|err| Error::Decode {
-            endpoint: format!("kubernetes annotation {ANNOTATION_STOPPED}"),
-            reason: err.to_string(),
-        })
+        serde_json::from_str::<StoppedReplicas>(raw)
+            .map_err(|err| Error::Decode { endpoint: format!("kubernetes annotation {ANNOTATION_STOPPED}"), reason: err.to_string() })
     })
 }
 
@@ -522,6 +518,9 @@ fn spec_replicas(e: &Emqx) -> (u32, u32) {
     )
 }
 
+/// A Service template as create compares it: its type and its ports' names and numbers.
+type ServiceView = (Option<String>, Vec<(Option<String>, i32)>);
+
 /// What create compares to accept an existing resource as its own.
 #[derive(Debug, PartialEq)]
 struct ManagedView {
@@ -529,7 +528,7 @@ struct ManagedView {
     image: String,
     replicas: (u32, u32),
     resources: (Option<ResourceRequirements>, Option<ResourceRequirements>),
-    services: Vec<(Option<String>, Vec<(Option<String>, i32)>)>,
+    services: Vec<ServiceView>,
     config: Option<String>,
     keys: Option<Vec<BootstrapApiKey>>,
 }
@@ -545,9 +544,7 @@ fn managed_view(e: &Emqx) -> ManagedView {
         let spec = t.and_then(|t| t.spec.as_ref());
         (
             spec.and_then(|s| s.type_.clone()),
-            spec.and_then(|s| s.ports.as_ref())
-                .map(|ps| ps.iter().map(|p| (p.name.clone(), p.port)).collect())
-                .unwrap_or_default(),
+            spec.and_then(|s| s.ports.as_ref()).map(|ps| ps.iter().map(|p| (p.name.clone(), p.port)).collect()).unwrap_or_default(),
         )
     };
     ManagedView {
@@ -615,9 +612,8 @@ fn parse_time(s: Option<&str>) -> Option<Timestamp> {
 fn cluster_state(e: &Emqx, now: Timestamp, deadline: Duration) -> ClusterState {
     let status = e.status.clone().unwrap_or_default();
     let (core_desired, replicant_desired) = spec_replicas(e);
-    let ready = |s: &Option<crd::EmqxNodesStatus>| {
-        s.as_ref().and_then(|s| s.ready_replicas).map(|n| u32::try_from(n).unwrap_or(0)).unwrap_or(0)
-    };
+    let ready =
+        |s: &Option<crd::EmqxNodesStatus>| s.as_ref().and_then(|s| s.ready_replicas).map(|n| u32::try_from(n).unwrap_or(0)).unwrap_or(0);
     let core = ReplicaCount { desired: core_desired, ready: ready(&status.core_nodes_status) };
     let replicant = ReplicaCount { desired: replicant_desired, ready: ready(&status.replicant_nodes_status) };
     let node = |n: &crd::EmqxNode, role: &str| NodeSummary {
@@ -626,12 +622,8 @@ fn cluster_state(e: &Emqx, now: Timestamp, deadline: Duration) -> ClusterState {
         running: n.node_status == "running",
         version: n.version.clone(),
     };
-    let nodes: Vec<NodeSummary> = status
-        .core_nodes
-        .iter()
-        .map(|n| node(n, "core"))
-        .chain(status.replicant_nodes.iter().map(|n| node(n, "replicant")))
-        .collect();
+    let nodes: Vec<NodeSummary> =
+        status.core_nodes.iter().map(|n| node(n, "core")).chain(status.replicant_nodes.iter().map(|n| node(n, "replicant"))).collect();
     let not_running = || {
         status
             .core_nodes
@@ -642,11 +634,7 @@ fn cluster_state(e: &Emqx, now: Timestamp, deadline: Duration) -> ClusterState {
     };
 
     let cluster_status = if stopped_replicas(e).is_some() {
-        if core.ready + replicant.ready == 0 && !nodes.iter().any(|n| n.running) {
-            ClusterStatus::Stopped
-        } else {
-            ClusterStatus::Stopping
-        }
+        if core.ready + replicant.ready == 0 && !nodes.iter().any(|n| n.running) { ClusterStatus::Stopped } else { ClusterStatus::Stopping }
     } else if status.conditions.iter().any(|c| c.type_ == "Ready" && c.is_true()) {
         match not_running() {
             Some(cause) => ClusterStatus::Error(cause),
@@ -708,11 +696,7 @@ impl ClusterDriver for KubernetesDriver {
                 Err(e) if is_status(&e, 409) => {
                     let existing = self.secrets().get(&secret_name(cluster)).await.map_err(|e| kube_error("create", e, Some(exposed)))?;
                     if !secret_holds(&existing, key) {
-                        return Err(Error::Core(ecp_core::Error::conflict(
-                            "secret",
-                            secret_name(cluster),
-                            "exists with another api key",
-                        )));
+                        return Err(Error::Core(ecp_core::Error::conflict("secret", secret_name(cluster), "exists with another api key")));
                     }
                 }
                 Err(e) => return Err(kube_error("create", e, Some(exposed))),
@@ -867,12 +851,16 @@ mod tests {
         // Ready but a node not running: an error naming it.
         let odd = json!({"conditions": [cond("Ready", "True", t0)],
             "coreNodes": [{"node": "emqx@a", "node_status": "stopped", "role": "core"}]});
-        assert_eq!(cluster_state(&with_status(odd, 1, None), at(SOON), MIN10).status, ClusterStatus::Error("node emqx@a is stopped".into()));
+        assert_eq!(
+            cluster_state(&with_status(odd, 1, None), at(SOON), MIN10).status,
+            ClusterStatus::Error("node emqx@a is stopped".into())
+        );
         // "Running" with a capital is not the Operator's lowercase value.
         let capital = json!({"conditions": [cond("Ready", "True", t0)], "coreNodes": [{"node": "emqx@a", "node_status": "Running"}]});
         assert!(matches!(cluster_state(&with_status(capital, 1, None), at(SOON), MIN10).status, ClusterStatus::Error(_)));
         // A stalled rollout with a node down names the node.
-        let down = json!({"conditions": [cond("CoreNodesProgressing", "True", t0)], "coreNodes": [{"node": "emqx@b", "node_status": "stopped"}]});
+        let down =
+            json!({"conditions": [cond("CoreNodesProgressing", "True", t0)], "coreNodes": [{"node": "emqx@b", "node_status": "stopped"}]});
         assert_eq!(
             cluster_state(&with_status(down, 2, None), at(LATE), MIN10).status,
             ClusterStatus::Error("no progress for 600s: node emqx@b is stopped".into())
@@ -882,11 +870,19 @@ mod tests {
     #[test]
     fn stopped_and_stopping() {
         let ann = Some(json!({ANNOTATION_STOPPED: "{\"core\":2,\"replicant\":3}"}));
-        let e = with_status(json!({"conditions": [cond("Ready", "True", "2025-06-01T10:00:00Z")],
-            "coreNodesStatus": {"replicas": 2, "readyReplicas": 1}}), 4, ann.clone());
+        let e = with_status(
+            json!({"conditions": [cond("Ready", "True", "2025-06-01T10:00:00Z")],
+            "coreNodesStatus": {"replicas": 2, "readyReplicas": 1}}),
+            4,
+            ann.clone(),
+        );
         assert_eq!(cluster_state(&e, at(SOON), MIN10).status, ClusterStatus::Stopping);
-        let e = with_status(json!({"conditions": [cond("CoreNodesProgressing", "True", "2025-06-01T10:00:00Z")],
-            "coreNodesStatus": {"replicas": 0, "readyReplicas": 0}}), 4, ann);
+        let e = with_status(
+            json!({"conditions": [cond("CoreNodesProgressing", "True", "2025-06-01T10:00:00Z")],
+            "coreNodesStatus": {"replicas": 0, "readyReplicas": 0}}),
+            4,
+            ann,
+        );
         assert_eq!(cluster_state(&e, at(LATE), MIN10).status, ClusterStatus::Stopped);
     }
 
@@ -898,10 +894,10 @@ mod tests {
             .replicas(3, 2)
             .resources(Resources::new(500, 1024))
             .network(NetworkMode::NodePort)
-            .listeners(vec![Listener::default_for(crate::model::ListenerProtocol::Tcp), Listener {
-                protocol: crate::model::ListenerProtocol::Tcp,
-                port: 1884,
-            }])
+            .listeners(vec![
+                Listener::default_for(crate::model::ListenerProtocol::Tcp),
+                Listener { protocol: crate::model::ListenerProtocol::Tcp, port: 1884 },
+            ])
             .api_key(key)
             .label("team", "iot")
             .config("log.console.level = warning")
