@@ -17,6 +17,8 @@ pub mod driver;
 pub mod error;
 pub mod fleet;
 pub mod import;
+#[cfg(feature = "kubernetes")]
+pub mod kube_hosting;
 mod managed;
 pub mod telemetry;
 pub mod template;
