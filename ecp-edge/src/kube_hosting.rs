@@ -750,6 +750,22 @@ mod tests {
         assert_eq!(rollout_progress(&deployment(json!({"observedGeneration": 2}), 0), 2), Rollout::Complete);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_deployment_status_gets_a_decision(
+            observed in proptest::option::of(-3i64..5), replicas in proptest::option::of(-3i32..5),
+            updated in proptest::option::of(-3i32..5), avail in proptest::option::of(-3i32..5),
+            want in -3i32..5, reason in proptest::option::of(".{0,24}"),
+        ) {
+            let d = deployment(json!({"observedGeneration": observed, "replicas": replicas, "updatedReplicas": updated,
+                "availableReplicas": avail, "conditions": [{"type": "Progressing", "status": "False", "reason": reason}]}), want);
+            let r = rollout_progress(&d, 2);
+            if r == Rollout::Complete {
+                proptest::prop_assert!(observed.unwrap_or(0) >= 2 && updated.unwrap_or(0) >= want);
+            }
+        }
+    }
+
     #[test]
     fn config_validation() {
         assert!(KubeHostingConfig::builder().namespace("Edge").build().is_err());
