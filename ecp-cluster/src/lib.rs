@@ -21,6 +21,8 @@ pub mod emqx;
 pub mod error;
 #[cfg(feature = "existing")]
 pub mod existing;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod model;
 pub mod service;
 
@@ -28,6 +30,8 @@ pub use driver::{ClusterApi, ClusterDriver, ClusterOperation, ClusterRef};
 pub use error::{Error, Result};
 #[cfg(feature = "existing")]
 pub use existing::{ClusterInfo, ExistingCluster, ExistingDriver};
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::{KubernetesConfig, KubernetesConfigBuilder, KubernetesDriver};
 pub use model::{
     ApiKey, ClusterBackend, ClusterLimits, ClusterSpec, ClusterState, ClusterStatus, Listener, ListenerProtocol, NetworkMode, NodeSummary,
     ReplicaCount, Resources,

@@ -235,7 +235,7 @@ impl Resources {
         self.memory_mib.map(|m| format!("{m}Mi"))
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.cpu_millis == Some(0) {
             return Err(Error::invalid("resources.cpu_millis", "must be at least 1 millicore"));
         }

@@ -20,6 +20,8 @@ pub mod error;
 pub mod fleet;
 pub mod hosted;
 pub mod import;
+#[cfg(feature = "kubernetes")]
+pub mod kube_hosting;
 mod managed;
 pub mod telemetry;
 pub mod template;
