@@ -6,7 +6,8 @@
 //! - [`api`]: adapters for the real HTTP APIs of NeuronEX, Neuron, eKuiper and NanoMQ.
 //! - `direct` (feature `direct`): the driver of services managed directly over their HTTP APIs.
 //! - [`hosted`]: hosted edge services (specs, instances, batch install and upgrade tasks); feature
-//!   `docker`: the Docker driver ([`hosted::docker::DockerDriver`]).
+//!   `docker`: the Docker driver ([`hosted::docker::DockerDriver`]); feature `kubernetes`: a
+//!   Deployment and a Service per service ([`hosted::kubernetes::KubernetesEdgeDriver`]).
 //! - [`import`]: CSV batch import of edge services.
 //! - [`fleet`]: the project-scoped fleet handle: registration, import, selectors, tags, probes, info
 //!   sync, statistics, templates and their delivery as tasks.
@@ -20,8 +21,6 @@ pub mod error;
 pub mod fleet;
 pub mod hosted;
 pub mod import;
-#[cfg(feature = "kubernetes")]
-pub mod kube_hosting;
 mod managed;
 pub mod telemetry;
 pub mod template;

@@ -10,7 +10,7 @@ use ecp_core::{ManualClock, ProjectId};
 use ecp_edge::Error;
 use ecp_edge::direct::{DirectDriver, DirectDriverConfig};
 use ecp_edge::driver::{EdgeDriver, EdgeOperation};
-use ecp_edge::kube_hosting::{
+use ecp_edge::hosted::kubernetes::{
     ANNOTATION_PREVIOUS_IMAGE, ANNOTATION_RESTARTED_AT, KubeHostingConfig, KubernetesEdgeDriver, LABEL_PROJECT, LABEL_SERVICE,
     RolloutError, ServiceEndpoint, resource_name,
 };
@@ -93,7 +93,9 @@ impl Fixture {
         Self::with(|b| b)
     }
 
-    fn with(f: impl FnOnce(ecp_edge::kube_hosting::KubeHostingConfigBuilder) -> ecp_edge::kube_hosting::KubeHostingConfigBuilder) -> Self {
+    fn with(
+        f: impl FnOnce(ecp_edge::hosted::kubernetes::KubeHostingConfigBuilder) -> ecp_edge::hosted::kubernetes::KubeHostingConfigBuilder,
+    ) -> Self {
         let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = kube::Client::new(svc, "default");
         let clock = ManualClock::new("2025-06-01T10:30:00Z".parse().unwrap());

@@ -17,6 +17,8 @@
 
 #[cfg(feature = "docker")]
 pub mod docker;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 #[cfg(feature = "docker")]
 mod tasks;
 
