@@ -14,8 +14,12 @@
 //! through the agents' HTTP tunnel, and given the template through their desired state; one is
 //! stopped and shows offline. Then telemetry: three of the fleet's services are scraped into the
 //! metric store, one goes down and the built-in "edge service offline" alarm fires, is notified to
-//! a webhook, recovers when the service comes back, and is acknowledged. State lives in SQLite: in
-//! memory, or in a file with `--db ecp.db`.
+//! a webhook, recovers when the service comes back, and is acknowledged. Last, a signed license is
+//! verified (and a tampered copy refused), and two running EMQX 5 clusters (simulated REST APIs on
+//! loopback) are onboarded with their API keys under its floating connection pool: a third cluster
+//! and a larger share are refused, a stopped node shows as an error, one cluster moves to the other
+//! project, which then cannot be deleted. State lives in SQLite: in memory, or in a file with
+//! `--db ecp.db`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,7 +173,102 @@ async fn main() -> anyhow::Result<()> {
 
     // 7. A fleet of directly managed edge services.
     fleet(&store, &ac, &admin, ecp_telemetry::MetricScope::new(org.id, plant.id)).await?;
+
+    // 10. EMQX clusters under a floating license.
+    clusters(&store, &ac, &admin, plant.id, line.id).await?;
     ac.auth.logout(&tokens.access_token).await?;
+    Ok(())
+}
+
+async fn clusters(
+    store: &Arc<SqlStore>,
+    ac: &AccessControl,
+    admin: &Principal,
+    plant: ecp_core::ProjectId,
+    line: ecp_core::ProjectId,
+) -> anyhow::Result<()> {
+    use ecp_cluster::emqx::ClientOptions;
+    use ecp_cluster::{ApiKey, ClusterApi, ClusterRef, Clusters, ExistingDriver, NewExistingCluster};
+    use ecp_core::{License, LicenseKind, LicenseSigner, LicenseVerifier, Timestamp};
+    use ecp_testkit::emqx::{EmqxSim, EmqxSimConfig};
+
+    println!("\n10. EMQX clusters onboarded by their REST API, under a floating license");
+    // The license: signed by the issuer (here a key made on the spot), verified on load.
+    let issuer = LicenseSigner::generate()?;
+    let now = Timestamp::now();
+    let license = License {
+        id: "quickstart-1".into(),
+        customer: "Acme".into(),
+        kind: LicenseKind::Trial,
+        starts_at: now,
+        expires_at: now.checked_add(jiff::SignedDuration::from_hours(24 * 15))?,
+        max_connections: 10_000,
+        max_clusters: 2,
+        max_edge_services: 1_000,
+        max_tag_points: 100_000,
+    };
+    let file = issuer.sign(&license)?;
+    let verifier = LicenseVerifier::new(&issuer.public_key())?;
+    let license = verifier.verify(file.as_bytes(), now)?;
+    println!(
+        "   license {} for {}: {} connections shared by at most {} clusters, until {}",
+        license.id,
+        license.customer,
+        license.max_connections,
+        license.max_clusters,
+        license.expires_at.strftime("%Y-%m-%d")
+    );
+    let mut tampered = file.clone().into_bytes();
+    let i = tampered.len() / 3;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    println!("   a tampered copy: {}", verifier.verify(&tampered, now).unwrap_err());
+
+    // Two running EMQX 5 clusters (simulated REST APIs on loopback), onboarded with an API key.
+    let prod = EmqxSim::start(EmqxSimConfig::new(3, 250)).await?;
+    let lab = EmqxSim::start(EmqxSimConfig::new(1, 20)).await?;
+    let key = || ApiKey::new("ecp", secret("ecp-secret"));
+    let existing = Arc::new(ExistingDriver::new(ClientOptions::default())?);
+    let clusters = Clusters::builder(store.clone(), ac.authorizer.clone()).driver(existing.clone()).license(&license).build();
+    let in_plant = clusters.project(admin, plant).await?;
+    let prod_api = ClusterApi { base_url: prod.base_url(), key: key()? };
+    let p = in_plant.register_existing(NewExistingCluster::new("emqx-prod", prod_api.clone(), 6_000)).await?;
+    let l = in_plant
+        .register_existing(NewExistingCluster::new("emqx-lab", ClusterApi { base_url: lab.base_url(), key: key()? }, 4_000))
+        .await?;
+    println!("   registered {} ({}, 6000 connections) and {} ({}, 4000)", p.name, p.status, l.name, l.status);
+    let usage = clusters.license_usage().await?;
+    println!(
+        "   license usage: {}/{} clusters, {}/{} connections",
+        usage.clusters, license.max_clusters, usage.connections, license.max_connections
+    );
+    let third = EmqxSim::start(EmqxSimConfig::default()).await?;
+    let refused =
+        in_plant.register_existing(NewExistingCluster::new("emqx-3", ClusterApi { base_url: third.base_url(), key: key()? }, 1)).await;
+    println!("   a third cluster: {}", refused.map(|_| "registered".to_owned()).unwrap_or_else(|e| e.to_string()));
+    let refused = in_plant.set_connection_limit(p.id, 7_000).await;
+    println!("   emqx-prod to 7000 connections: {}", refused.map(|_| "done".to_owned()).unwrap_or_else(|e| e.to_string()));
+
+    // Read it, watch it: a node goes down and comes back.
+    let handle = existing.cluster(&ClusterRef::new(p.id, p.project, &p.name).with_api(prod_api))?;
+    let nodes = handle.nodes().await?;
+    let page = handle.clients(&Default::default(), ecp_cluster::emqx::PageRequest::new(1, 100)?).await?;
+    println!("   emqx-prod: {} nodes, {} clients on the first page of 100 (more: {})", nodes.len(), page.data.len(), page.meta.hasnext);
+    prod.set_node_stopped(2, true);
+    println!("   a node stops: {}", in_plant.refresh(p.id).await?.status);
+    prod.set_node_stopped(2, false);
+    println!("   it is back: {}", in_plant.refresh(p.id).await?.status);
+
+    // Transfer the lab cluster to the other project; that project cannot be deleted while it holds it.
+    let moved = in_plant.transfer(l.id, line).await?;
+    println!("   {} transferred to project {} (audited as cluster.transfer)", moved.name, moved.project);
+    match ac.tenancy.delete_project(admin, line).await {
+        Ok(()) => println!("   the project was deleted?!"),
+        Err(e) => println!("   deleting that project: {e}"),
+    }
+    // Disabling a cluster returns its share of the pool.
+    in_plant.set_enabled(p.id, false).await?;
+    let usage = clusters.license_usage().await?;
+    println!("   emqx-prod disabled: {}/{} connections allocated", usage.connections, license.max_connections);
     Ok(())
 }
 

@@ -45,6 +45,13 @@ impl Default for EmqxSimConfig {
     }
 }
 
+impl EmqxSimConfig {
+    /// `nodes` nodes and `clients` clients, the rest default (key `ecp`, secret `ecp-secret`).
+    pub fn new(nodes: usize, clients: usize) -> Self {
+        Self { nodes, clients, ..Self::default() }
+    }
+}
+
 struct Sim {
     config: EmqxSimConfig,
     /// Nodes stopped by the test.
