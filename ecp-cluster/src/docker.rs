@@ -361,6 +361,11 @@ fn files_of(spec: &ClusterSpec) -> Result<Option<Bytes>> {
     if let Some(hocon) = &spec.config {
         files.push((BASE_HOCON.into(), hocon.clone().into_bytes()));
     }
+    tar_of(files)
+}
+
+/// A tar archive of `(path, body)` files, readable by their owner only; `None` for no file.
+fn tar_of(files: Vec<(String, Vec<u8>)>) -> Result<Option<Bytes>> {
     if files.is_empty() {
         return Ok(None);
     }
@@ -373,6 +378,19 @@ fn files_of(spec: &ClusterSpec) -> Result<Option<Bytes>> {
         tar.append_data(&mut header, name, body.as_slice()).map_err(|e| Error::invalid("files", e.to_string()))?;
     }
     tar.into_inner().map(|v| Some(Bytes::from(v))).map_err(|e| Error::invalid("files", e.to_string()))
+}
+
+/// The `(path, body)` files of a tar archive.
+fn untar(archive: &[u8]) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for entry in tar::Archive::new(archive).entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut body)?;
+        out.push((path, body));
+    }
+    Ok(out)
 }
 
 fn engine_error(operation: &'static str, e: bollard::errors::Error) -> Error {
@@ -528,28 +546,10 @@ impl DockerClusterDriver {
             if missing {
                 continue;
             }
-            let mut tar = tar::Archive::new(archive.as_slice());
-            let entries = tar.entries().map_err(|e| Error::Decode { endpoint: "docker: copy files".into(), reason: e.to_string() })?;
-            for entry in entries {
-                let mut entry = entry.map_err(|e| Error::Decode { endpoint: "docker: copy files".into(), reason: e.to_string() })?;
-                let mut body = Vec::new();
-                std::io::Read::read_to_end(&mut entry, &mut body)
-                    .map_err(|e| Error::Decode { endpoint: "docker: copy files".into(), reason: e.to_string() })?;
-                out.push((file.to_owned(), body));
-            }
+            let entries = untar(&archive).map_err(|e| Error::Decode { endpoint: "docker: copy files".into(), reason: e.to_string() })?;
+            out.extend(entries.into_iter().map(|(_, body)| (file.to_owned(), body)));
         }
-        if out.is_empty() {
-            return Ok(None);
-        }
-        let mut tar = tar::Builder::new(Vec::new());
-        for (name, body) in out {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(body.len() as u64);
-            header.set_mode(0o600);
-            header.set_cksum();
-            tar.append_data(&mut header, name, body.as_slice()).map_err(|e| Error::invalid("files", e.to_string()))?;
-        }
-        tar.into_inner().map(|v| Some(Bytes::from(v))).map_err(|e| Error::invalid("files", e.to_string()))
+        tar_of(out)
     }
 
     async fn start_node(&self, name: &str) -> Result<()> {
@@ -643,21 +643,9 @@ impl DockerClusterDriver {
 
 /// Moves the entries of a tar archive under `dir` (without its leading `/`).
 fn reroot(files: &Bytes, dir: &str) -> Result<Bytes> {
-    let bad = |e: std::io::Error| Error::invalid("files", e.to_string());
-    let mut archive = tar::Archive::new(files.as_ref());
-    let mut out = tar::Builder::new(Vec::new());
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let path = entry.path().map_err(bad)?.to_string_lossy().into_owned();
-        let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut body).map_err(bad)?;
-        let mut header = tar::Header::new_gnu();
-        header.set_size(body.len() as u64);
-        header.set_mode(0o600);
-        header.set_cksum();
-        out.append_data(&mut header, format!("{}/{path}", dir.trim_start_matches('/')), body.as_slice()).map_err(bad)?;
-    }
-    out.into_inner().map(Bytes::from).map_err(bad)
+    let entries = untar(files).map_err(|e| Error::invalid("files", e.to_string()))?;
+    let rooted = entries.into_iter().map(|(path, body)| (format!("{}/{path}", dir.trim_start_matches('/')), body)).collect();
+    Ok(tar_of(rooted)?.unwrap_or_default())
 }
 
 /// A fresh random cookie (32 hex digits).

@@ -324,6 +324,21 @@ impl ProjectClusters {
         Err(err)
     }
 
+    /// The start of every change to a cluster: authorizes `perm`, finds the cluster in this project,
+    /// and names it in `event`. A refusal is audited as a failure and returned.
+    async fn begin(&self, event: AuditEvent, perm: Permission, id: ClusterId) -> Result<(ClusterRecord, AuditEvent)> {
+        if let Err(e) = self.authorize(perm) {
+            return self.fail(event, e).await;
+        }
+        match self.own(id).await {
+            Ok(record) => {
+                let event = event.resource(id, Some(&record.name));
+                Ok((record, event))
+            }
+            Err(e) => self.fail(event, e).await,
+        }
+    }
+
     /// A cluster of this project (others are not found, whatever their id).
     async fn own(&self, id: ClusterId) -> Result<ClusterRecord> {
         match self.store().get_cluster(id).await {
@@ -490,14 +505,7 @@ impl ProjectClusters {
             ClusterOperation::Start | ClusterOperation::Stop => Permission::operate(ResourceKind::Cluster),
             _ => Permission::edit(ResourceKind::Cluster),
         };
-        if let Err(e) = self.authorize(perm) {
-            return self.fail(event, e).await;
-        }
-        let record = match self.own(id).await {
-            Ok(r) => r,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let event = event.resource(id, Some(&record.name));
+        let (record, event) = self.begin(event, perm, id).await?;
         let cluster = match Cluster::from_record(&record) {
             Ok(c) => c,
             Err(e) => return self.fail(event, e).await,
@@ -643,14 +651,7 @@ impl ProjectClusters {
     /// `PermissionDenied`, `NotFound`, `LimitExceeded`, the backend's error, `Backend`.
     pub async fn set_connection_limit(&self, id: ClusterId, limit: u64) -> Result<Cluster> {
         let event = self.event(ops::SET_CONNECTION_LIMIT).resource(id, None).details(serde_json::json!({"connection_limit": limit}));
-        if let Err(e) = self.authorize(Permission::edit(ResourceKind::Cluster)) {
-            return self.fail(event, e).await;
-        }
-        let record = match self.own(id).await {
-            Ok(r) => r,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let event = event.resource(id, Some(&record.name));
+        let (record, event) = self.begin(event, Permission::edit(ResourceKind::Cluster), id).await?;
         let quota = self.clusters.inner.quota;
         // The pool first (so a cluster is never told a limit the license cannot give it) ...
         if record.enabled {
@@ -696,14 +697,7 @@ impl ProjectClusters {
     /// `PermissionDenied`, `NotFound`, `LimitExceeded` (enabling), `Backend`.
     pub async fn set_enabled(&self, id: ClusterId, enabled: bool) -> Result<Cluster> {
         let event = self.event(ops::SET_ENABLED).resource(id, None).details(serde_json::json!({"enabled": enabled}));
-        if let Err(e) = self.authorize(Permission::edit(ResourceKind::Cluster)) {
-            return self.fail(event, e).await;
-        }
-        let record = match self.own(id).await {
-            Ok(r) => r,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let event = event.resource(id, Some(&record.name));
+        let (_, event) = self.begin(event, Permission::edit(ResourceKind::Cluster), id).await?;
         match self.store().set_cluster_enabled(id, enabled, &self.clusters.inner.quota, self.now(), &event).await {
             Ok(r) => Cluster::from_record(&r),
             Err(e) => self.fail(event, e).await,
@@ -718,14 +712,7 @@ impl ProjectClusters {
     /// for a taken name there, `Backend`.
     pub async fn transfer(&self, id: ClusterId, to: ProjectId) -> Result<Cluster> {
         let event = self.event(ops::TRANSFER).resource(id, None).details(serde_json::json!({"to_project": to}));
-        if let Err(e) = self.authorize(Permission::edit(ResourceKind::Cluster)) {
-            return self.fail(event, e).await;
-        }
-        let record = match self.own(id).await {
-            Ok(r) => r,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let event = event.resource(id, Some(&record.name));
+        let (_, event) = self.begin(event, Permission::edit(ResourceKind::Cluster), id).await?;
         let target = match self.clusters.visible_project(&self.principal, to).await {
             Ok(p) => p,
             Err(e) => return self.fail(event, e).await,
@@ -748,14 +735,8 @@ impl ProjectClusters {
     /// `PermissionDenied`, `NotFound`, the backend's error (the cluster then stays registered).
     pub async fn delete(&self, id: ClusterId) -> Result<()> {
         let event = self.event(ops::DELETE).resource(id, None);
-        if let Err(e) = self.authorize(Permission::edit(ResourceKind::Cluster)) {
-            return self.fail(event, e).await;
-        }
-        let record = match self.own(id).await {
-            Ok(r) => r,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let event = event.resource(id, Some(&record.name)).details(serde_json::json!({"backend": record.backend}));
+        let (record, event) = self.begin(event, Permission::edit(ResourceKind::Cluster), id).await?;
+        let event = event.details(serde_json::json!({"backend": record.backend}));
         let backend = match Cluster::from_record(&record) {
             Ok(c) => c.backend,
             Err(e) => return self.fail(event, e).await,

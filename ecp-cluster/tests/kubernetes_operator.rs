@@ -12,7 +12,7 @@ use ecp_cluster::{
     NetworkMode, Resources,
 };
 use ecp_core::{ClusterId, ManualClock, ProjectId, Timestamp};
-use http::{Request, Response};
+use http::Response;
 use kube::client::Body;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -20,67 +20,14 @@ use serde_json::{Value, json};
 const NS: &str = "emqx";
 const SENTINEL: &str = "sentinel-8c1f-secret";
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-type Reply = Box<dyn FnOnce(&Value) -> (u16, Value) + Send>;
+use ecp_testkit::kube::{Handle, Reply, Seen, fixed, serve};
 
-/// A request the scripted server received.
-#[derive(Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-    content_type: Option<String>,
-    body: Value,
-}
-
-fn fixed(code: u16, body: Value) -> Reply {
-    Box::new(move |_| (code, body))
-}
-
-/// Answers what was posted, as the API server does, with server-set metadata.
 fn echo_created() -> Reply {
-    Box::new(|req: &Value| {
-        let mut v = req.clone();
-        v["metadata"]["uid"] = json!("6f1d2c3b-0000-4000-8000-000000000001");
-        v["metadata"]["resourceVersion"] = json!("1001");
-        v["metadata"]["generation"] = json!(1);
-        v["metadata"]["creationTimestamp"] = json!("2025-06-01T09:59:00Z");
-        v["metadata"]["namespace"] = json!(NS);
-        (201, v)
-    })
+    ecp_testkit::kube::echo_created(NS)
 }
 
-/// A Kubernetes `Status` error object.
 fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-        "reason": reason, "details": {"group": "apps.emqx.io", "kind": "emqxes"}, "code": code})
-}
-
-async fn serve(mut handle: Handle, replies: Vec<Reply>) -> Vec<Seen> {
-    let mut seen = Vec::new();
-    for reply in replies {
-        let Ok(Some((req, send))) = tokio::time::timeout(Duration::from_secs(2), handle.next_request()).await else {
-            break;
-        };
-        let (parts, body) = req.into_parts();
-        let bytes = body.collect_bytes().await.expect("request body");
-        let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("a JSON body") };
-        let (code, answer) = reply(&body);
-        seen.push(Seen {
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
-            query: parts.uri.query().unwrap_or_default().to_owned(),
-            content_type: parts.headers.get(http::header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()),
-            body,
-        });
-        let response = Response::builder()
-            .status(code)
-            .header("content-type", "application/json")
-            .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-            .unwrap();
-        send.send_response(response);
-    }
-    seen
+    ecp_testkit::kube::status(code, reason, message, "apps.emqx.io", "emqxes")
 }
 
 struct Fixture {
@@ -92,7 +39,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (svc, handle) = ecp_testkit::kube::pair();
         let client = kube::Client::new(svc, "default");
         let clock = ManualClock::new("2025-06-01T10:01:00Z".parse().unwrap());
         let config = KubernetesConfig::builder()
@@ -107,7 +54,7 @@ impl Fixture {
 
     /// A fresh scripted server for the same cluster and config.
     fn rearm(&mut self) {
-        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (svc, handle) = ecp_testkit::kube::pair();
         self.driver = KubernetesDriver::from_client(kube::Client::new(svc, "default"), self.driver.config().clone());
         self.handle = Some(handle);
     }
@@ -632,7 +579,7 @@ async fn api_errors_are_typed_backend_errors_with_their_status() {
     assert!(!err.is_retryable());
     // A body that is not JSON at all (a proxy's page) is still a typed error.
     let mut f = Fixture::new();
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let (svc, mut handle) = ecp_testkit::kube::pair();
     f.driver = KubernetesDriver::from_client(kube::Client::new(svc, "default"), f.driver.config().clone());
     let server = tokio::spawn(async move {
         let (_, send) = handle.next_request().await.unwrap();

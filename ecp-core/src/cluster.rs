@@ -97,6 +97,7 @@ impl ClusterRecord {
         self
     }
 
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn validate(&self) -> Result<()> {
         crate::tenancy::validate_resource_name(&self.name)?;
         if self.backend.is_empty() || self.backend.len() > 32 {

@@ -51,7 +51,7 @@ pub use audit::{AuditEvent, AuditQuery, AuditRecord, AuditTrail, ChainHead, Oper
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{BoxError, Error, Result};
 pub use id::{ApiKeyId, AuditId, BindingId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
-pub use license::{ConnectionPool, License, LicenseKind, LicenseSigner, LicenseVerifier};
+pub use license::{License, LicenseKind, LicenseSigner, LicenseVerifier};
 pub use page::{Page, PageRequest};
 pub use store::{AgentStore, AuditStore, ClusterStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore, verify_audit};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -1,23 +1,22 @@
-//! Licenses: a license file signed with Ed25519, verified on load, and the floating connection
-//! pool that every cluster's connection limit is allocated from.
+//! Licenses: a license file signed with Ed25519, verified on load. Its limits are enforced where
+//! the state lives: the cluster count and the floating connection pool by the store
+//! ([`ClusterStore`](crate::ClusterStore), with [`ClusterQuota`](crate::cluster::ClusterQuota)), edge
+//! services and tag points through [`EdgeLimits::with_license`](crate::edge::EdgeLimits::with_license).
 //!
 //! A license file is JSON: `{"payload": "<base64 of the license's JSON>", "signature": "<base64 of
 //! the Ed25519 signature of those payload bytes>"}`. Signing the exact payload bytes (not a
 //! re-serialization) means a verifier never depends on how JSON is formatted.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use parking_lot::Mutex;
 use secrecy::{ExposeSecret, SecretBox};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::id::ClusterId;
 
 /// The largest license file accepted.
 pub const MAX_LICENSE_BYTES: usize = 64 * 1024;
@@ -186,56 +185,10 @@ impl LicenseVerifier {
     }
 }
 
-/// The floating connection pool: every cluster's connection limit is a share of the license's
-/// `max_connections`. Allocating more than is left fails; deregistering, deleting or disabling a
-/// cluster releases its share.
-#[derive(Debug)]
-pub struct ConnectionPool {
-    capacity: u64,
-    shares: Mutex<HashMap<ClusterId, u64>>,
-}
-
-impl ConnectionPool {
-    /// A pool of the license's connections.
-    pub fn new(license: &License) -> Self {
-        ConnectionPool { capacity: license.max_connections, shares: Mutex::new(HashMap::new()) }
-    }
-
-    /// Sets a cluster's share to `connections` (allocating, growing or shrinking it).
-    ///
-    /// # Errors
-    /// `LimitExceeded` if the other clusters' shares plus this one exceed the pool; the cluster's
-    /// earlier share is kept.
-    pub fn allocate(&self, cluster: ClusterId, connections: u64) -> Result<()> {
-        let mut shares = self.shares.lock();
-        let others: u64 = shares.iter().filter(|(c, _)| **c != cluster).map(|(_, n)| *n).sum();
-        if others.saturating_add(connections) > self.capacity {
-            return Err(Error::LimitExceeded { limit: "licensed connections", max: self.capacity });
-        }
-        shares.insert(cluster, connections);
-        Ok(())
-    }
-
-    /// Returns a cluster's share to the pool; returns what it held.
-    pub fn release(&self, cluster: ClusterId) -> u64 {
-        self.shares.lock().remove(&cluster).unwrap_or(0)
-    }
-
-    /// Connections allocated in all.
-    pub fn allocated(&self) -> u64 {
-        self.shares.lock().values().sum()
-    }
-
-    /// Connections left.
-    pub fn available(&self) -> u64 {
-        self.capacity.saturating_sub(self.allocated())
-    }
-
-    /// A cluster's share.
-    pub fn share(&self, cluster: ClusterId) -> Option<u64> {
-        self.shares.lock().get(&cluster).copied()
-    }
-}
+// The floating connection pool itself is kept by the store: every enabled cluster's connection
+// limit is its share, and `ClusterStore::create_cluster`, `set_connection_limit` and
+// `set_cluster_enabled` check the sum against the license in their own transaction, so several
+// replicas never overshoot it (an in-memory pool could not promise that).
 
 #[cfg(test)]
 mod tests {
@@ -292,27 +245,6 @@ mod tests {
         // The secret key never shows.
         let shown = format!("{signer:?}");
         assert!(!shown.contains(&hex::encode(signer.key.expose_secret())), "{shown}");
-    }
-
-    #[test]
-    fn the_floating_pool_is_shared_by_all_clusters() {
-        let pool = ConnectionPool::new(&license());
-        let (a, b, c) = (ClusterId::new(), ClusterId::new(), ClusterId::new());
-        pool.allocate(a, 6_000).unwrap();
-        pool.allocate(b, 4_000).unwrap();
-        assert_eq!(pool.available(), 0);
-        let e = pool.allocate(c, 1).unwrap_err();
-        assert!(matches!(e, Error::LimitExceeded { limit: "licensed connections", max: 10_000 }), "{e}");
-        // Shrinking one share makes room; growing past the pool keeps the old share.
-        pool.allocate(a, 5_000).unwrap();
-        pool.allocate(c, 1_000).unwrap();
-        assert!(pool.allocate(b, 4_001).is_err());
-        assert_eq!(pool.share(b), Some(4_000));
-        // Deregistering, deleting or disabling a cluster returns its share.
-        assert_eq!(pool.release(a), 5_000);
-        assert_eq!(pool.available(), 5_000);
-        pool.allocate(c, 6_000).unwrap();
-        assert_eq!(pool.allocated(), 10_000);
     }
 
     proptest::proptest! {

@@ -14,72 +14,18 @@ use ecp_edge::hosted::kubernetes::{
     ANNOTATION_PREVIOUS_IMAGE, ANNOTATION_RESTARTED_AT, KubeHostingConfig, KubernetesEdgeDriver, LABEL_PROJECT, LABEL_SERVICE,
     RolloutError, ServiceEndpoint, resource_name,
 };
-use http::{Request, Response};
-use kube::client::Body;
 use serde_json::{Value, json};
 
 const NS: &str = "edge";
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-type Reply = Box<dyn FnOnce(&Value) -> (u16, Value) + Send>;
+use ecp_testkit::kube::{Handle, Reply, Seen, fixed, serve};
 
-#[derive(Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-    content_type: Option<String>,
-    body: Value,
-}
-
-fn fixed(code: u16, body: Value) -> Reply {
-    Box::new(move |_| (code, body))
-}
-
-/// What the API server answers to a create: the object with server-set metadata.
 fn echo_created() -> Reply {
-    Box::new(|req: &Value| {
-        let mut v = req.clone();
-        v["metadata"]["uid"] = json!("1b4e28ba-2fa1-4d2b-9b1c-0000000000aa");
-        v["metadata"]["resourceVersion"] = json!("5001");
-        v["metadata"]["generation"] = json!(1);
-        v["metadata"]["creationTimestamp"] = json!("2025-06-01T10:00:00Z");
-        v["metadata"]["namespace"] = json!(NS);
-        (201, v)
-    })
+    ecp_testkit::kube::echo_created(NS)
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-        "reason": reason, "details": {"group": "apps", "kind": "deployments"}, "code": code})
-}
-
-async fn serve(mut handle: Handle, replies: Vec<Reply>) -> Vec<Seen> {
-    let mut seen = Vec::new();
-    for reply in replies {
-        let Ok(Some((req, send))) = tokio::time::timeout(Duration::from_secs(2), handle.next_request()).await else {
-            break;
-        };
-        let (parts, body) = req.into_parts();
-        let bytes = body.collect_bytes().await.expect("request body");
-        let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("a JSON body") };
-        let (code, answer) = reply(&body);
-        seen.push(Seen {
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
-            query: parts.uri.query().unwrap_or_default().to_owned(),
-            content_type: parts.headers.get(http::header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()),
-            body,
-        });
-        send.send_response(
-            Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                .unwrap(),
-        );
-    }
-    seen
+    ecp_testkit::kube::status(code, reason, message, "apps", "deployments")
 }
 
 struct Fixture {
@@ -96,7 +42,7 @@ impl Fixture {
     fn with(
         f: impl FnOnce(ecp_edge::hosted::kubernetes::KubeHostingConfigBuilder) -> ecp_edge::hosted::kubernetes::KubeHostingConfigBuilder,
     ) -> Self {
-        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (svc, handle) = ecp_testkit::kube::pair();
         let client = kube::Client::new(svc, "default");
         let clock = ManualClock::new("2025-06-01T10:30:00Z".parse().unwrap());
         let config = f(KubeHostingConfig::builder()

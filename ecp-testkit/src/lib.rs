@@ -18,6 +18,8 @@
 //!   installs it); without one, starting a broker fails with a message that says to install it.
 //! - [`emqx`]: a simulated EMQX 5 cluster's REST API (API key auth, nodes, stats, metrics, listeners,
 //!   paged clients and alarms, license) for onboarding tests and the quickstart.
+//! - `kube` (feature `kube`): a scripted Kubernetes API server (tower-test) that records every
+//!   request and answers with real-shaped objects, for the Kubernetes drivers' tests.
 //! - [`smtp`]: a small real SMTP server on a free loopback port (AUTH PLAIN/LOGIN, no TLS) that
 //!   keeps the messages it receives, for tests of email notifiers.
 //! - [`docker`]: static test binaries (`sim-edge`) packed into `FROM scratch` Docker images, built
@@ -25,6 +27,8 @@
 
 pub mod docker;
 pub mod emqx;
+#[cfg(feature = "kube")]
+pub mod kube;
 pub mod mosquitto;
 #[cfg(feature = "postgres")]
 pub mod postgres;
