@@ -151,6 +151,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     drivers: BTreeMap<ClusterBackend, Arc<dyn ClusterDriver>>,
     quota: ClusterQuota,
+    license: Option<ecp_core::License>,
     limits: ClusterLimits,
 }
 
@@ -178,6 +179,7 @@ pub struct ClustersBuilder {
     clock: Arc<dyn Clock>,
     drivers: BTreeMap<ClusterBackend, Arc<dyn ClusterDriver>>,
     quota: ClusterQuota,
+    license: Option<ecp_core::License>,
     limits: ClusterLimits,
 }
 
@@ -189,10 +191,14 @@ impl ClustersBuilder {
         self
     }
 
-    /// Enforces a verified license's cluster count and connection pool (default: unlimited).
+    /// Enforces a verified license (default: none, unlimited): its cluster count and connection
+    /// pool, and its validity period: once it has expired, no cluster can be registered or created
+    /// and no connection limit raised or share drawn; reading, refreshing, stopping, deregistering
+    /// go on.
     #[must_use]
     pub fn license(mut self, license: &ecp_core::License) -> Self {
         self.quota = ClusterQuota::of(license);
+        self.license = Some(license.clone());
         self
     }
 
@@ -219,6 +225,7 @@ impl ClustersBuilder {
                 clock: self.clock,
                 drivers: self.drivers,
                 quota: self.quota,
+                license: self.license,
                 limits: self.limits,
             }),
         }
@@ -234,6 +241,7 @@ impl Clusters {
             clock: Arc::new(ecp_core::SystemClock),
             drivers: BTreeMap::new(),
             quota: ClusterQuota::unlimited(),
+            license: None,
             limits: ClusterLimits::default(),
         }
     }
@@ -322,6 +330,14 @@ impl ProjectClusters {
         let err = err.into();
         record_failure(self.store().as_ref(), event, &err).await;
         Err(err)
+    }
+
+    /// Checks that the license (if any) is valid now: what draws on it needs a valid license.
+    fn licensed(&self) -> Result<()> {
+        match &self.clusters.inner.license {
+            Some(l) => Ok(l.check_time(self.now())?),
+            None => Ok(()),
+        }
     }
 
     /// The start of every change to a cluster: authorizes `perm`, finds the cluster in this project,
@@ -413,7 +429,7 @@ impl ProjectClusters {
         if let Err(e) = self.authorize(Permission::edit(ResourceKind::Cluster)) {
             return self.fail(event, e).await;
         }
-        if let Err(e) = ecp_core::tenancy::validate_resource_name(&new.name) {
+        if let Err(e) = ecp_core::tenancy::validate_resource_name(&new.name).map_err(Error::from).and_then(|()| self.licensed()) {
             return self.fail(event, e).await;
         }
         let id = ClusterId::new();
@@ -456,7 +472,7 @@ impl ProjectClusters {
         if !new.backend.is_hosted() {
             return self.fail(event, Error::invalid("backend", "existing clusters are registered, not created")).await;
         }
-        if let Err(e) = new.spec.validate(&self.clusters.inner.limits) {
+        if let Err(e) = new.spec.validate(&self.clusters.inner.limits).and_then(|()| self.licensed()) {
             return self.fail(event, e).await;
         }
         let id = ClusterId::new();
@@ -652,6 +668,11 @@ impl ProjectClusters {
     pub async fn set_connection_limit(&self, id: ClusterId, limit: u64) -> Result<Cluster> {
         let event = self.event(ops::SET_CONNECTION_LIMIT).resource(id, None).details(serde_json::json!({"connection_limit": limit}));
         let (record, event) = self.begin(event, Permission::edit(ResourceKind::Cluster), id).await?;
+        if limit > record.connection_limit
+            && let Err(e) = self.licensed()
+        {
+            return self.fail(event, e).await;
+        }
         let quota = self.clusters.inner.quota;
         // The pool first (so a cluster is never told a limit the license cannot give it) ...
         if record.enabled {
@@ -698,6 +719,9 @@ impl ProjectClusters {
     pub async fn set_enabled(&self, id: ClusterId, enabled: bool) -> Result<Cluster> {
         let event = self.event(ops::SET_ENABLED).resource(id, None).details(serde_json::json!({"enabled": enabled}));
         let (_, event) = self.begin(event, Permission::edit(ResourceKind::Cluster), id).await?;
+        if enabled && let Err(e) = self.licensed() {
+            return self.fail(event, e).await;
+        }
         match self.store().set_cluster_enabled(id, enabled, &self.clusters.inner.quota, self.now(), &event).await {
             Ok(r) => Cluster::from_record(&r),
             Err(e) => self.fail(event, e).await,

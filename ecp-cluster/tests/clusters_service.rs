@@ -109,6 +109,7 @@ impl ClusterDriver for Recording {
 }
 
 struct Rig {
+    clock: ManualClock,
     db: Arc<SqlStore>,
     clusters: Clusters,
     hosted: Arc<Recording>,
@@ -123,7 +124,7 @@ fn license(max_clusters: u64, max_connections: u64) -> License {
         customer: "Acme".into(),
         kind: LicenseKind::Official,
         starts_at: "2026-01-01T00:00:00Z".parse().unwrap(),
-        expires_at: "2027-01-01T00:00:00Z".parse().unwrap(),
+        expires_at: "2028-01-01T00:00:00Z".parse().unwrap(),
         max_connections,
         max_clusters,
         max_edge_services: 10,
@@ -147,9 +148,9 @@ async fn rig(max_clusters: u64, max_connections: u64) -> Rig {
         .driver(hosted.clone())
         .driver(existing.clone())
         .license(&license(max_clusters, max_connections))
-        .clock(Arc::new(clock))
+        .clock(Arc::new(clock.clone()))
         .build();
-    Rig { db, clusters, hosted, existing, p1, p2 }
+    Rig { clock, db, clusters, hosted, existing, p1, p2 }
 }
 
 fn api() -> ClusterApi {
@@ -308,4 +309,25 @@ async fn permissions_transfer_and_the_project_guard() {
     let transfers = audit_of(&r.db, "cluster.transfer").await;
     assert_eq!(transfers.iter().filter(|a| a.event.outcome.is_success()).count(), 1);
     assert_eq!(transfers.len(), 2, "the viewer's refused transfer is audited too");
+}
+
+#[tokio::test]
+async fn an_expired_license_stops_what_draws_on_it() {
+    let r = rig(5, 1000).await;
+    let admin = r.clusters.project(&Principal::system("ops"), r.p1.id).await.unwrap();
+    let c = admin.register_existing(NewExistingCluster::new("prod", api(), 100)).await.unwrap();
+    r.clock.set("2028-01-01T00:00:00Z".parse().unwrap());
+    let err = admin.register_existing(NewExistingCluster::new("late", api(), 1)).await.unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+    let spec = ClusterSpec::builder("emqx:5").build().unwrap();
+    assert!(
+        admin.create(NewHostedCluster::new("h", ClusterBackend::Kubernetes, spec, 1)).await.unwrap_err().to_string().contains("expired")
+    );
+    assert!(admin.set_connection_limit(c.id, 200).await.unwrap_err().to_string().contains("expired"));
+    // Shrinking, disabling, reading, refreshing and deregistering go on.
+    admin.set_connection_limit(c.id, 50).await.unwrap();
+    admin.set_enabled(c.id, false).await.unwrap();
+    assert!(admin.set_enabled(c.id, true).await.unwrap_err().to_string().contains("expired"));
+    admin.refresh(c.id).await.unwrap();
+    admin.delete(c.id).await.unwrap();
 }

@@ -10,7 +10,6 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::error::{Error, Result};
 use crate::id::{ClusterId, ProjectId};
 use crate::license::License;
 
@@ -98,22 +97,22 @@ impl ClusterRecord {
     }
 
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    pub(crate) fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> crate::error::Result<()> {
         crate::tenancy::validate_resource_name(&self.name)?;
         if self.backend.is_empty() || self.backend.len() > 32 {
-            return Err(Error::invalid("backend", "must be 1..=32 bytes"));
+            return Err(crate::error::Error::invalid("backend", "must be 1..=32 bytes"));
         }
         if self.status.is_empty() || self.status.len() > 32 {
-            return Err(Error::invalid("status", "must be 1..=32 bytes"));
+            return Err(crate::error::Error::invalid("status", "must be 1..=32 bytes"));
         }
         if self.status_cause.as_ref().is_some_and(|c| c.len() > 4096) {
-            return Err(Error::invalid("status_cause", "longer than 4 KiB"));
+            return Err(crate::error::Error::invalid("status_cause", "longer than 4 KiB"));
         }
         if self.api_url.as_ref().is_some_and(|u| u.len() > 2048) || self.api_key.as_ref().is_some_and(|k| k.len() > 256) {
-            return Err(Error::invalid("api", "url or key too long"));
+            return Err(crate::error::Error::invalid("api", "url or key too long"));
         }
         if self.spec.to_string().len() > MAX_SPEC_BYTES {
-            return Err(Error::invalid("spec", "longer than 512 KiB"));
+            return Err(crate::error::Error::invalid("spec", "longer than 512 KiB"));
         }
         Ok(())
     }
