@@ -3,7 +3,7 @@
 //! `docs/agent-protocol.md`).
 //!
 //! ```text
-//! ECP_AGENT_SECRET=... cargo run --release --example edge-agent -- --config examples/edge-agent.toml
+//! ECP_AGENT_SECRET=... cargo run --release -p ecp-edge-agent -- --config edge-agent/edge-agent.toml
 //! ```
 //!
 //! The broker secret comes from `--secret-file <path>` or the `ECP_AGENT_SECRET` environment
