@@ -22,8 +22,8 @@ use crate::tenancy::model::name_key;
 
 const COLUMNS: &str = "id, project_id, name, kind, mode, endpoint, cred_kind, cred_user, cred_secret, agent_id, version, status, \
                        last_seen, missed_probes, created_at, updated_at";
-/// Services per multi-row insert (18 parameters each).
-const CHUNK: usize = 200;
+/// Parameters per service of the multi-row insert into `edge_services`.
+const SERVICE_PARAMS: usize = 17;
 
 fn integrity(reason: String) -> Error {
     Error::Integrity { what: "stored row", reason }
@@ -93,7 +93,9 @@ impl SqlStore {
             return Ok(());
         }
         let index: HashMap<String, usize> = services.iter().enumerate().map(|(i, s)| (s.id.to_string(), i)).collect();
-        for chunk in services.chunks(500).map(|c| c.iter().map(|s| s.id.to_string()).collect::<Vec<_>>()).collect::<Vec<_>>() {
+        for chunk in
+            services.chunks(self.rows_per_statement(1)).map(|c| c.iter().map(|s| s.id.to_string()).collect::<Vec<_>>()).collect::<Vec<_>>()
+        {
             let mut sql = Sql::new("SELECT service_id, tag FROM edge_service_tags WHERE service_id IN ");
             sql.bind_list(chunk);
             let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
@@ -150,7 +152,7 @@ impl SqlStore {
     /// Inserts services (rows of `resources`, `edge_services`, `edge_service_tags`) with multi-row
     /// statements.
     async fn insert_services(&self, tx: &mut Transaction<'static, Any>, services: &[&EdgeService]) -> std::result::Result<(), sqlx::Error> {
-        for chunk in services.chunks(CHUNK) {
+        for chunk in services.chunks(self.rows_per_statement(SERVICE_PARAMS)) {
             let mut res = Sql::new("INSERT INTO resources (id, project_id, kind, name, name_key, created_at) VALUES ");
             let mut svc = Sql::new(
                 "INSERT INTO edge_services (id, project_id, name, name_key, kind, mode, endpoint, cred_kind, cred_user, cred_secret, \
@@ -277,7 +279,7 @@ impl EdgeStore for SqlStore {
         // Names taken in the project, and twice in this call.
         let keys: Vec<String> = services.iter().map(|s| name_key(&s.name)).collect();
         let mut taken: HashSet<String> = HashSet::new();
-        for chunk in keys.chunks(500) {
+        for chunk in keys.chunks(self.rows_per_statement(1)) {
             let mut sql = Sql::new("SELECT name_key FROM edge_services WHERE project_id = ");
             sql.bind(project.to_string()).push(" AND name_key IN ").bind_list(chunk.to_vec());
             for row in sql.query().fetch_all(&mut *tx).await.map_err(|e| self.err(e))? {

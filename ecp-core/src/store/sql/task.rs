@@ -18,10 +18,10 @@ const TASK_COLUMNS: &str =
     "id, org_id, project_id, kind, state, spec, policy, actor, reason, created_at, updated_at, started_at, finished_at";
 const TARGET_COLUMNS: &str =
     "task_id, target_id, seq, name, params, state, attempt, reason, result, started_at, finished_at, next_attempt_at";
-/// Targets per multi-row insert (12 parameters each, well under both databases' limits).
-const INSERT_CHUNK: usize = 400;
-/// Target updates per statement (9 parameters each).
-const UPDATE_CHUNK: usize = 500;
+/// Parameters per target of the multi-row insert.
+const INSERT_PARAMS: usize = 12;
+/// Parameters per target of the multi-row update.
+const UPDATE_PARAMS: usize = 9;
 
 fn integrity(reason: String) -> Error {
     Error::Integrity { what: "stored row", reason }
@@ -103,7 +103,7 @@ impl TaskStore for SqlStore {
             || Error::conflict("task", &task.kind, "another task of this kind is active in the project"),
             || Error::not_found("project", task.project),
         )?;
-        for chunk in targets.chunks(INSERT_CHUNK) {
+        for chunk in targets.chunks(self.rows_per_statement(INSERT_PARAMS)) {
             let mut sql = Sql::new(&format!("INSERT INTO task_targets ({TARGET_COLUMNS}) VALUES "));
             for (i, t) in chunk.iter().enumerate() {
                 if i > 0 {
@@ -191,7 +191,7 @@ impl TaskStore for SqlStore {
         let mut tx = self.write().await?;
         // One statement per chunk: UPDATE ... FROM (VALUES ...), understood by both databases
         // (VALUES columns are named column1, column2 ... in each).
-        for chunk in keep.chunks(UPDATE_CHUNK) {
+        for chunk in keep.chunks(self.rows_per_statement(UPDATE_PARAMS)) {
             let mut sql = Sql::new(
                 "UPDATE task_targets SET state = v.column3, attempt = v.column4, reason = v.column5, result = v.column6, \
                  started_at = v.column7, finished_at = v.column8, next_attempt_at = v.column9 FROM (VALUES ",
