@@ -91,6 +91,7 @@ conformance! {
     tasks::the_engine_runs_a_task_to_its_end,
     edge::edge_services_tags_and_selectors,
     edge::a_large_import_in_one_call,
+    edge::imported_rows_round_trip_exactly,
     edge::templates_are_versioned,
     agents::agents_appear_are_managed_and_guard_their_services,
     agents::desired_items_version_and_converge,

@@ -139,6 +139,75 @@ pub(crate) async fn edge_services_tags_and_selectors(f: &Fixture) {
     s.delete_project(p.id, &ev("project.delete")).await.unwrap();
 }
 
+/// The bulk path (rows as one JSON parameter) stores every field exactly, whatever characters a
+/// name, endpoint or secret holds, and every optional field both set and unset.
+pub(crate) async fn imported_rows_round_trip_exactly(f: &Fixture) {
+    let p = project(f).await;
+    let names = ["O'Brien \"quoted\" \\ back", "東京-ライン 1", "emoji 🚀 \u{2028} sep", "json [\"no\"] {1}", "plain"];
+    let mut batch = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let credentials = match i % 3 {
+            0 => Credentials::None,
+            1 => Credentials::Basic { username: "us'er\"".into(), password: SecretString::from("pa\\ss\"w'ord ü") },
+            _ => Credentials::Token(SecretString::from("tok\"en'\\")),
+        };
+        let mut s = EdgeService::new(
+            p.id,
+            name,
+            EdgeKind::NeuronEx,
+            ManagementMode::Direct,
+            &format!("http://10.0.0.{i}:8085/api?q='x'&y=\"z\""),
+            credentials,
+            vec![format!("t{i}"), "common".into()],
+            f.clock.now(),
+        )
+        .unwrap();
+        if i % 2 == 0 {
+            let agent = ecp_core::edge::AgentId::new(format!("agent-{i}")).unwrap();
+            f.store.set_agent_secret(&agent, Some("$7$101$x$y"), f.clock.now(), &ev("agent.credentials")).await.unwrap();
+            s = s.through_agent(agent);
+            s.version = Some(format!("3.{i}.0 \"beta\""));
+            s.last_seen = Some(f.clock.now());
+            s.missed_probes = u32::MAX;
+        }
+        batch.push(s);
+    }
+    let results = f.store.create_edge_services(&batch, &EdgeLimits::default(), &ev("edge_service.import")).await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let page = f.store.select_edge_services(p.id, &EdgeSelector::with_tags(["common"]), &PageRequest::first(100)).await.unwrap();
+    assert_eq!(page.items.len(), names.len());
+    for want in &batch {
+        let got = f.store.get_edge_service(want.id).await.unwrap();
+        let listed = page.items.iter().find(|s| s.id == want.id).expect("listed");
+        for got in [&got, listed] {
+            assert_eq!(got.name, want.name);
+            assert_eq!(got.endpoint, want.endpoint);
+            assert_eq!(got.mode, want.mode);
+            assert_eq!(got.agent, want.agent);
+            assert_eq!(got.tags, want.tags);
+            assert_eq!(got.version, want.version);
+            assert_eq!(got.status, want.status);
+            assert_eq!(got.last_seen, want.last_seen);
+            assert_eq!(got.missed_probes, want.missed_probes);
+            assert_eq!(got.created_at, want.created_at);
+            assert_eq!(got.updated_at, want.updated_at);
+            match (&got.credentials, &want.credentials) {
+                (Credentials::None, Credentials::None) => {}
+                (Credentials::Basic { username: a, password: x }, Credentials::Basic { username: b, password: y }) => {
+                    assert_eq!(a, b);
+                    assert_eq!(x.expose_secret(), y.expose_secret());
+                }
+                (Credentials::Token(x), Credentials::Token(y)) => assert_eq!(x.expose_secret(), y.expose_secret()),
+                (a, b) => panic!("credentials differ: {a:?} vs {b:?}"),
+            }
+        }
+    }
+    // The names are taken, case-insensitively, through the same path.
+    let again: Vec<EdgeService> = names.iter().map(|n| svc(f, &p, &n.to_uppercase(), EdgeKind::NeuronEx, &[])).collect();
+    let results = f.store.create_edge_services(&again, &EdgeLimits::default(), &ev("edge_service.import")).await.unwrap();
+    assert!(results.iter().all(|r| r.as_ref().is_err_and(Error::is_conflict)), "{results:?}");
+}
+
 pub(crate) async fn a_large_import_in_one_call(f: &Fixture) {
     let p = project(f).await;
     let tags = ["line1", "line2", "hall"];

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::Transaction;
 use sqlx::any::{Any, AnyRow};
 
-use super::{OnViolation, Sql, SqlStore, col, col_opt_ts, col_parse, col_ts, col_u64, like_contains, opt_ts, page_limit, ts};
+use super::{Dialect, OnViolation, Sql, SqlStore, col, col_opt_ts, col_parse, col_ts, col_u64, like_contains, opt_ts, page_limit, ts};
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::edge::{
@@ -22,8 +22,6 @@ use crate::tenancy::model::name_key;
 
 const COLUMNS: &str = "id, project_id, name, kind, mode, endpoint, cred_kind, cred_user, cred_secret, agent_id, version, status, \
                        last_seen, missed_probes, created_at, updated_at";
-/// Parameters per service of the multi-row insert into `edge_services`.
-const SERVICE_PARAMS: usize = 17;
 
 fn integrity(reason: String) -> Error {
     Error::Integrity { what: "stored row", reason }
@@ -93,11 +91,10 @@ impl SqlStore {
             return Ok(());
         }
         let index: HashMap<String, usize> = services.iter().enumerate().map(|(i, s)| (s.id.to_string(), i)).collect();
-        for chunk in
-            services.chunks(self.rows_per_statement(1)).map(|c| c.iter().map(|s| s.id.to_string()).collect::<Vec<_>>()).collect::<Vec<_>>()
-        {
+        let ids: Vec<&String> = index.keys().collect();
+        for chunk in ids.chunks(Self::JSON_ROWS_PER_STATEMENT) {
             let mut sql = Sql::new("SELECT service_id, tag FROM edge_service_tags WHERE service_id IN ");
-            sql.bind_list(chunk);
+            self.push_json_list(&mut sql, chunk);
             let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
             for row in &rows {
                 let id: String = col(row, "service_id")?;
@@ -149,39 +146,87 @@ impl SqlStore {
         Ok(refused)
     }
 
-    /// Inserts services (rows of `resources`, `edge_services`, `edge_service_tags`) with multi-row
-    /// statements.
-    async fn insert_services(&self, tx: &mut Transaction<'static, Any>, services: &[&EdgeService]) -> std::result::Result<(), sqlx::Error> {
-        for chunk in services.chunks(self.rows_per_statement(SERVICE_PARAMS)) {
-            let mut res = Sql::new("INSERT INTO resources (id, project_id, kind, name, name_key, created_at) VALUES ");
+    /// Inserts services (rows of `resources`, `edge_services`, `edge_service_tags`), up to
+    /// [`SqlStore::JSON_ROWS_PER_STATEMENT`] per statement, each batch as one JSON parameter. All
+    /// services are of `project`.
+    async fn insert_services(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        project: ProjectId,
+        services: &[&EdgeService],
+    ) -> std::result::Result<(), sqlx::Error> {
+        // One array per service, read by position below:
+        // 0 id, 1 name, 2 name_key, 3 kind, 4 mode, 5 endpoint, 6 cred_kind, 7 cred_user, 8 cred_secret,
+        // 9 agent_id, 10 version, 11 status, 12 last_seen, 13 missed_probes, 14 created_at, 15 updated_at.
+        type Row<'a> = (
+            String,
+            &'a str,
+            String,
+            &'a str,
+            &'a str,
+            &'a str,
+            &'static str,
+            Option<String>,
+            Option<String>,
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a str,
+            Option<i64>,
+            i64,
+            i64,
+            i64,
+        );
+        let project = project.to_string();
+        for chunk in services.chunks(Self::JSON_ROWS_PER_STATEMENT) {
+            let mut rows: Vec<Row<'_>> = Vec::with_capacity(chunk.len());
+            let mut tags: Vec<(String, &str)> = Vec::new();
+            for s in chunk {
+                let (ck, cu, cs) = credential_columns(&s.credentials);
+                let id = s.id.to_string();
+                tags.extend(s.tags.iter().map(|t| (id.clone(), t.as_str())));
+                rows.push((
+                    id,
+                    &s.name,
+                    name_key(&s.name),
+                    s.kind.as_str(),
+                    s.mode.as_str(),
+                    &s.endpoint,
+                    ck,
+                    cu,
+                    cs,
+                    s.agent.as_ref().map(AgentId::as_str),
+                    s.version.as_deref(),
+                    s.status.as_str(),
+                    opt_ts(s.last_seen),
+                    i64::from(s.missed_probes),
+                    ts(s.created_at),
+                    ts(s.updated_at),
+                ));
+            }
+            // Strings and integers always serialize.
+            let json = serde_json::to_string(&rows).unwrap_or_default();
+            drop(rows);
+            let mut res = Sql::new("INSERT INTO resources (id, project_id, kind, name, name_key, created_at) SELECT value->>0, ");
+            res.bind(project.clone()).push(", 'edge_service', value->>1, value->>2, CAST(value->>14 AS BIGINT) FROM ");
+            self.push_json_rows(&mut res, json.clone());
+            res.query().execute(&mut **tx).await?;
             let mut svc = Sql::new(
                 "INSERT INTO edge_services (id, project_id, name, name_key, kind, mode, endpoint, cred_kind, cred_user, cred_secret, \
-                 agent_id, version, status, last_seen, missed_probes, created_at, updated_at) VALUES ",
+                 agent_id, version, status, last_seen, missed_probes, created_at, updated_at) SELECT value->>0, ",
             );
-            let mut tags = Sql::new("INSERT INTO edge_service_tags (service_id, project_id, tag) VALUES ");
-            let mut any_tag = false;
-            for (i, s) in chunk.iter().enumerate() {
-                let sep = if i > 0 { ", (" } else { "(" };
-                let (ck, cu, cs) = credential_columns(&s.credentials);
-                res.push(sep).bind(s.id.to_string()).push(", ").bind(s.project.to_string()).push(", 'edge_service', ");
-                res.bind(s.name.clone()).push(", ").bind(name_key(&s.name)).push(", ").bind(ts(s.created_at)).push(")");
-                svc.push(sep).bind(s.id.to_string()).push(", ").bind(s.project.to_string()).push(", ").bind(s.name.clone());
-                svc.push(", ").bind(name_key(&s.name)).push(", ").bind(s.kind.as_str().to_owned()).push(", ");
-                svc.bind(s.mode.as_str().to_owned()).push(", ").bind(s.endpoint.clone()).push(", ").bind(ck.to_owned()).push(", ");
-                svc.bind(cu).push(", ").bind(cs).push(", ").bind(s.agent.as_ref().map(|a| a.as_str().to_owned())).push(", ");
-                svc.bind(s.version.clone()).push(", ").bind(s.status.as_str().to_owned());
-                svc.push(", ").bind(opt_ts(s.last_seen)).push(", ").bind(i64::from(s.missed_probes)).push(", ");
-                svc.bind(ts(s.created_at)).push(", ").bind(ts(s.updated_at)).push(")");
-                for t in &s.tags {
-                    tags.push(if any_tag { ", (" } else { "(" }).bind(s.id.to_string()).push(", ").bind(s.project.to_string());
-                    tags.push(", ").bind(t.clone()).push(")");
-                    any_tag = true;
-                }
-            }
-            res.query().execute(&mut **tx).await?;
+            svc.bind(project.clone()).push(
+                ", value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9, value->>10, \
+                 value->>11, CAST(value->>12 AS BIGINT), CAST(value->>13 AS BIGINT), CAST(value->>14 AS BIGINT), \
+                 CAST(value->>15 AS BIGINT) FROM ",
+            );
+            self.push_json_rows(&mut svc, json);
             svc.query().execute(&mut **tx).await?;
-            if any_tag {
-                tags.query().execute(&mut **tx).await?;
+            if !tags.is_empty() {
+                let json = serde_json::to_string(&tags).unwrap_or_default();
+                let mut t = Sql::new("INSERT INTO edge_service_tags (service_id, project_id, tag) SELECT value->>0, ");
+                t.bind(project.clone()).push(", value->>1 FROM ");
+                self.push_json_rows(&mut t, json);
+                t.query().execute(&mut **tx).await?;
             }
         }
         Ok(())
@@ -201,7 +246,13 @@ impl SqlStore {
     fn selector_sql(&self, select: &str, project: ProjectId, sel: &EdgeSelector) -> Result<Sql> {
         sel.validate()?;
         let mut sql = Sql::new(select);
-        sql.push(" WHERE e.project_id = ").bind(project.to_string());
+        // With a tag filter, the services of the tags (edge_service_tags_tag) are the rows to start
+        // from; SQLite has no statistics by default and would rather scan the whole project by its
+        // index on project_id and probe the tags per row (measured: 100,000 services, one tag of 100:
+        // 52 ms). A unary `+` keeps the condition but takes the index out of the planner's choice.
+        let tagged = !sel.all_tags.is_empty() || !sel.any_tags.is_empty();
+        let project_column = if tagged && self.dialect == Dialect::Sqlite { " WHERE +e.project_id = " } else { " WHERE e.project_id = " };
+        sql.push(project_column).bind(project.to_string());
         let list = |sql: &mut Sql, column: &str, values: Vec<String>| {
             if !values.is_empty() {
                 sql.push(" AND ").push(column).push(" IN ").bind_list(values);
@@ -242,10 +293,12 @@ impl SqlStore {
         let mut all: Vec<String> = sel.all_tags.clone();
         all.sort();
         all.dedup();
-        if !all.is_empty() {
+        // One indexed lookup per tag (edge_service_tags_tag: project, tag, service): the planner
+        // starts from the rarest and probes the others, where GROUP BY ... HAVING COUNT(*) read and
+        // grouped every row of every tag first.
+        for tag in all {
             sql.push(" AND e.id IN (SELECT service_id FROM edge_service_tags WHERE project_id = ").bind(project.to_string());
-            let n = i64::try_from(all.len()).unwrap_or(i64::MAX);
-            sql.push(" AND tag IN ").bind_list(all).push(" GROUP BY service_id HAVING COUNT(*) = ").bind(n).push(")");
+            sql.push(" AND tag = ").bind(tag).push(")");
         }
         if !sel.any_tags.is_empty() {
             sql.push(" AND e.id IN (SELECT service_id FROM edge_service_tags WHERE project_id = ").bind(project.to_string());
@@ -279,9 +332,10 @@ impl EdgeStore for SqlStore {
         // Names taken in the project, and twice in this call.
         let keys: Vec<String> = services.iter().map(|s| name_key(&s.name)).collect();
         let mut taken: HashSet<String> = HashSet::new();
-        for chunk in keys.chunks(self.rows_per_statement(1)) {
+        for chunk in keys.chunks(Self::JSON_ROWS_PER_STATEMENT) {
             let mut sql = Sql::new("SELECT name_key FROM edge_services WHERE project_id = ");
-            sql.bind(project.to_string()).push(" AND name_key IN ").bind_list(chunk.to_vec());
+            sql.bind(project.to_string()).push(" AND name_key IN ");
+            self.push_json_list(&mut sql, chunk);
             for row in sql.query().fetch_all(&mut *tx).await.map_err(|e| self.err(e))? {
                 taken.insert(col(&row, "name_key")?);
             }
@@ -328,7 +382,7 @@ impl EdgeStore for SqlStore {
         }
         let good: Vec<&EdgeService> = services.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(s, _)| s).collect();
         sqlx::query("SAVEPOINT bulk").execute(&mut *tx).await.map_err(|e| self.err(e))?;
-        if let Err(bulk) = self.insert_services(&mut tx, &good).await {
+        if let Err(bulk) = self.insert_services(&mut tx, project, &good).await {
             // Someone raced us for a name: insert row by row, each in its own savepoint.
             tracing::debug!(error = %bulk, "bulk insert of edge services failed; inserting one by one");
             sqlx::query("ROLLBACK TO SAVEPOINT bulk").execute(&mut *tx).await.map_err(|e| self.err(e))?;
@@ -337,7 +391,7 @@ impl EdgeStore for SqlStore {
                     continue;
                 }
                 sqlx::query("SAVEPOINT one").execute(&mut *tx).await.map_err(|e| self.err(e))?;
-                match self.insert_services(&mut tx, &[s]).await {
+                match self.insert_services(&mut tx, project, &[s]).await {
                     Ok(()) => {
                         sqlx::query("RELEASE SAVEPOINT one").execute(&mut *tx).await.map_err(|e| self.err(e))?;
                     }
@@ -362,14 +416,27 @@ impl EdgeStore for SqlStore {
 
     async fn select_edge_services(&self, project: ProjectId, selector: &EdgeSelector, page: &PageRequest) -> Result<Page<EdgeService>> {
         let limit = page_limit(page)?;
-        let mut sql = self.selector_sql(&format!("SELECT {COLUMNS} FROM edge_services e"), project, selector)?;
+        // The page and its tags in one statement: the tags as a JSON array per service.
+        let tags = match self.dialect {
+            Dialect::Sqlite => "(SELECT json_group_array(tag) FROM edge_service_tags t WHERE t.service_id = e.id)",
+            Dialect::Postgres => "(SELECT COALESCE(json_agg(tag), '[]')::text FROM edge_service_tags t WHERE t.service_id = e.id)",
+        };
+        let mut sql = self.selector_sql(&format!("SELECT {COLUMNS}, {tags} AS tags_json FROM edge_services e"), project, selector)?;
         if let Some(cursor) = &page.cursor {
             sql.push(" AND e.id > ").bind(cursor.clone());
         }
         sql.push(" ORDER BY e.id LIMIT ").bind(limit);
         let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
-        let mut items = rows.iter().map(service_from_row).collect::<Result<Vec<_>>>()?;
-        self.attach_tags(&mut items).await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                let mut s = service_from_row(row)?;
+                let json: String = col(row, "tags_json")?;
+                s.tags = serde_json::from_str(&json).map_err(|e| integrity(format!("tags of edge service {}: {e}", s.id)))?;
+                s.tags.sort();
+                Ok(s)
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, page.limit, |s| s.id.to_string()))
     }
 

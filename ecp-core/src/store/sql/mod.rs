@@ -289,6 +289,31 @@ impl SqlStore {
         (budget / params_per_row.max(1)).max(1)
     }
 
+    /// Rows per statement when the rows travel as one JSON parameter ([`SqlStore::push_json_rows`]).
+    pub(super) const JSON_ROWS_PER_STATEMENT: usize = 2_000;
+
+    /// Appends a `FROM` item yielding one row per element of the JSON array `rows` (arrays of
+    /// scalars), bound as ONE parameter: columns are read as `value->>0`, `value->>1` ... (text;
+    /// `CAST(value->>n AS BIGINT)` for integers, JSON null is SQL NULL on both databases). Many rows
+    /// in one statement without binding many parameters: SQLite binds a statement of `p` parameters
+    /// in O(p²) (see [`SqlStore::rows_per_statement`]), PostgreSQL pays a round trip per statement.
+    pub(super) fn push_json_rows<'s>(&self, sql: &'s mut Sql, rows: String) -> &'s mut Sql {
+        match self.dialect {
+            Dialect::Sqlite => sql.push("json_each(").bind(rows).push(")"),
+            Dialect::Postgres => sql.push("json_array_elements(").bind(rows).push("::json) AS j(value)"),
+        }
+    }
+
+    /// Appends `(SELECT value->>0 FROM <json rows>)`: a list of strings bound as one parameter, for
+    /// `IN`.
+    pub(super) fn push_json_list<'s, S: AsRef<str>>(&self, sql: &'s mut Sql, values: &[S]) -> &'s mut Sql {
+        let rows: Vec<[&str; 1]> = values.iter().map(|v| [v.as_ref()]).collect();
+        // Serializing strings cannot fail.
+        let json = serde_json::to_string(&rows).unwrap_or_default();
+        sql.push("(SELECT value->>0 FROM ");
+        self.push_json_rows(sql, json).push(")")
+    }
+
     async fn fetch_page<T>(
         &self,
         mut sql: Sql,
