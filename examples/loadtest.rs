@@ -71,6 +71,9 @@ struct Args {
     /// The SQLite file (replaced).
     #[arg(long, default_value = "/tmp/ecp-loadtest.db")]
     db: std::path::PathBuf,
+    /// The store's connection pool size (the SQLite default is 8).
+    #[arg(long)]
+    db_connections: Option<u32>,
     /// Written once the hub is connected: start the agents then.
     #[arg(long)]
     ready_file: Option<std::path::PathBuf>,
@@ -181,7 +184,11 @@ async fn main() -> anyhow::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", args.db.display()));
     }
-    let store = Arc::new(SqlStore::connect(SqlStoreConfig::sqlite_file(&args.db).build()?).await.context("opening the store")?);
+    let mut store_config = SqlStoreConfig::sqlite_file(&args.db);
+    if let Some(n) = args.db_connections {
+        store_config = store_config.max_connections(n);
+    }
+    let store = Arc::new(SqlStore::connect(store_config.build()?).await.context("opening the store")?);
     let ac = AccessControl::new(store.clone(), AccessConfig::builder().argon2(Argon2Params::new(1024, 1, 1)?).build()?).await?;
     let root = ac.users.bootstrap_admin("root@example.com", "Root", &secrecy::SecretString::from("R00t-passw0rd!".to_owned())).await?;
     let root = Principal::user(root.id, root.email);
@@ -327,7 +334,11 @@ async fn sdk_round(
     window: u32,
     limit: Duration,
 ) -> anyhow::Result<Round> {
-    let policy = RolloutPolicy::builder().max_in_flight(window).target_timeout(limit).retries(1, Duration::from_secs(1), Duration::from_secs(1)).build()?;
+    let policy = RolloutPolicy::builder()
+        .max_in_flight(window)
+        .target_timeout(limit)
+        .retries(1, Duration::from_secs(1), Duration::from_secs(1))
+        .build()?;
     reset_peak_rss();
     let cpu0 = cpu_seconds();
     let t = Instant::now();
@@ -371,7 +382,12 @@ async fn sdk_round(
     let payload = proto::encode(
         &Envelope::new(Message::Desired(proto::Desired {
             version: 1,
-            items: vec![DesiredItem { key: desired_key(&change_of(run)), version: 1, target: targets[0].target.clone(), change: change_of(run) }],
+            items: vec![DesiredItem {
+                key: desired_key(&change_of(run)),
+                version: 1,
+                target: targets[0].target.clone(),
+                change: change_of(run),
+            }],
         })),
         DEFAULT_MAX_PAYLOAD,
     )?
