@@ -217,12 +217,12 @@ struct Inner {
     overloaded: AtomicU64,
     scopes: Mutex<HashMap<AgentId, (Arc<AgentScope>, Instant)>>,
     unmanaged: AtomicU64,
-    /// Taken around each of the hub's store writes. A rollout has as many deliveries writing
-    /// desired items at once as it has targets in flight, and the worker records reports at the
-    /// same time: on SQLite, pooled connections that race for the database's one write lock
-    /// spin through its busy handler (measured: twice the CPU per target with 8 connections
-    /// as with 1, and a third fewer targets per second). Queued here, they write one by one.
-    writes: tokio::sync::Mutex<()>,
+    /// On SQLite, taken around each of the hub's store writes. A rollout has as many deliveries
+    /// writing desired items at once as it has targets in flight, and the worker records reports
+    /// at the same time: pooled connections that race for SQLite's one write lock cost CPU and
+    /// time (see `scripts/bench-mqtt`); queued here, they write one by one, which SQLite does
+    /// anyway. Other backends write concurrently.
+    writes: Option<tokio::sync::Mutex<()>>,
 }
 
 /// The cloud side of the agent protocol; see the [module docs](self). Cheap to clone.
@@ -264,6 +264,7 @@ impl AgentHub {
         let (client, eventloop) = AsyncClient::new(options, usize::from(config.mqtt.inflight).max(64) * 4);
         let (connected, mut ready) = watch::channel(false);
         let (events, _) = broadcast::channel(4096);
+        let queue_writes = store.backend() == "sqlite";
         let inner = Arc::new(Inner {
             store,
             clock,
@@ -283,7 +284,7 @@ impl AgentHub {
             overloaded: AtomicU64::new(0),
             scopes: Mutex::new(HashMap::new()),
             unmanaged: AtomicU64::new(0),
-            writes: tokio::sync::Mutex::new(()),
+            writes: queue_writes.then(|| tokio::sync::Mutex::new(())),
             config,
         });
         let (work_tx, work_rx) = mpsc::channel(16_384);
@@ -457,7 +458,7 @@ impl AgentHub {
         let inner = &self.inner;
         let value = serde_json::to_value(change).map_err(|e| Error::Core(ecp_core::Error::invalid("change", e.to_string())))?;
         let record = {
-            let _write = inner.writes.lock().await;
+            let _write = write_turn(inner).await;
             inner.store.put_desired(agent, key, target, &value, inner.clock.now()).await?
         };
         if let (Some((v, ok)), Some(detail)) = (record.applied, &record.detail)
@@ -617,6 +618,14 @@ async fn publish_desired(inner: &Inner, agent: &AgentId) -> Result<()> {
         .map_err(|e| transport_error(what, true, e))?;
     count_message(inner, Direction::Out, "desired");
     Ok(())
+}
+
+/// The hub's turn to write to the store (see [`Inner::writes`]); `None` where writes need no turn.
+async fn write_turn(inner: &Inner) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    match &inner.writes {
+        Some(m) => Some(m.lock().await),
+        None => None,
+    }
 }
 
 /// Counts a rejected message (and into the control plane's metrics, when configured).
@@ -916,7 +925,7 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
         Message::Hello(hello) => {
             let value = serde_json::to_value(&hello).unwrap_or(Value::Null);
             {
-                let _write = inner.writes.lock().await;
+                let _write = write_turn(inner).await;
                 inner.store.agent_hello(agent, &hello.agent_version, &value, now).await?;
             }
             // Its services (and so their kinds) may have changed: look them up again.
@@ -931,7 +940,7 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
         Message::Status(status) => {
             if status.online {
                 let was = seen(inner, agent, None, None);
-                let write = inner.writes.lock().await;
+                let write = write_turn(inner).await;
                 inner.store.set_agent_presence(agent, true, now).await?;
                 drop(write);
                 if !was {
@@ -939,7 +948,7 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
                 }
             } else {
                 // The store first, so that whoever sees the agent offline here finds it so there.
-                let write = inner.writes.lock().await;
+                let write = write_turn(inner).await;
                 inner.store.set_agent_presence(agent, false, now).await?;
                 drop(write);
                 let was = lock(&inner.presence).get_mut(agent).map(|p| std::mem::replace(&mut p.online, false));
@@ -952,7 +961,7 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
         Message::Heartbeat(hb) => {
             let was = seen(inner, agent, None, Some(hb.clone()));
             if !was {
-                let write = inner.writes.lock().await;
+                let write = write_turn(inner).await;
                 inner.store.set_agent_presence(agent, true, now).await?;
                 drop(write);
                 let _ = inner.events.send(HubEvent::Online(agent.clone()));
@@ -970,7 +979,7 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
         Message::Report(report) => {
             seen(inner, agent, None, None);
             for applied in report.items {
-                let write = inner.writes.lock().await;
+                let write = write_turn(inner).await;
                 inner.store.record_applied(agent, &applied.key, applied.version, applied.ok, &applied.detail, now).await?;
                 drop(write);
                 let waiters = {
