@@ -217,12 +217,6 @@ struct Inner {
     overloaded: AtomicU64,
     scopes: Mutex<HashMap<AgentId, (Arc<AgentScope>, Instant)>>,
     unmanaged: AtomicU64,
-    /// On SQLite, taken around each of the hub's store writes. A rollout has as many deliveries
-    /// writing desired items at once as it has targets in flight, and the worker records reports
-    /// at the same time: pooled connections that race for SQLite's one write lock cost CPU and
-    /// time (see `scripts/bench-mqtt`); queued here, they write one by one, which SQLite does
-    /// anyway. Other backends write concurrently.
-    writes: Option<tokio::sync::Mutex<()>>,
 }
 
 /// The cloud side of the agent protocol; see the [module docs](self). Cheap to clone.
@@ -264,7 +258,6 @@ impl AgentHub {
         let (client, eventloop) = AsyncClient::new(options, usize::from(config.mqtt.inflight).max(64) * 4);
         let (connected, mut ready) = watch::channel(false);
         let (events, _) = broadcast::channel(4096);
-        let queue_writes = store.backend() == "sqlite";
         let inner = Arc::new(Inner {
             store,
             clock,
@@ -284,7 +277,6 @@ impl AgentHub {
             overloaded: AtomicU64::new(0),
             scopes: Mutex::new(HashMap::new()),
             unmanaged: AtomicU64::new(0),
-            writes: queue_writes.then(|| tokio::sync::Mutex::new(())),
             config,
         });
         let (work_tx, work_rx) = mpsc::channel(16_384);
@@ -457,10 +449,7 @@ impl AgentHub {
     pub async fn deliver(&self, agent: &AgentId, key: &str, target: &str, change: &ConfigChange, timeout: Duration) -> Result<Applied> {
         let inner = &self.inner;
         let value = serde_json::to_value(change).map_err(|e| Error::Core(ecp_core::Error::invalid("change", e.to_string())))?;
-        let record = {
-            let _write = write_turn(inner).await;
-            inner.store.put_desired(agent, key, target, &value, inner.clock.now()).await?
-        };
+        let record = inner.store.put_desired(agent, key, target, &value, inner.clock.now()).await?;
         if let (Some((v, ok)), Some(detail)) = (record.applied, &record.detail)
             && v >= record.version
         {
@@ -618,14 +607,6 @@ async fn publish_desired(inner: &Inner, agent: &AgentId) -> Result<()> {
         .map_err(|e| transport_error(what, true, e))?;
     count_message(inner, Direction::Out, "desired");
     Ok(())
-}
-
-/// The hub's turn to write to the store (see [`Inner::writes`]); `None` where writes need no turn.
-async fn write_turn(inner: &Inner) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-    match &inner.writes {
-        Some(m) => Some(m.lock().await),
-        None => None,
-    }
 }
 
 /// Counts a rejected message (and into the control plane's metrics, when configured).
@@ -924,10 +905,7 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
     match message {
         Message::Hello(hello) => {
             let value = serde_json::to_value(&hello).unwrap_or(Value::Null);
-            {
-                let _write = write_turn(inner).await;
-                inner.store.agent_hello(agent, &hello.agent_version, &value, now).await?;
-            }
+            inner.store.agent_hello(agent, &hello.agent_version, &value, now).await?;
             // Its services (and so their kinds) may have changed: look them up again.
             lock(&inner.scopes).remove(agent);
             let was_online = seen(inner, agent, Some(&hello), None);
@@ -940,17 +918,13 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
         Message::Status(status) => {
             if status.online {
                 let was = seen(inner, agent, None, None);
-                let write = write_turn(inner).await;
                 inner.store.set_agent_presence(agent, true, now).await?;
-                drop(write);
                 if !was {
                     let _ = inner.events.send(HubEvent::Online(agent.clone()));
                 }
             } else {
                 // The store first, so that whoever sees the agent offline here finds it so there.
-                let write = write_turn(inner).await;
                 inner.store.set_agent_presence(agent, false, now).await?;
-                drop(write);
                 let was = lock(&inner.presence).get_mut(agent).map(|p| std::mem::replace(&mut p.online, false));
                 if was != Some(false) {
                     let _ = inner.events.send(HubEvent::Offline(agent.clone()));
@@ -961,9 +935,7 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
         Message::Heartbeat(hb) => {
             let was = seen(inner, agent, None, Some(hb.clone()));
             if !was {
-                let write = write_turn(inner).await;
                 inner.store.set_agent_presence(agent, true, now).await?;
-                drop(write);
                 let _ = inner.events.send(HubEvent::Online(agent.clone()));
             }
             if let Err(e) = heartbeat_samples(inner, agent, &hb).await {
@@ -979,9 +951,7 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
         Message::Report(report) => {
             seen(inner, agent, None, None);
             for applied in report.items {
-                let write = write_turn(inner).await;
                 inner.store.record_applied(agent, &applied.key, applied.version, applied.ok, &applied.detail, now).await?;
-                drop(write);
                 let waiters = {
                     let mut reports = lock(&inner.reports);
                     let k = (agent.clone(), applied.key.clone());
