@@ -100,6 +100,7 @@ pub enum ConfigChange {
         options: Option<Value>,
     },
     /// A NanoMQ configuration fragment (`POST /api/v4/reload {"data": ...}`).
+    #[serde(rename = "nanomq_config")]
     NanoMqConfig {
         /// The settings to change.
         data: Map<String, Value>,
@@ -211,6 +212,7 @@ pub enum TemplateKind {
     /// An eKuiper rule.
     EkuiperRule,
     /// A NanoMQ configuration fragment.
+    #[serde(rename = "nanomq_config")]
     NanoMqConfig,
     /// A raw API call.
     RawApiCall,
@@ -558,6 +560,28 @@ mod tests {
         assert!(t.render(&wrong).unwrap_err().to_string().contains("parameter limit"));
         let extra: BTreeMap<String, Value> = [("line".into(), json!("a")), ("limit".into(), json!(1)), ("zz".into(), json!(1))].into();
         assert!(t.render(&extra).unwrap_err().to_string().contains("unknown parameter zz"));
+    }
+
+    #[test]
+    fn every_kind_renders_and_serializes_under_its_stable_name() {
+        let t = ConfigTemplate::new(
+            TemplateKind::NanoMqConfig,
+            json!({ "data": { "mqtt": { "max_packet_size": "${size}" } } }),
+            vec![ParamSpec::required("size", ParamType::Integer)],
+        );
+        let change = t.render(&[("size".into(), json!(1024))].into()).unwrap();
+        assert_eq!(change.template_kind(), TemplateKind::NanoMqConfig);
+        assert_eq!(serde_json::to_value(&change).unwrap()["kind"], "nanomq_config");
+        for kind in [
+            TemplateKind::NeuronSouthDevice,
+            TemplateKind::EkuiperStream,
+            TemplateKind::EkuiperRule,
+            TemplateKind::NanoMqConfig,
+            TemplateKind::RawApiCall,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
+            assert_eq!(serde_json::from_value::<TemplateKind>(json!(kind.as_str())).unwrap(), kind);
+        }
     }
 
     #[test]
