@@ -88,7 +88,7 @@ impl AgentStore for SqlStore {
         .bind(version.to_owned())
         .bind(hello)
         .bind(ts(at))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writes)
         .await
         .map_err(|e| self.err(e))?;
         agent_from_row(&row)
@@ -103,7 +103,7 @@ impl AgentStore for SqlStore {
         .bind(i64::from(online))
         .bind(ts(at))
         .bind(id.as_str().to_owned())
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await
         .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)
@@ -314,7 +314,7 @@ impl AgentStore for SqlStore {
         .bind(ts(at))
         .bind(id.as_str().to_owned())
         .bind(key.to_owned())
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await
         .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)

@@ -193,7 +193,7 @@ impl ClusterStore for SqlStore {
             .bind(cause.map(str::to_owned))
             .bind(ts(now))
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await
             .map_err(|e| self.err(e))?;
         if done.rows_affected() == 0 {

@@ -527,7 +527,7 @@ impl EdgeStore for SqlStore {
         .bind(ts(outcome.at))
         .bind(outcome.version.clone())
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writes)
         .await
         .map_err(|e| self.err(e))?;
         let mut s = vec![row.as_ref().map(service_from_row).transpose()?.ok_or_else(|| Error::not_found("edge service", id))?];
@@ -540,7 +540,7 @@ impl EdgeStore for SqlStore {
             .bind(info.to_string())
             .bind(ts(at))
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await
             .map_err(|e| self.err(e))?;
         if done.rows_affected() == 0 {

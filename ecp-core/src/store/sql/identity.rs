@@ -427,7 +427,7 @@ impl IdentityStore for SqlStore {
         let updated = sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
             .bind(ts(at))
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await
             .map_err(|e| self.err(e))?;
         if updated.rows_affected() == 0 {
@@ -709,7 +709,7 @@ impl IdentityStore for SqlStore {
         .bind(ts(next.refresh_expires_at))
         .bind(next.id.to_string())
         .bind(expected_refresh.to_hex())
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await
         .on_violation(|| Error::conflict("session", next.id, "token collision"), || Error::not_found("session", next.id))?;
         Ok(updated.rows_affected() == 1)
@@ -782,7 +782,7 @@ impl IdentityStore for SqlStore {
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
             .bind(ts(at))
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -897,7 +897,7 @@ impl IdentityStore for SqlStore {
     async fn clear_login_failures(&self, login_key: &str) -> Result<()> {
         sqlx::query("DELETE FROM login_failures WHERE login_key = $1")
             .bind(login_key.to_owned())
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await
             .map_err(|e| self.err(e))?;
         Ok(())

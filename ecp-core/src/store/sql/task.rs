@@ -268,7 +268,7 @@ impl TaskStore for SqlStore {
             .bind(ts(until))
             .bind(id.to_string())
             .bind(owner.to_owned())
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await
             .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() == 1)
