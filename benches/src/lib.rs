@@ -165,7 +165,7 @@ pub fn custom_roles(now: Timestamp) -> Vec<CustomRole> {
 /// - the others, by index `j`: a first binding in project `j mod projects` (project admin 2 in 10,
 ///   "operator" 2 in 10, "auditor" 1 in 10, viewer 5 in 10), and a second one either "operator" of
 ///   the whole organization (1 in 20) or a role in another project of the same organization (viewer,
-///   viewer, operator, project admin in turn).
+///   viewer, operator, project admin in turn), and 1 in 50 of those a third project (viewer).
 ///
 /// # Panics
 /// If the store refuses the data (a bug).
@@ -210,6 +210,15 @@ pub async fn seed_with_custom_roles(orgs: usize, projects_per_org: usize, users:
                     RoleRef::Builtin(BuiltinRole::ProjectAdmin),
                 ][(j / 7) % 4];
                 mine.push(Binding::new(subject, role, projects[other], now));
+                if j % 50 == 11 && projects_per_org > 2 {
+                    // A few users hold a third project.
+                    let third = [local + projects_per_org - 1, local + projects_per_org - 2]
+                        .map(|l| base + l % projects_per_org)
+                        .into_iter()
+                        .find(|t| *t != other)
+                        .expect("two candidates, one differs");
+                    mine.push(Binding::new(subject, RoleRef::Builtin(BuiltinRole::Viewer), projects[third], now));
+                }
             }
         }
         let mut memberships: Vec<_> = mine.iter().filter_map(|b| b.scope.org()).collect();
