@@ -326,6 +326,35 @@ fn balanced_mix(ds: &DataSet, floor: &Floor, n: usize) -> Vec<Query> {
     mix
 }
 
+/// Times `check` over the mix two ways (monomorphized, so each engine's check is inlined alike):
+/// back to back, where checks are independent and the CPU overlaps the cache misses of one with
+/// the next; and chained, where the next query depends on this decision (skipped when allowed:
+/// the same sequence for every engine, since they agree), so each check's misses are waited for.
+fn timed<M: criterion::measurement::Measurement>(
+    group: &mut criterion::BenchmarkGroup<'_, M>,
+    engine: &str,
+    size: &str,
+    mix: &[Query],
+    check: impl Fn(&Query) -> bool,
+) {
+    group.bench_with_input(BenchmarkId::new(engine, size), mix, |b, qs| {
+        let mut i = 0;
+        b.iter(|| {
+            let q = &qs[i % qs.len()];
+            i += 1;
+            black_box(check(black_box(q)))
+        })
+    });
+    group.bench_with_input(BenchmarkId::new(format!("{engine}_chained"), size), mix, |b, qs| {
+        let mut i = 0;
+        b.iter(|| {
+            let allowed = check(black_box(&qs[i % qs.len()]));
+            i += 1 + usize::from(allowed);
+            allowed
+        })
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let wanted = std::env::var("ECP_AUTHZ_SIZES").unwrap_or_else(|_| "S,M,L".into());
@@ -390,21 +419,12 @@ fn bench(c: &mut Criterion) {
 
         let mut group = c.benchmark_group("authz_peers");
         group.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-        group.bench_with_input(BenchmarkId::new("rbac_authorizer", name), &mix, |b, qs| {
-            let mut i = 0;
-            b.iter(|| {
-                let (p, perm, scope) = &qs[i % qs.len()];
-                i += 1;
-                black_box(ours.check(black_box(p), *perm, scope).is_ok())
-            })
-        });
-        group.bench_with_input(BenchmarkId::new("hashmap_floor", name), &mix, |b, qs| {
-            let mut i = 0;
-            b.iter(|| {
-                let (p, perm, scope) = &qs[i % qs.len()];
-                i += 1;
-                black_box(floor.check(black_box(p), *perm, scope))
-            })
+        let locked_floor = parking_lot::RwLock::new(());
+        timed(&mut group, "rbac_authorizer", name, &mix, |(p, perm, scope)| ours.check(p, *perm, scope).is_ok());
+        timed(&mut group, "hashmap_floor", name, &mix, |(p, perm, scope)| floor.check(p, *perm, scope));
+        timed(&mut group, "hashmap_floor_behind_rwlock", name, &mix, |(p, perm, scope)| {
+            let _g = locked_floor.read();
+            floor.check(p, *perm, scope)
         });
         group.bench_with_input(BenchmarkId::new("casbin", name), &casbin_mix, |b, qs| {
             let mut i = 0;
