@@ -309,7 +309,7 @@ fn mib(bytes: usize) -> String {
 
 /// A mix of `n` queries, half allowed and half denied (by the floor), in a shuffled order.
 fn balanced_mix(ds: &DataSet, floor: &Floor, n: usize) -> Vec<Query> {
-    let candidates = ecp_benches::query_mix(ds, 8 * n, &[Action::View, Action::Edit], 0x5eed_0f_a11);
+    let candidates = ecp_benches::query_mix(ds, 8 * n, &[Action::View, Action::Edit], 0x5_eed0_fa11);
     let (mut allowed, mut denied): (Vec<Query>, Vec<Query>) = candidates.into_iter().partition(|(p, perm, s)| floor.check(p, *perm, s));
     assert!(allowed.len() >= n / 2 && denied.len() >= n / 2, "the candidate mix is too lopsided");
     allowed.truncate(n / 2);
@@ -390,7 +390,7 @@ fn bench(c: &mut Criterion) {
 
         // Every engine must decide every query alike before its speed means anything.
         let t = Instant::now();
-        let random = ecp_benches::query_mix(&ds, 10_000, &Action::ALL, 0xdec1_de5);
+        let random = ecp_benches::query_mix(&ds, 10_000, &Action::ALL, 0xdec_1de5);
         let mut allowed = 0;
         for q in &random {
             let (p, perm, scope) = q;
