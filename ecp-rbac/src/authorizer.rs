@@ -73,8 +73,11 @@ const INLINE: usize = 2;
 #[derive(Debug, Clone, Copy)]
 struct Grants {
     system: PermissionSet,
-    /// Unused slots are `(Level::System, EMPTY)`, which no organization or project matches.
-    inline: [(Level, PermissionSet); INLINE],
+    /// Unused slots are `(Level::System, EMPTY)`, which no organization or project matches. Levels
+    /// and permissions are kept in two arrays (not pairs, which pad each level to 24 bytes) so the
+    /// entry stays small.
+    levels: [Level; INLINE],
+    perms: [PermissionSet; INLINE],
     spilled: bool,
     /// A disabled subject is known (its denials say why) but holds nothing.
     disabled: bool,
@@ -97,7 +100,7 @@ impl Index {
         if g.spilled {
             self.spill.get(&(s, level)).copied().unwrap_or(PermissionSet::EMPTY)
         } else {
-            g.inline.iter().filter(|(l, _)| *l == level).fold(PermissionSet::EMPTY, |acc, (_, p)| acc.union(*p))
+            g.levels.iter().zip(g.perms).filter(|(l, _)| **l == level).fold(PermissionSet::EMPTY, |acc, (_, p)| acc.union(p))
         }
     }
 
@@ -129,7 +132,8 @@ impl Index {
         }
         let mut g = Grants {
             system: PermissionSet::EMPTY,
-            inline: [(Level::System, PermissionSet::EMPTY); INLINE],
+            levels: [Level::System; INLINE],
+            perms: [PermissionSet::EMPTY; INLINE],
             spilled: false,
             disabled: !info.active,
         };
@@ -147,7 +151,10 @@ impl Index {
                 }
             }
             if levels.len() <= INLINE {
-                g.inline[..levels.len()].copy_from_slice(&levels);
+                for (i, (l, p)) in levels.into_iter().enumerate() {
+                    g.levels[i] = l;
+                    g.perms[i] = p;
+                }
             } else {
                 g.spilled = true;
                 self.spill.extend(levels.into_iter().map(|(l, p)| ((s, l), p)));
