@@ -33,12 +33,26 @@ impl Level {
     }
 }
 
+/// A binding as the index keeps it: the role and where it is bound (what checks, visibility and
+/// updates need, without the binding's id and dates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    role: RoleRef,
+    scope: Scope,
+}
+
+impl From<&Binding> for Held {
+    fn from(b: &Binding) -> Self {
+        Held { role: b.role, scope: b.scope }
+    }
+}
+
 /// What one subject holds: its bindings (the source of truth for updates) and what is derived from
 /// them for the slower questions (visibility, access, why a check was denied).
 #[derive(Debug, Clone, Default)]
 struct SubjectInfo {
     active: bool,
-    bindings: Vec<Binding>,
+    bindings: Vec<Held>,
 }
 
 fn role_set(role: RoleRef, roles: &Map<RoleId, PermissionSet>) -> PermissionSet {
@@ -49,41 +63,64 @@ fn role_set(role: RoleRef, roles: &Map<RoleId, PermissionSet>) -> PermissionSet 
     }
 }
 
-/// One entry of the flat grant map.
-#[derive(Debug, Clone, Copy, Default)]
-struct Cell {
-    perms: PermissionSet,
-    /// Set on every subject's `Level::System` entry (which exists, possibly empty, for every
-    /// subject the index knows), so a denial's reason costs no extra lookup.
-    known: bool,
+/// How many organization or project grants a subject keeps inline in its [`Grants`]: most
+/// subjects hold one or two bindings, so a check is one lookup and a scan of the entry it finds.
+const INLINE: usize = 2;
+
+/// What a check reads about one subject, in one hash-map entry: the permissions held at system
+/// scope, and those held in up to [`INLINE`] organizations or projects. A subject bound in more
+/// has all of them in [`Index::spill`] instead (`spilled`).
+#[derive(Debug, Clone, Copy)]
+struct Grants {
+    system: PermissionSet,
+    /// Unused slots are `(Level::System, EMPTY)`, which no organization or project matches. Levels
+    /// and permissions are kept in two arrays (not pairs, which pad each level to 24 bytes) so the
+    /// entry stays small.
+    levels: [Level; INLINE],
+    perms: [PermissionSet; INLINE],
+    spilled: bool,
+    /// A disabled subject is known (its denials say why) but holds nothing.
     disabled: bool,
 }
 
-/// The index. Checks read only `grants`: a flat map from (subject, scope) to the union of the
-/// permissions bound there. A check is one to three lookups in it, short-circuiting on the first
-/// that grants: exactly the work of a plain hash map of bindings.
+/// The index. Checks read `grants`, one entry per subject (and `spill` for the few subjects bound
+/// in more than [`INLINE`] scopes): one hash lookup, where a plain map of (subject, scope) needs
+/// one to three.
 #[derive(Debug, Default)]
 struct Index {
     roles: Map<RoleId, PermissionSet>,
-    grants: Map<(Subject, Level), Cell>,
+    grants: Map<Subject, Grants>,
+    spill: Map<(Subject, Level), PermissionSet>,
     subjects: Map<Subject, SubjectInfo>,
 }
 
 impl Index {
+    /// The permissions `s` holds at exactly `level` (not inherited from above).
+    fn at(&self, s: Subject, g: &Grants, level: Level) -> PermissionSet {
+        if g.spilled {
+            self.spill.get(&(s, level)).copied().unwrap_or(PermissionSet::EMPTY)
+        } else {
+            g.levels.iter().zip(g.perms).filter(|(l, _)| **l == level).fold(PermissionSet::EMPTY, |acc, (_, p)| acc.union(p))
+        }
+    }
+
     fn lookup(&self, s: Subject, level: Level) -> PermissionSet {
-        self.grants.get(&(s, level)).map_or(PermissionSet::EMPTY, |c| c.perms)
+        match (self.grants.get(&s), level) {
+            (None, _) => PermissionSet::EMPTY,
+            (Some(g), Level::System) => g.system,
+            (Some(g), level) => self.at(s, g, level),
+        }
     }
 
     fn held(&self, s: Subject, scope: &Scope) -> PermissionSet {
-        let mut set = self.lookup(s, Level::System);
+        let Some(g) = self.grants.get(&s) else { return PermissionSet::EMPTY };
         match scope {
-            Scope::System => {}
-            Scope::Org { org } => set = set.union(self.lookup(s, Level::Org(*org))),
+            Scope::System => g.system,
+            Scope::Org { org } => g.system.union(self.at(s, g, Level::Org(*org))),
             Scope::Project { org, project } => {
-                set = set.union(self.lookup(s, Level::Org(*org))).union(self.lookup(s, Level::Project(*project)));
+                g.system.union(self.at(s, g, Level::Org(*org))).union(self.at(s, g, Level::Project(*project)))
             }
         }
-        set
     }
 
     /// Replaces what a subject holds.
@@ -93,22 +130,47 @@ impl Index {
             self.subjects.remove(&s);
             return;
         }
-        self.grants.insert((s, Level::System), Cell { perms: PermissionSet::EMPTY, known: true, disabled: !info.active });
+        let mut g = Grants {
+            system: PermissionSet::EMPTY,
+            levels: [Level::System; INLINE],
+            perms: [PermissionSet::EMPTY; INLINE],
+            spilled: false,
+            disabled: !info.active,
+        };
         if info.active {
+            // A subject holds at most one role per scope, but merge anyway: the union is the truth.
+            let mut levels: Vec<(Level, PermissionSet)> = Vec::with_capacity(info.bindings.len());
             for b in &info.bindings {
                 let perms = role_set(b.role, &self.roles);
-                let e = self.grants.entry((s, Level::of(&b.scope))).or_default();
-                e.perms = e.perms.union(perms);
+                match Level::of(&b.scope) {
+                    Level::System => g.system = g.system.union(perms),
+                    level => match levels.iter_mut().find(|(l, _)| *l == level) {
+                        Some((_, p)) => *p = p.union(perms),
+                        None => levels.push((level, perms)),
+                    },
+                }
+            }
+            if levels.len() <= INLINE {
+                for (i, (l, p)) in levels.into_iter().enumerate() {
+                    g.levels[i] = l;
+                    g.perms[i] = p;
+                }
+            } else {
+                g.spilled = true;
+                self.spill.extend(levels.into_iter().map(|(l, p)| ((s, l), p)));
             }
         }
+        self.grants.insert(s, g);
         self.subjects.insert(s, info);
     }
 
     fn clear_grants(&mut self, s: Subject) {
-        if let Some(old) = self.subjects.get(&s) {
-            self.grants.remove(&(s, Level::System));
+        if let Some(g) = self.grants.remove(&s)
+            && g.spilled
+            && let Some(old) = self.subjects.get(&s)
+        {
             for b in &old.bindings {
-                self.grants.remove(&(s, Level::of(&b.scope)));
+                self.spill.remove(&(s, Level::of(&b.scope)));
             }
         }
     }
@@ -132,7 +194,8 @@ impl Index {
 /// each has its own index: call [`RbacAuthorizer::reload`] (or [`RbacAuthorizer::reload_subject`]
 /// for one subject) when another replica may have changed access.
 ///
-/// Checks take a read lock and do at most three hash lookups; nothing allocates.
+/// Checks take a read lock and do one hash lookup (three for a subject bound in more than two
+/// organizations or projects); nothing allocates.
 pub struct RbacAuthorizer {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -266,12 +329,12 @@ impl RbacAuthorizer {
     async fn reload_all(&self) -> Result<()> {
         let roles: Map<RoleId, PermissionSet> =
             self.store.list_roles(None).await?.into_iter().map(|r| (r.id, PermissionSet::from_permissions(r.permissions))).collect();
-        let mut by_subject: Map<Subject, Vec<Binding>> = Map::default();
+        let mut by_subject: Map<Subject, Vec<Held>> = Map::default();
         let mut page = PageRequest::first(1000);
         loop {
             let got = self.store.all_bindings(&page).await?;
             for b in got.items {
-                by_subject.entry(b.subject).or_default().push(b);
+                by_subject.entry(b.subject).or_default().push(Held::from(&b));
             }
             match got.next {
                 Some(cursor) => page = PageRequest::after(1000, cursor),
@@ -310,6 +373,7 @@ impl RbacAuthorizer {
             },
             Subject::System | Subject::Anonymous => true,
         };
+        let bindings = bindings.iter().map(Held::from).collect();
         self.index.write().set_subject(subject, SubjectInfo { active, bindings });
         Ok(())
     }
@@ -373,16 +437,14 @@ impl Authorizer for RbacAuthorizer {
             s => s,
         };
         let index = self.index.read();
-        let head = index.grants.get(&(subject, Level::System)).copied().unwrap_or_default();
-        if head.perms.contains(permission) {
-            return Ok(());
-        }
-        let granted = |level| index.grants.get(&(subject, level)).is_some_and(|c| c.perms.contains(permission));
-        let allowed = match scope {
-            Scope::System => false,
-            Scope::Org { org } => granted(Level::Org(*org)),
-            Scope::Project { org, project } => granted(Level::Org(*org)) || granted(Level::Project(*project)),
-        };
+        let Some(g) = index.grants.get(&subject) else { return Err(Denial::UnknownSubject) };
+        let granted = |level| index.at(subject, g, level).contains(permission);
+        let allowed = g.system.contains(permission)
+            || match scope {
+                Scope::System => false,
+                Scope::Org { org } => granted(Level::Org(*org)),
+                Scope::Project { org, project } => granted(Level::Org(*org)) || granted(Level::Project(*project)),
+            };
         if allowed {
             return Ok(());
         }
@@ -393,11 +455,7 @@ impl Authorizer for RbacAuthorizer {
         {
             return Ok(());
         }
-        Err(match (head.known, head.disabled) {
-            (false, _) => Denial::UnknownSubject,
-            (true, true) => Denial::SubjectDisabled,
-            (true, false) => Denial::NotGranted,
-        })
+        Err(if g.disabled { Denial::SubjectDisabled } else { Denial::NotGranted })
     }
 
     fn has_access(&self, principal: &Principal, scope: &Scope) -> bool {
@@ -465,5 +523,56 @@ impl Authorizer for RbacAuthorizer {
         for (s, info) in affected {
             index.set_subject(s, info);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ecp_core::UserId;
+    use ecp_core::identity::BuiltinRole;
+
+    use super::*;
+
+    fn held(role: BuiltinRole, scope: Scope) -> Held {
+        Held { role: RoleRef::Builtin(role), scope }
+    }
+
+    #[test]
+    fn grants_inline_then_spilled_then_inline_again() {
+        let org = OrgId::new();
+        let [p1, p2, p3] = [(); 3].map(|()| Scope::Project { org, project: ProjectId::new() });
+        let other = Scope::Project { org, project: ProjectId::new() };
+        let s = Subject::User(UserId::new());
+        let edit = Permission::edit(ResourceKind::EdgeService);
+        let view = Permission::view(ResourceKind::EdgeService);
+        let mut index = Index::default();
+
+        let two = vec![held(BuiltinRole::ProjectAdmin, p1), held(BuiltinRole::Viewer, p2)];
+        index.set_subject(s, SubjectInfo { active: true, bindings: two });
+        assert!(!index.grants[&s].spilled);
+        assert!(index.held(s, &p1).contains(edit));
+        assert!(index.held(s, &p2).contains(view) && !index.held(s, &p2).contains(edit));
+        assert!(index.held(s, &other).is_empty());
+
+        let three = vec![held(BuiltinRole::ProjectAdmin, p1), held(BuiltinRole::Viewer, p2), held(BuiltinRole::Viewer, p3)];
+        index.set_subject(s, SubjectInfo { active: true, bindings: three });
+        assert!(index.grants[&s].spilled);
+        assert_eq!(index.spill.len(), 3);
+        assert!(index.held(s, &p1).contains(edit));
+        assert!(index.held(s, &p3).contains(view) && !index.held(s, &p3).contains(edit));
+        assert!(index.held(s, &other).is_empty());
+
+        index.set_subject(s, SubjectInfo { active: true, bindings: vec![held(BuiltinRole::OrgAdmin, Scope::Org { org })] });
+        assert!(!index.grants[&s].spilled);
+        assert!(index.spill.is_empty(), "a subject's spilled grants go when it is replaced");
+        assert!(index.held(s, &other).contains(edit), "an organization grant covers its projects");
+        assert!(index.held(s, &Scope::System).is_empty());
+
+        index.set_subject(s, SubjectInfo { active: false, bindings: vec![held(BuiltinRole::OrgAdmin, Scope::Org { org })] });
+        assert!(index.grants[&s].disabled);
+        assert!(index.held(s, &other).is_empty(), "a disabled subject holds nothing");
+
+        index.set_subject(s, SubjectInfo { active: true, bindings: Vec::new() });
+        assert!(!index.grants.contains_key(&s) && !index.subjects.contains_key(&s));
     }
 }
