@@ -148,8 +148,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// The change of round `run`: one call to NanoMQ's reload API (`msq_len`), different in every
-/// round so that every round is a new desired version. (A `nanomq_config` template cannot be
-/// rendered: `TemplateKind` says `nanomq_config` where `ConfigChange` says `nano_mq_config`.)
+/// round so that every round is a new desired version.
 fn change_of(run: usize) -> ConfigChange {
     serde_json::from_value(template_body(run).as_object().cloned().map_or(json!({}), |mut m| {
         m.insert("kind".into(), json!("raw_api_call"));

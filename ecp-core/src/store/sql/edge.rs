@@ -59,6 +59,15 @@ fn service_from_row(row: &AnyRow) -> Result<EdgeService> {
     })
 }
 
+/// A service from a row that also has the `tags_json` column ([`SqlStore::tags_column`]).
+fn service_with_tags(row: &AnyRow) -> Result<EdgeService> {
+    let mut s = service_from_row(row)?;
+    let json: String = col(row, "tags_json")?;
+    s.tags = serde_json::from_str(&json).map_err(|e| integrity(format!("tags of edge service {}: {e}", s.id)))?;
+    s.tags.sort();
+    Ok(s)
+}
+
 fn credential_columns(c: &Credentials) -> (&'static str, Option<String>, Option<String>) {
     match c {
         Credentials::None => ("none", None, None),
@@ -232,15 +241,24 @@ impl SqlStore {
         Ok(())
     }
 
+    /// A column `tags_json` for a query over `edge_services e`: the service's tags as a JSON
+    /// array, so a service comes with its tags in one statement.
+    fn tags_column(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "(SELECT json_group_array(tag) FROM edge_service_tags t WHERE t.service_id = e.id) AS tags_json",
+            Dialect::Postgres => {
+                "(SELECT COALESCE(json_agg(tag), '[]')::text FROM edge_service_tags t WHERE t.service_id = e.id) AS tags_json"
+            }
+        }
+    }
+
     async fn fetch_service(&self, id: EdgeServiceId) -> Result<EdgeService> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM edge_services WHERE id = $1")))
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS}, {} FROM edge_services e WHERE id = $1", self.tags_column())))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        let mut s = vec![row.as_ref().map(service_from_row).transpose()?.ok_or_else(|| Error::not_found("edge service", id))?];
-        self.attach_tags(&mut s).await?;
-        Ok(s.remove(0))
+        row.as_ref().map(service_with_tags).transpose()?.ok_or_else(|| Error::not_found("edge service", id))
     }
 
     fn selector_sql(&self, select: &str, project: ProjectId, sel: &EdgeSelector) -> Result<Sql> {
@@ -416,27 +434,14 @@ impl EdgeStore for SqlStore {
 
     async fn select_edge_services(&self, project: ProjectId, selector: &EdgeSelector, page: &PageRequest) -> Result<Page<EdgeService>> {
         let limit = page_limit(page)?;
-        // The page and its tags in one statement: the tags as a JSON array per service.
-        let tags = match self.dialect {
-            Dialect::Sqlite => "(SELECT json_group_array(tag) FROM edge_service_tags t WHERE t.service_id = e.id)",
-            Dialect::Postgres => "(SELECT COALESCE(json_agg(tag), '[]')::text FROM edge_service_tags t WHERE t.service_id = e.id)",
-        };
-        let mut sql = self.selector_sql(&format!("SELECT {COLUMNS}, {tags} AS tags_json FROM edge_services e"), project, selector)?;
+        // The page and its tags in one statement.
+        let mut sql = self.selector_sql(&format!("SELECT {COLUMNS}, {} FROM edge_services e", self.tags_column()), project, selector)?;
         if let Some(cursor) = &page.cursor {
             sql.push(" AND e.id > ").bind(cursor.clone());
         }
         sql.push(" ORDER BY e.id LIMIT ").bind(limit);
         let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
-        let items = rows
-            .iter()
-            .map(|row| {
-                let mut s = service_from_row(row)?;
-                let json: String = col(row, "tags_json")?;
-                s.tags = serde_json::from_str(&json).map_err(|e| integrity(format!("tags of edge service {}: {e}", s.id)))?;
-                s.tags.sort();
-                Ok(s)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(service_with_tags).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, page.limit, |s| s.id.to_string()))
     }
 
