@@ -107,7 +107,8 @@ pub struct SqlStoreConfigBuilder {
 
 impl SqlStoreConfigBuilder {
     /// Connections in the pool (default: 8 for PostgreSQL and a SQLite file, 1 for SQLite in memory,
-    /// which cannot be shared).
+    /// which cannot be shared). A SQLite file has one more, for writes only: SQLite takes one
+    /// writer at a time, so writes queue for that connection while reads use the pool.
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = Some(n);
         self
