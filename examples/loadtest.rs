@@ -382,7 +382,7 @@ async fn sdk_round(
         &Envelope::new(Message::Desired(proto::Desired {
             version: 1,
             items: vec![DesiredItem {
-                key: desired_key(&change_of(run)),
+                key: desired_key(&targets[0].target, &change_of(run)),
                 version: 1,
                 target: targets[0].target.clone(),
                 change: change_of(run),
@@ -482,7 +482,7 @@ impl RawClient {
         while replies.try_recv().is_ok() {}
         let change = change_of(run);
         // The same key length and change as the SDK's desired item, so the payload is the same size.
-        let mut key = desired_key(&change);
+        let mut key = desired_key(targets.first().map(|t| t.target.as_str()).unwrap_or_default(), &change);
         key.pop();
         key.push('~');
         let version = 1_000 + run as u64;

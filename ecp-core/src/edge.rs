@@ -655,3 +655,30 @@ impl DesiredRecord {
         matches!(self.applied, Some((v, true)) if v >= self.version)
     }
 }
+
+/// What [`AgentStore::put_desired`](crate::store::AgentStore::put_desired) stored: the item as it
+/// now is, and the agent's whole desired configuration read after the write (what to publish).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredPut {
+    /// The item under the key: the new version, the same item when target and change were already
+    /// stored, or a newer version written concurrently (which supersedes this one).
+    pub item: DesiredRecord,
+    /// The agent's desired items, by key, this one included.
+    pub all: Vec<DesiredRecord>,
+}
+
+/// What an agent reported for one desired item, for
+/// [`AgentStore::record_reports`](crate::store::AgentStore::record_reports).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedItem {
+    /// The agent.
+    pub agent: AgentId,
+    /// The item's key.
+    pub key: String,
+    /// The version it reported.
+    pub version: u64,
+    /// Whether it was applied.
+    pub ok: bool,
+    /// The service's answer, or why it failed.
+    pub detail: serde_json::Value,
+}

@@ -95,6 +95,8 @@ conformance! {
     edge::templates_are_versioned,
     agents::agents_appear_are_managed_and_guard_their_services,
     agents::desired_items_version_and_converge,
+    agents::reports_are_recorded_in_one_batch,
+    agents::concurrent_puts_keep_versions_unique,
     clusters::clusters_license_pool_transfer_and_project_guard,
     clusters::concurrent_registrations_never_overshoot_the_license,
 }

@@ -250,6 +250,35 @@ async fn an_agent_away_during_a_delivery_converges_when_it_returns_and_applies_o
     w.hub.shutdown();
 }
 
+/// One agent in front of two eKuiper services: a delivery to both applies to each (the desired
+/// item's key names the service, so the second does not replace the first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_agent_with_two_services_gets_a_delivery_to_each() {
+    let broker = Mosquitto::builder().start().await.expect("mosquitto (scripts/test installs it)");
+    let (one, two) = (
+        SimService::start(SimConfig::new(SimKind::Ekuiper)).await.unwrap(),
+        SimService::start(SimConfig::new(SimKind::Ekuiper)).await.unwrap(),
+    );
+    let w = world(broker.port(), Duration::from_secs(20)).await;
+    let config = agent_config(broker.port(), "edge-two", &one).service(LocalServiceConfig::new("ekuiper-2", EdgeKind::Ekuiper, two.base_url()));
+    let agent = EdgeAgent::new(config).unwrap().spawn();
+    manage_all(&w, &["edge-two".to_owned()], &one).await;
+    let id = AgentId::new("edge-two").unwrap();
+    w.fleet.register(NewEdgeService::through_agent("ekuiper-two-2", EdgeKind::Ekuiper, id.clone(), two.base_url())).await.unwrap();
+
+    let saved = w.fleet.save_template(None, "demo stream", &stream_template()).await.unwrap();
+    let handle = w.fleet.deliver(saved.id, None, &EdgeSelector::all(), &ParamGrid::default(), RolloutPolicy::default()).await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(60), handle.wait()).await.unwrap(), Some(TaskState::Succeeded));
+    let (_, totals) = w.fleet.task(handle.id()).await.unwrap();
+    assert_eq!((totals.total, totals.succeeded), (2, 2));
+    assert_eq!((one.request_count("POST", "/streams"), two.request_count("POST", "/streams")), (1, 1));
+    let desired = w.hub.desired(&id).await.unwrap();
+    assert_eq!(desired.len(), 2, "{desired:?}");
+    assert!(desired.iter().all(|d| d.converged() && d.key.ends_with(" stream:demo")));
+    agent.shutdown().await.unwrap();
+    w.hub.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_product_adapters_run_through_the_tunnel() {
     let broker = Mosquitto::builder().start().await.expect("mosquitto (scripts/test installs it)");

@@ -23,7 +23,7 @@ use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditScope, ChainHead, C
 use crate::clock::Timestamp;
 use crate::cluster::{ClusterQuota, ClusterRecord, LicenseUsage};
 use crate::edge::{
-    Agent, AgentFilter, AgentId, DesiredRecord, EdgeLimits, EdgeSelector, EdgeService, ProbeOutcome, TagUsage, TemplateRecord,
+    Agent, AgentFilter, AgentId, DesiredPut, DesiredRecord, ReportedItem, EdgeLimits, EdgeSelector, EdgeService, ProbeOutcome, TagUsage, TemplateRecord,
 };
 use crate::error::Result;
 use crate::id::{ApiKeyId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
@@ -585,18 +585,30 @@ pub trait AgentStore: Send + Sync {
     /// `Backend`.
     async fn agent_secrets(&self) -> Result<Vec<(AgentId, String)>>;
     /// Sets a desired item of an agent. The same target and change as stored leave it as it is;
-    /// anything else stores it under the agent's next version. Returns the item as stored.
+    /// anything else stores it under the agent's next version, unless a newer version of the key
+    /// was stored meanwhile (a concurrent put), which then stays. Returns the item as stored and
+    /// the agent's desired items read after the write, so a caller publishing them needs no second
+    /// read.
     ///
     /// # Errors
-    /// `NotFound` for the agent, `Backend`.
-    async fn put_desired(&self, id: &AgentId, key: &str, target: &str, change: &serde_json::Value, at: Timestamp) -> Result<DesiredRecord>;
+    /// `InvalidInput` for a key that is empty or over 200 bytes, `NotFound` for the agent,
+    /// `Backend`.
+    async fn put_desired(&self, id: &AgentId, key: &str, target: &str, change: &serde_json::Value, at: Timestamp) -> Result<DesiredPut>;
     /// An agent's desired items, by key.
     ///
     /// # Errors
     /// `Backend`.
     async fn desired(&self, id: &AgentId) -> Result<Vec<DesiredRecord>>;
-    /// Records what an agent reported for a desired item; reports for a key it does not have, or
-    /// for an older version than already recorded, are ignored (`Ok(false)`).
+    /// Records what agents reported for their desired items, in one write; reports for a key an
+    /// agent does not have, for a version it was never given, or for an older version than already
+    /// recorded are ignored. Of several reports of one key, the highest version counts. Returns
+    /// how many items changed.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn record_reports(&self, reports: &[ReportedItem], at: Timestamp) -> Result<u64>;
+    /// Records one report, as [`record_reports`](Self::record_reports); `Ok(false)` when it was
+    /// ignored.
     ///
     /// # Errors
     /// `Backend`.
@@ -608,7 +620,10 @@ pub trait AgentStore: Send + Sync {
         ok: bool,
         detail: &serde_json::Value,
         at: Timestamp,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        let item = ReportedItem { agent: id.clone(), key: key.to_owned(), version, ok, detail: detail.clone() };
+        Ok(self.record_reports(std::slice::from_ref(&item), at).await? > 0)
+    }
 }
 
 /// EMQX clusters, their connection limits within the license's floating pool, and their status.

@@ -1,4 +1,4 @@
-use ecp_core::edge::{AgentFilter, AgentId, Credentials, EdgeKind, EdgeLimits, EdgeService, ManagementMode};
+use ecp_core::edge::{AgentFilter, AgentId, Credentials, ReportedItem, EdgeKind, EdgeLimits, EdgeService, ManagementMode};
 use ecp_core::prelude::*;
 use ecp_core::{Organization, PageRequest, Project, TenancyLimits};
 use serde_json::json;
@@ -86,11 +86,15 @@ pub(crate) async fn desired_items_version_and_converge(f: &Fixture) {
     s.agent_hello(&a, "0.1.0", &json!({}), f.clock.now()).await.unwrap();
     let stream = json!({"kind": "ekuiper_stream", "name": "s", "sql": "CREATE STREAM s () WITH (TYPE=\"memory\")"});
     let one = s.put_desired(&a, "stream:s", "127.0.0.1:8085", &stream, f.clock.now()).await.unwrap();
-    assert_eq!((one.version, one.applied), (1, None));
+    assert_eq!((one.item.version, one.item.applied), (1, None));
+    assert_eq!(one.all, vec![one.item.clone()]);
     // The same change again keeps its version: a retried delivery is not a new one.
-    assert_eq!(s.put_desired(&a, "stream:s", "127.0.0.1:8085", &stream, f.clock.now()).await.unwrap().version, 1);
+    assert_eq!(s.put_desired(&a, "stream:s", "127.0.0.1:8085", &stream, f.clock.now()).await.unwrap().item.version, 1);
     let rule = json!({"kind": "ekuiper_rule", "id": "r", "sql": "SELECT * FROM s", "actions": []});
-    assert_eq!(s.put_desired(&a, "rule:r", "127.0.0.1:8085", &rule, f.clock.now()).await.unwrap().version, 2);
+    let two = s.put_desired(&a, "rule:r", "127.0.0.1:8085", &rule, f.clock.now()).await.unwrap();
+    assert_eq!(two.item.version, 2);
+    // The whole desired set comes back, read after the write.
+    assert_eq!(two.all.iter().map(|d| (d.key.as_str(), d.version)).collect::<Vec<_>>(), vec![("rule:r", 2), ("stream:s", 1)]);
     assert!(s.record_applied(&a, "stream:s", 1, true, &json!({"created": true}), f.clock.now()).await.unwrap());
     let items = s.desired(&a).await.unwrap();
     assert_eq!(items.iter().map(|d| (d.key.as_str(), d.converged())).collect::<Vec<_>>(), vec![("rule:r", false), ("stream:s", true)]);
@@ -98,7 +102,7 @@ pub(crate) async fn desired_items_version_and_converge(f: &Fixture) {
 
     // A changed stream gets the next version and is no longer converged.
     let stream2 = json!({"kind": "ekuiper_stream", "name": "s", "sql": "CREATE STREAM s (a bigint) WITH (TYPE=\"memory\")"});
-    let three = s.put_desired(&a, "stream:s", "127.0.0.1:8085", &stream2, f.clock.now()).await.unwrap();
+    let three = s.put_desired(&a, "stream:s", "127.0.0.1:8085", &stream2, f.clock.now()).await.unwrap().item;
     assert_eq!(three.version, 3);
     assert!(!three.converged());
     // A late report of the old version does not move the record backwards, nor does one for a
@@ -110,4 +114,84 @@ pub(crate) async fn desired_items_version_and_converge(f: &Fixture) {
     let now = s.desired(&a).await.unwrap();
     assert_eq!(now[1].applied, Some((3, false)));
     assert!(s.put_desired(&AgentId::new("ghost").unwrap(), "k", "t", &stream, f.clock.now()).await.unwrap_err().is_not_found());
+    assert!(matches!(s.put_desired(&a, "", "t", &stream, f.clock.now()).await.unwrap_err(), ecp_core::Error::InvalidInput { .. }));
+    assert!(matches!(s.put_desired(&a, &"k".repeat(201), "t", &stream, f.clock.now()).await.unwrap_err(), ecp_core::Error::InvalidInput { .. }));
+}
+
+/// Reports of many agents in one write: the highest version of a key counts, and what does not
+/// match a desired item is ignored.
+pub(crate) async fn reports_are_recorded_in_one_batch(f: &Fixture) {
+    let s = f.store.as_ref();
+    let (a, b) = (AgentId::new("edge-r1").unwrap(), AgentId::new("edge-r2").unwrap());
+    let change = |n: u32| json!({"kind": "ekuiper_rule", "id": "r", "sql": format!("SELECT {n} FROM s"), "actions": []});
+    for agent in [&a, &b] {
+        s.agent_hello(agent, "0.1.0", &json!({}), f.clock.now()).await.unwrap();
+        s.put_desired(agent, "rule:r", "t", &change(1), f.clock.now()).await.unwrap();
+        s.put_desired(agent, "rule:r", "t", &change(2), f.clock.now()).await.unwrap();
+        s.put_desired(agent, "stream:s", "t", &change(3), f.clock.now()).await.unwrap();
+    }
+    let report = |agent: &AgentId, key: &str, version: u64, ok: bool| ReportedItem {
+        agent: agent.clone(),
+        key: key.to_owned(),
+        version,
+        ok,
+        detail: json!({"v": version, "text": "quote ' \" back \\ 中文 \u{2028}"}),
+    };
+    assert_eq!(s.record_reports(&[], f.clock.now()).await.unwrap(), 0);
+    let batch = [
+        report(&a, "rule:r", 2, true),
+        report(&a, "rule:r", 1, false), // older, in the same batch: the highest counts
+        report(&b, "rule:r", 1, false),
+        report(&b, "stream:s", 3, true),
+        report(&b, "nope", 1, true),       // no such key
+        report(&a, "stream:s", 9, true),   // never desired
+    ];
+    assert_eq!(s.record_reports(&batch, f.clock.now()).await.unwrap(), 3);
+    let got = |agent: &AgentId| {
+        let agent = agent.clone();
+        async move { s.desired(&agent).await.unwrap().into_iter().map(|d| (d.key, d.applied, d.detail)).collect::<Vec<_>>() }
+    };
+    assert_eq!(got(&a).await, vec![
+        ("rule:r".to_owned(), Some((2, true)), Some(batch[0].detail.clone())),
+        ("stream:s".to_owned(), None, None),
+    ]);
+    assert_eq!(got(&b).await, vec![
+        ("rule:r".to_owned(), Some((1, false)), Some(batch[2].detail.clone())),
+        ("stream:s".to_owned(), Some((3, true)), Some(batch[3].detail.clone())),
+    ]);
+    // A late report of an older version does not move a record back.
+    assert_eq!(s.record_reports(&[report(&a, "rule:r", 1, false)], f.clock.now()).await.unwrap(), 0);
+    assert_eq!(got(&a).await[0].1, Some((2, true)));
+}
+
+/// Concurrent puts to one agent: every change gets its own version, the newest of a key stays,
+/// and every call returns a stored item no older than its own.
+pub(crate) async fn concurrent_puts_keep_versions_unique(f: &Fixture) {
+    let s = f.store.clone();
+    let a = AgentId::new("edge-c").unwrap();
+    s.agent_hello(&a, "0.1.0", &json!({}), f.clock.now()).await.unwrap();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..40u32 {
+        let (s, a, at) = (s.clone(), a.clone(), f.clock.now());
+        calls.spawn(async move {
+            // 20 keys, two different changes each.
+            let key = format!("rule:{}", i % 20);
+            let change = json!({"kind": "ekuiper_rule", "id": key, "sql": format!("SELECT {i} FROM s"), "actions": []});
+            s.put_desired(&a, &key, "t", &change, at).await.unwrap()
+        });
+    }
+    let mut returned = Vec::new();
+    while let Some(put) = calls.join_next().await {
+        returned.push(put.unwrap().item);
+    }
+    let stored = s.desired(&a).await.unwrap();
+    assert_eq!(stored.len(), 20);
+    let mut versions: Vec<u64> = stored.iter().map(|d| d.version).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(versions.len(), 20, "versions are unique per agent: {stored:?}");
+    for item in returned {
+        let now = stored.iter().find(|d| d.key == item.key).unwrap();
+        assert!(item.version <= now.version);
+    }
 }

@@ -174,17 +174,30 @@ impl AgentDriver {
     }
 }
 
-/// The desired-state key of a change: what it configures, so a newer change of the same thing
-/// replaces the older one.
-pub fn desired_key(change: &ConfigChange) -> String {
-    let key = match change {
+/// The longest desired-state key the store takes, in bytes.
+const MAX_KEY_BYTES: usize = 200;
+
+/// The desired-state key of a change to the local service at `target` (`host:port`): the service
+/// and what the change configures (`127.0.0.1:8085 stream:demo`), so a newer change of the same
+/// thing replaces the older one, and the same change to two services of one agent are two items.
+/// At most 200 bytes (cut at a character boundary).
+pub fn desired_key(target: &str, change: &ConfigChange) -> String {
+    let what = match change {
         ConfigChange::NeuronSouthDevice { node, .. } => format!("node:{node}"),
         ConfigChange::EkuiperStream { name, .. } => format!("stream:{name}"),
         ConfigChange::EkuiperRule { id, .. } => format!("rule:{id}"),
         ConfigChange::NanoMqConfig { .. } => "nanomq:config".to_owned(),
         ConfigChange::RawApiCall { method, path, .. } => format!("call:{} {path}", method.to_uppercase()),
     };
-    key.chars().take(200).collect()
+    let mut key = format!("{target} {what}");
+    if key.len() > MAX_KEY_BYTES {
+        let mut end = MAX_KEY_BYTES;
+        while !key.is_char_boundary(end) {
+            end -= 1;
+        }
+        key.truncate(end);
+    }
+    key
 }
 
 #[async_trait]
@@ -216,7 +229,7 @@ impl EdgeDriver for AgentDriver {
         change.validate()?;
         let agent = Self::agent_of(service)?;
         let (target, _) = split_endpoint(&service.endpoint)?;
-        let item = desired_key(change);
+        let item = desired_key(&target, change);
         let applied = self.hub.deliver(agent, &item, &target, change, self.apply_timeout).await?;
         if applied.ok {
             Ok(applied.detail)
@@ -240,6 +253,32 @@ impl EdgeDriver for AgentDriver {
         match self.hub.request(agent, Command::Restart { target }, None).await? {
             Reply::Ok { .. } => Ok(()),
             Reply::Error { code, message } => Err(reply_error("restart", agent, code, message, self.max_payload)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(name: &str) -> ConfigChange {
+        ConfigChange::EkuiperStream { name: name.into(), sql: "CREATE STREAM s () WITH (TYPE=\"memory\")".into() }
+    }
+
+    #[test]
+    fn keys_name_the_service_and_what_changes() {
+        assert_eq!(desired_key("127.0.0.1:8085", &stream("demo")), "127.0.0.1:8085 stream:demo");
+        // Two services of one agent get two items; a newer change of one thing replaces the older.
+        assert_ne!(desired_key("127.0.0.1:8085", &stream("demo")), desired_key("127.0.0.1:9085", &stream("demo")));
+        assert_eq!(desired_key("h:1", &stream("demo")), desired_key("h:1", &stream("demo")));
+    }
+
+    #[test]
+    fn long_keys_are_cut_to_200_bytes_at_a_character_boundary() {
+        for name in ["s".repeat(300), "流".repeat(100), format!("a{}", "é".repeat(150))] {
+            let key = desired_key("127.0.0.1:8085", &stream(&name));
+            assert!(key.len() <= 200 && key.len() >= 197, "{} bytes", key.len());
+            assert!(key.starts_with("127.0.0.1:8085 stream:"));
         }
     }
 }

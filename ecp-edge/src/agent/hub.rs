@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ecp_core::edge::{AgentId, DesiredRecord};
+use ecp_core::edge::{AgentId, DesiredRecord, ReportedItem};
 use ecp_core::{Clock, Store};
 use ecp_telemetry::own::{ControlPlaneMetrics, Direction};
 use ecp_telemetry::{MetricScope, SampleSink};
@@ -39,7 +39,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::mqtt::{MqttConfig, qos};
 use super::proto::{
-    self, Applied, CodecStats, Command, Desired, DesiredItem, Envelope, Event as AgentEvent, Heartbeat, Hello, Message, RejectReason, Reply,
+    self, Applied, CodecStats, Command, Desired, DesiredItem, Envelope, Event as AgentEvent, Heartbeat, Hello, Message, RejectReason, Reply, Report,
 };
 use super::samples;
 use super::topics::{Channel, Topics, check_segment};
@@ -449,7 +449,8 @@ impl AgentHub {
     pub async fn deliver(&self, agent: &AgentId, key: &str, target: &str, change: &ConfigChange, timeout: Duration) -> Result<Applied> {
         let inner = &self.inner;
         let value = serde_json::to_value(change).map_err(|e| Error::Core(ecp_core::Error::invalid("change", e.to_string())))?;
-        let record = inner.store.put_desired(agent, key, target, &value, inner.clock.now()).await?;
+        let put = inner.store.put_desired(agent, key, target, &value, inner.clock.now()).await?;
+        let record = put.item;
         if let (Some((v, ok)), Some(detail)) = (record.applied, &record.detail)
             && v >= record.version
         {
@@ -457,7 +458,8 @@ impl AgentHub {
         }
         let (tx, rx) = oneshot::channel();
         lock(&inner.reports).entry((agent.clone(), key.to_owned())).or_default().push((record.version, tx));
-        if let Err(e) = self.publish_desired(agent).await {
+        // The set was read after the write: publishing it needs no second read.
+        if let Err(e) = publish_records(inner, agent, put.all).await {
             remove_waiter(inner, agent, key);
             return Err(e);
         }
@@ -584,7 +586,11 @@ fn remove_waiter(inner: &Inner, agent: &AgentId, key: &str) {
 }
 
 async fn publish_desired(inner: &Inner, agent: &AgentId) -> Result<()> {
-    let records = inner.store.desired(agent).await?;
+    publish_records(inner, agent, inner.store.desired(agent).await?).await
+}
+
+/// Publishes `records` as `agent`'s whole desired configuration, retained.
+async fn publish_records(inner: &Inner, agent: &AgentId, records: Vec<DesiredRecord>) -> Result<()> {
     let mut items = Vec::with_capacity(records.len());
     for r in records {
         let change: ConfigChange = match serde_json::from_value(r.change) {
@@ -880,22 +886,84 @@ fn on_reply(inner: &Inner, agent: &AgentId, p: &Publish) {
     }
 }
 
+/// How many received messages the work loop takes at once: their reports are recorded in one
+/// store write.
+const WORK_BATCH: usize = 256;
+
 async fn work_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Publish>) {
-    while let Some(p) = rx.recv().await {
-        let Some((agent, channel)) = std::str::from_utf8(&p.topic).ok().and_then(|t| inner.config.topics.parse(t)) else {
-            continue;
-        };
-        let envelope = match proto::decode(channel, &p.payload, inner.config.mqtt.max_payload) {
-            Ok(e) => e,
-            Err(e) => {
-                reject(&inner, e.reason());
-                tracing::debug!(agent = %agent, error = %e, "agent hub: message rejected");
+    let mut batch = Vec::with_capacity(WORK_BATCH);
+    let mut reports: Vec<(AgentId, Report)> = Vec::new();
+    while rx.recv_many(&mut batch, WORK_BATCH).await > 0 {
+        for p in batch.drain(..) {
+            let Some((agent, channel)) = std::str::from_utf8(&p.topic).ok().and_then(|t| inner.config.topics.parse(t)) else {
+                continue;
+            };
+            let envelope = match proto::decode(channel, &p.payload, inner.config.mqtt.max_payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    reject(&inner, e.reason());
+                    tracing::debug!(agent = %agent, error = %e, "agent hub: message rejected");
+                    continue;
+                }
+            };
+            count_message(&inner, Direction::In, envelope.message.kind());
+            if let Message::Report(report) = envelope.message {
+                reports.push((agent, report));
                 continue;
             }
-        };
-        count_message(&inner, Direction::In, envelope.message.kind());
-        if let Err(e) = handle(&inner, &agent, envelope.message).await {
-            tracing::warn!(agent = %agent, error = %e, "agent hub: could not record a message");
+            // Anything else is handled in order, after the reports received before it.
+            record_reports(&inner, &mut reports).await;
+            if let Err(e) = handle(&inner, &agent, envelope.message).await {
+                tracing::warn!(agent = %agent, error = %e, "agent hub: could not record a message");
+            }
+        }
+        record_reports(&inner, &mut reports).await;
+    }
+}
+
+/// Records `reports` (emptying it) in one store write, then wakes the deliveries waiting for
+/// them. When the write fails the waiters are not woken: their deliveries time out, retryable,
+/// and the agents report again on their next hello.
+async fn record_reports(inner: &Inner, reports: &mut Vec<(AgentId, Report)>) {
+    if reports.is_empty() {
+        return;
+    }
+    let items: Vec<ReportedItem> = reports
+        .iter()
+        .flat_map(|(agent, report)| {
+            report.items.iter().map(|a| ReportedItem {
+                agent: agent.clone(),
+                key: a.key.clone(),
+                version: a.version,
+                ok: a.ok,
+                detail: a.detail.clone(),
+            })
+        })
+        .collect();
+    for (agent, _) in reports.iter() {
+        seen(inner, agent, None, None);
+    }
+    if let Err(e) = inner.store.record_reports(&items, inner.clock.now()).await {
+        tracing::warn!(reports = items.len(), error = %e, "agent hub: could not record reports");
+        reports.clear();
+        return;
+    }
+    for (agent, report) in reports.drain(..) {
+        for applied in report.items {
+            let waiters = {
+                let mut waiting = lock(&inner.reports);
+                let k = (agent.clone(), applied.key.clone());
+                let (done, keep): (Vec<_>, Vec<_>) =
+                    waiting.remove(&k).unwrap_or_default().into_iter().partition(|(v, _)| *v <= applied.version);
+                if !keep.is_empty() {
+                    waiting.insert(k, keep);
+                }
+                done
+            };
+            for (_, tx) in waiters {
+                let _ = tx.send(applied.clone());
+            }
+            let _ = inner.events.send(HubEvent::Applied(agent.clone(), applied));
         }
     }
 }
@@ -948,26 +1016,7 @@ async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message) -> Result
             event_log(inner, agent, &ev).await;
             let _ = inner.events.send(HubEvent::Event(agent.clone(), ev));
         }
-        Message::Report(report) => {
-            seen(inner, agent, None, None);
-            for applied in report.items {
-                inner.store.record_applied(agent, &applied.key, applied.version, applied.ok, &applied.detail, now).await?;
-                let waiters = {
-                    let mut reports = lock(&inner.reports);
-                    let k = (agent.clone(), applied.key.clone());
-                    let (done, keep): (Vec<_>, Vec<_>) =
-                        reports.remove(&k).unwrap_or_default().into_iter().partition(|(v, _)| *v <= applied.version);
-                    if !keep.is_empty() {
-                        reports.insert(k, keep);
-                    }
-                    done
-                };
-                for (_, tx) in waiters {
-                    let _ = tx.send(applied.clone());
-                }
-                let _ = inner.events.send(HubEvent::Applied(agent.clone(), applied));
-            }
-        }
+        Message::Report(report) => record_reports(inner, &mut vec![(agent.clone(), report)]).await,
         // Hub-bound channels never carry these kinds (decode already refused them).
         Message::Command(_) | Message::Reply(_) | Message::Desired(_) => {}
     }
