@@ -342,6 +342,7 @@ async fn sdk_round(
     let cpu0 = cpu_seconds();
     let t = Instant::now();
     let handle = f.deliver(template, None, &EdgeSelector::all(), &ParamGrid::default(), policy).await?;
+    eprintln!("loadtest: SDK round {run}: task submitted in {:.3} s (selection, rendering, targets stored)", t.elapsed().as_secs_f64());
     let state = tokio::time::timeout(limit + Duration::from_secs(30), handle.wait()).await;
     let round_s = t.elapsed().as_secs_f64();
     let cpu_s = cpu_seconds() - cpu0;

@@ -667,6 +667,19 @@ pub struct DesiredPut {
     pub all: Vec<DesiredRecord>,
 }
 
+/// A desired item to set, for [`AgentStore::put_desired_many`](crate::store::AgentStore::put_desired_many).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredChange {
+    /// The agent.
+    pub agent: AgentId,
+    /// What it configures: 1 to 200 bytes.
+    pub key: String,
+    /// The local service it applies to (`host:port`).
+    pub target: String,
+    /// The change.
+    pub change: serde_json::Value,
+}
+
 /// What an agent reported for one desired item, for
 /// [`AgentStore::record_reports`](crate::store::AgentStore::record_reports).
 #[derive(Debug, Clone, PartialEq)]

@@ -36,6 +36,7 @@ pub mod access;
 pub mod audit;
 pub mod clock;
 pub mod cluster;
+pub mod coalesce;
 pub mod edge;
 pub mod error;
 pub mod id;

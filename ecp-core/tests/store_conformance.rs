@@ -97,6 +97,7 @@ conformance! {
     agents::desired_items_version_and_converge,
     agents::reports_are_recorded_in_one_batch,
     agents::concurrent_puts_keep_versions_unique,
+    agents::many_items_are_put_in_one_call,
     clusters::clusters_license_pool_transfer_and_project_guard,
     clusters::concurrent_registrations_never_overshoot_the_license,
 }

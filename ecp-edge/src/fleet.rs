@@ -1153,22 +1153,59 @@ impl TaskKind for DeliveryKind {
     fn executor(&self, task: &Task) -> ecp_core::Result<Arc<dyn TargetExecutor>> {
         let template: ConfigTemplate = serde_json::from_value(task.spec["body"].clone())
             .map_err(|e| ecp_core::Error::invalid("task spec", format!("not a configuration delivery: {e}")))?;
-        Ok(Arc::new(DeliveryExecutor { template, store: self.store.clone(), drivers: self.drivers.clone() }))
+        let services = ServiceLoader::new(self.store.clone(), task.project);
+        Ok(Arc::new(DeliveryExecutor { template, services, drivers: self.drivers.clone() }))
     }
 }
 
 #[derive(Debug)]
 struct DeliveryExecutor {
     template: ConfigTemplate,
-    store: Arc<dyn Store>,
+    services: ServiceLoader,
     drivers: Drivers,
+}
+
+/// Reads the services of concurrent applies together, a page of the task's project by id per
+/// batch ([`Coalescer`](ecp_core::coalesce::Coalescer)). A service not in that page (it moved to
+/// another project since, or the batch read failed) is read alone, as before.
+#[derive(Debug)]
+struct ServiceLoader {
+    store: Arc<dyn Store>,
+    project: ProjectId,
+    batches: ecp_core::coalesce::Coalescer<EdgeServiceId, Option<EdgeService>>,
+}
+
+impl ServiceLoader {
+    /// The most services read in one statement.
+    const BATCH: usize = 500;
+
+    fn new(store: Arc<dyn Store>, project: ProjectId) -> Self {
+        ServiceLoader { store, project, batches: ecp_core::coalesce::Coalescer::new(Self::BATCH) }
+    }
+
+    async fn get(&self, id: EdgeServiceId) -> ecp_core::Result<EdgeService> {
+        let found = self
+            .batches
+            .call(id, |ids| async move {
+                let limit = u32::try_from(ids.len()).ok()?;
+                let selector = EdgeSelector { ids: Some(ids.clone()), ..EdgeSelector::default() };
+                let page = self.store.select_edge_services(self.project, &selector, &PageRequest::first(limit)).await.ok()?;
+                let mut found: std::collections::HashMap<EdgeServiceId, EdgeService> = page.items.into_iter().map(|s| (s.id, s)).collect();
+                Some(ids.iter().map(|id| found.remove(id)).collect())
+            })
+            .await;
+        match found.flatten() {
+            Some(service) => Ok(service),
+            None => self.store.get_edge_service(id).await,
+        }
+    }
 }
 
 #[async_trait]
 impl TargetExecutor for DeliveryExecutor {
     async fn apply(&self, target: &TaskTarget, key: &IdempotencyKey) -> std::result::Result<Value, TargetError> {
         let id: EdgeServiceId = target.target.parse().map_err(TargetError::fatal)?;
-        let service = match self.store.get_edge_service(id).await {
+        let service = match self.services.get(id).await {
             Ok(s) => s,
             Err(e) if e.is_not_found() => return Err(TargetError::fatal("the edge service was deregistered")),
             Err(e) => return Err(TargetError { reason: e.to_string(), retryable: e.is_retryable() }),

@@ -260,7 +260,8 @@ async fn one_agent_with_two_services_gets_a_delivery_to_each() {
         SimService::start(SimConfig::new(SimKind::Ekuiper)).await.unwrap(),
     );
     let w = world(broker.port(), Duration::from_secs(20)).await;
-    let config = agent_config(broker.port(), "edge-two", &one).service(LocalServiceConfig::new("ekuiper-2", EdgeKind::Ekuiper, two.base_url()));
+    let config =
+        agent_config(broker.port(), "edge-two", &one).service(LocalServiceConfig::new("ekuiper-2", EdgeKind::Ekuiper, two.base_url()));
     let agent = EdgeAgent::new(config).unwrap().spawn();
     manage_all(&w, &["edge-two".to_owned()], &one).await;
     let id = AgentId::new("edge-two").unwrap();

@@ -23,7 +23,8 @@ use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditScope, ChainHead, C
 use crate::clock::Timestamp;
 use crate::cluster::{ClusterQuota, ClusterRecord, LicenseUsage};
 use crate::edge::{
-    Agent, AgentFilter, AgentId, DesiredPut, DesiredRecord, ReportedItem, EdgeLimits, EdgeSelector, EdgeService, ProbeOutcome, TagUsage, TemplateRecord,
+    Agent, AgentFilter, AgentId, DesiredChange, DesiredPut, DesiredRecord, EdgeLimits, EdgeSelector, EdgeService, ProbeOutcome,
+    ReportedItem, TagUsage, TemplateRecord,
 };
 use crate::error::Result;
 use crate::id::{ApiKeyId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
@@ -593,7 +594,20 @@ pub trait AgentStore: Send + Sync {
     /// # Errors
     /// `InvalidInput` for a key that is empty or over 200 bytes, `NotFound` for the agent,
     /// `Backend`.
-    async fn put_desired(&self, id: &AgentId, key: &str, target: &str, change: &serde_json::Value, at: Timestamp) -> Result<DesiredPut>;
+    async fn put_desired(&self, id: &AgentId, key: &str, target: &str, change: &serde_json::Value, at: Timestamp) -> Result<DesiredPut> {
+        let one = DesiredChange { agent: id.clone(), key: key.to_owned(), target: target.to_owned(), change: change.clone() };
+        let mut results = self.put_desired_many(std::slice::from_ref(&one), at).await?;
+        results.pop().unwrap_or_else(|| Err(crate::Error::not_found("agent", id)))
+    }
+    /// Sets many desired items, of many agents, as [`put_desired`](Self::put_desired) does each,
+    /// in as few writes as the items allow (one, unless an agent has several items in the call,
+    /// which are then set in order), and reads the agents' desired sets in one statement. The
+    /// results are in the order of `changes`.
+    ///
+    /// # Errors
+    /// The whole call fails only on `Backend`; an item's own error (`InvalidInput`, `NotFound`)
+    /// is its result.
+    async fn put_desired_many(&self, changes: &[DesiredChange], at: Timestamp) -> Result<Vec<Result<DesiredPut>>>;
     /// An agent's desired items, by key.
     ///
     /// # Errors

@@ -465,6 +465,8 @@ struct Writer {
     tx: mpsc::UnboundedSender<WriterMsg>,
 }
 
+// Nearly every message is an update: boxing it would cost an allocation per target state change.
+#[allow(clippy::large_enum_variant)]
 enum WriterMsg {
     Update(TargetUpdate),
     Flush(oneshot::Sender<()>),

@@ -1,4 +1,4 @@
-use ecp_core::edge::{AgentFilter, AgentId, Credentials, ReportedItem, EdgeKind, EdgeLimits, EdgeService, ManagementMode};
+use ecp_core::edge::{AgentFilter, AgentId, Credentials, DesiredChange, EdgeKind, EdgeLimits, EdgeService, ManagementMode, ReportedItem};
 use ecp_core::prelude::*;
 use ecp_core::{Organization, PageRequest, Project, TenancyLimits};
 use serde_json::json;
@@ -115,7 +115,10 @@ pub(crate) async fn desired_items_version_and_converge(f: &Fixture) {
     assert_eq!(now[1].applied, Some((3, false)));
     assert!(s.put_desired(&AgentId::new("ghost").unwrap(), "k", "t", &stream, f.clock.now()).await.unwrap_err().is_not_found());
     assert!(matches!(s.put_desired(&a, "", "t", &stream, f.clock.now()).await.unwrap_err(), ecp_core::Error::InvalidInput { .. }));
-    assert!(matches!(s.put_desired(&a, &"k".repeat(201), "t", &stream, f.clock.now()).await.unwrap_err(), ecp_core::Error::InvalidInput { .. }));
+    assert!(matches!(
+        s.put_desired(&a, &"k".repeat(201), "t", &stream, f.clock.now()).await.unwrap_err(),
+        ecp_core::Error::InvalidInput { .. }
+    ));
 }
 
 /// Reports of many agents in one write: the highest version of a key counts, and what does not
@@ -143,22 +146,25 @@ pub(crate) async fn reports_are_recorded_in_one_batch(f: &Fixture) {
         report(&a, "rule:r", 1, false), // older, in the same batch: the highest counts
         report(&b, "rule:r", 1, false),
         report(&b, "stream:s", 3, true),
-        report(&b, "nope", 1, true),       // no such key
-        report(&a, "stream:s", 9, true),   // never desired
+        report(&b, "nope", 1, true),     // no such key
+        report(&a, "stream:s", 9, true), // never desired
     ];
     assert_eq!(s.record_reports(&batch, f.clock.now()).await.unwrap(), 3);
     let got = |agent: &AgentId| {
         let agent = agent.clone();
         async move { s.desired(&agent).await.unwrap().into_iter().map(|d| (d.key, d.applied, d.detail)).collect::<Vec<_>>() }
     };
-    assert_eq!(got(&a).await, vec![
-        ("rule:r".to_owned(), Some((2, true)), Some(batch[0].detail.clone())),
-        ("stream:s".to_owned(), None, None),
-    ]);
-    assert_eq!(got(&b).await, vec![
-        ("rule:r".to_owned(), Some((1, false)), Some(batch[2].detail.clone())),
-        ("stream:s".to_owned(), Some((3, true)), Some(batch[3].detail.clone())),
-    ]);
+    assert_eq!(
+        got(&a).await,
+        vec![("rule:r".to_owned(), Some((2, true)), Some(batch[0].detail.clone())), ("stream:s".to_owned(), None, None),]
+    );
+    assert_eq!(
+        got(&b).await,
+        vec![
+            ("rule:r".to_owned(), Some((1, false)), Some(batch[2].detail.clone())),
+            ("stream:s".to_owned(), Some((3, true)), Some(batch[3].detail.clone())),
+        ]
+    );
     // A late report of an older version does not move a record back.
     assert_eq!(s.record_reports(&[report(&a, "rule:r", 1, false)], f.clock.now()).await.unwrap(), 0);
     assert_eq!(got(&a).await[0].1, Some((2, true)));
@@ -194,4 +200,45 @@ pub(crate) async fn concurrent_puts_keep_versions_unique(f: &Fixture) {
         let now = stored.iter().find(|d| d.key == item.key).unwrap();
         assert!(item.version <= now.version);
     }
+}
+
+/// Many items of many agents in one call: an agent's several items are set in order, each item's
+/// own error is its result, and every result carries its agent's whole set.
+pub(crate) async fn many_items_are_put_in_one_call(f: &Fixture) {
+    let s = f.store.as_ref();
+    let (a, b) = (AgentId::new("edge-m1").unwrap(), AgentId::new("edge-m2").unwrap());
+    for agent in [&a, &b] {
+        s.agent_hello(agent, "0.1.0", &json!({}), f.clock.now()).await.unwrap();
+    }
+    let change = |agent: &AgentId, key: &str, n: u32| DesiredChange {
+        agent: agent.clone(),
+        key: key.to_owned(),
+        target: "127.0.0.1:8085".to_owned(),
+        change: json!({"kind": "ekuiper_rule", "id": key, "sql": format!("SELECT {n} FROM s"), "actions": []}),
+    };
+    assert!(s.put_desired_many(&[], f.clock.now()).await.unwrap().is_empty());
+    let calls = [
+        change(&a, "rule:x", 1),
+        change(&b, "rule:x", 1),
+        change(&a, "rule:y", 1),
+        change(&a, "rule:x", 2), // a's third item: set after the first, a newer version
+        change(&AgentId::new("ghost").unwrap(), "rule:x", 1),
+        change(&b, "", 1),
+        change(&b, "rule:x", 1), // the same as b's first: unchanged
+    ];
+    let results = s.put_desired_many(&calls, f.clock.now()).await.unwrap();
+    assert_eq!(results.len(), calls.len());
+    let version = |i: usize| results[i].as_ref().unwrap().item.version;
+    // a's items in order: x v1, y v2, x v3; the first result shows x as it is after the call.
+    assert_eq!((version(0), version(2), version(3)), (3, 2, 3));
+    assert_eq!(version(1), 1);
+    assert_eq!(version(6), 1, "an unchanged item keeps its version");
+    assert!(results[4].as_ref().unwrap_err().is_not_found());
+    assert!(matches!(results[5].as_ref().unwrap_err(), ecp_core::Error::InvalidInput { .. }));
+    // Every result has its agent's set as stored after the whole call.
+    let a_now = s.desired(&a).await.unwrap();
+    assert_eq!(a_now.iter().map(|d| (d.key.as_str(), d.version)).collect::<Vec<_>>(), vec![("rule:x", 3), ("rule:y", 2)]);
+    assert_eq!(results[3].as_ref().unwrap().all, a_now);
+    assert_eq!(a_now[0].change["sql"], json!("SELECT 2 FROM s"));
+    assert_eq!(results[1].as_ref().unwrap().all, s.desired(&b).await.unwrap());
 }

@@ -65,6 +65,25 @@ pub(crate) async fn tasks_targets_exclusivity_and_leases(f: &Fixture) {
         vec![TaskTarget::new(dup.id, 0, "a", "a", serde_json::Value::Null), TaskTarget::new(dup.id, 1, "a", "a", serde_json::Value::Null)];
     assert!(s.create_task(&dup, &twice, &ev("other.create")).await.is_err());
     assert!(s.get_task(dup.id).await.unwrap_err().is_not_found());
+    // Every field of a target comes back exactly, hostile text included (targets go in as JSON rows).
+    let full_task = task(f, &o, &p, "full", false);
+    let text = "quote ' \" back \\ 中文 🚀 \u{2028} $1 --";
+    let mut full =
+        TaskTarget::new(full_task.id, u64::from(u32::MAX) + 7, text, text, serde_json::json!({ "k": text, "n": [1, 2.5, null] }));
+    full.state = TargetState::Failed;
+    full.attempt = 3;
+    full.reason = Some(text.to_owned());
+    full.result = Some(serde_json::json!({ "detail": text }));
+    full.started_at = Some(f.clock.now());
+    full.finished_at = Some(f.clock.now());
+    full.next_attempt_at = Some(f.clock.now());
+    s.create_task(&full_task, std::slice::from_ref(&full), &ev("full.create")).await.unwrap();
+    assert_eq!(s.task_targets(full_task.id, None, 10).await.unwrap(), vec![full]);
+    // A target of another task is refused, and so is the task.
+    let other = task(f, &o, &p, "other2", false);
+    let stray = vec![TaskTarget::new(t.id, 0, "a", "a", serde_json::Value::Null)];
+    assert!(s.create_task(&other, &stray, &ev("other2.create")).await.is_err());
+    assert!(s.get_task(other.id).await.unwrap_err().is_not_found());
 
     // Updates in one batch.
     let mut done = targets[0].clone();
@@ -103,7 +122,7 @@ pub(crate) async fn tasks_targets_exclusivity_and_leases(f: &Fixture) {
     s.create_task(&second, &[], &ev("delivery.create")).await.unwrap();
     assert!(!s.claim_tasks("node-c", later, lease).await.unwrap().contains(&t.id), "finished tasks are not claimed");
     let page = s.list_tasks(p.id, &PageRequest::first(10)).await.unwrap();
-    assert_eq!(page.items.len(), 4);
+    assert_eq!(page.items.len(), 5);
     assert!(page.items.windows(2).all(|w| w[0].id > w[1].id), "newest first");
     assert!(s.set_task_state(TaskId::new(), TaskState::Failed, None, f.clock.now(), None).await.unwrap_err().is_not_found());
 }

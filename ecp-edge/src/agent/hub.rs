@@ -28,7 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ecp_core::edge::{AgentId, DesiredRecord, ReportedItem};
+use ecp_core::coalesce::Coalescer;
+use ecp_core::edge::{AgentId, DesiredChange, DesiredPut, DesiredRecord, ReportedItem};
 use ecp_core::{Clock, Store};
 use ecp_telemetry::own::{ControlPlaneMetrics, Direction};
 use ecp_telemetry::{MetricScope, SampleSink};
@@ -39,7 +40,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::mqtt::{MqttConfig, qos};
 use super::proto::{
-    self, Applied, CodecStats, Command, Desired, DesiredItem, Envelope, Event as AgentEvent, Heartbeat, Hello, Message, RejectReason, Reply, Report,
+    self, Applied, CodecStats, Command, Desired, DesiredItem, Envelope, Event as AgentEvent, Heartbeat, Hello, Message, RejectReason,
+    Reply, Report,
 };
 use super::samples;
 use super::topics::{Channel, Topics, check_segment};
@@ -217,7 +219,12 @@ struct Inner {
     overloaded: AtomicU64,
     scopes: Mutex<HashMap<AgentId, (Arc<AgentScope>, Instant)>>,
     unmanaged: AtomicU64,
+    /// Concurrent deliveries' desired items, set in one store write per batch.
+    puts: Coalescer<DesiredChange, ecp_core::Result<DesiredPut>>,
 }
+
+/// The most desired items set in one store write.
+const PUT_BATCH: usize = 500;
 
 /// The cloud side of the agent protocol; see the [module docs](self). Cheap to clone.
 #[derive(Clone)]
@@ -277,6 +284,7 @@ impl AgentHub {
             overloaded: AtomicU64::new(0),
             scopes: Mutex::new(HashMap::new()),
             unmanaged: AtomicU64::new(0),
+            puts: Coalescer::new(PUT_BATCH),
             config,
         });
         let (work_tx, work_rx) = mpsc::channel(16_384);
@@ -449,7 +457,16 @@ impl AgentHub {
     pub async fn deliver(&self, agent: &AgentId, key: &str, target: &str, change: &ConfigChange, timeout: Duration) -> Result<Applied> {
         let inner = &self.inner;
         let value = serde_json::to_value(change).map_err(|e| Error::Core(ecp_core::Error::invalid("change", e.to_string())))?;
-        let put = inner.store.put_desired(agent, key, target, &value, inner.clock.now()).await?;
+        let change = DesiredChange { agent: agent.clone(), key: key.to_owned(), target: target.to_owned(), change: value };
+        let batched = inner
+            .puts
+            .call(change.clone(), |changes| async move { inner.store.put_desired_many(&changes, inner.clock.now()).await.ok() })
+            .await;
+        let put = match batched {
+            Some(put) => put?,
+            // The batch's write failed as a whole: this item alone, for its own error.
+            None => inner.store.put_desired(agent, key, target, &change.change, inner.clock.now()).await?,
+        };
         let record = put.item;
         if let (Some((v, ok)), Some(detail)) = (record.applied, &record.detail)
             && v >= record.version

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
-use super::{Sql, SqlStore, col, col_bool, col_opt_parse, col_opt_ts, col_ts, col_u64, page_limit, ts};
+use super::{Dialect, Sql, SqlStore, col, col_bool, col_opt_parse, col_opt_ts, col_ts, col_u64, page_limit, ts};
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
-use crate::edge::{Agent, AgentFilter, AgentId, DesiredPut, DesiredRecord, ReportedItem};
+use crate::edge::{Agent, AgentFilter, AgentId, DesiredChange, DesiredPut, DesiredRecord, ReportedItem};
 use crate::error::{Error, Result};
 use crate::id::ProjectId;
 use crate::page::{Page, PageRequest};
@@ -241,52 +241,61 @@ impl AgentStore for SqlStore {
             .collect()
     }
 
-    async fn put_desired(&self, id: &AgentId, key: &str, target: &str, change: &serde_json::Value, at: Timestamp) -> Result<DesiredPut> {
-        if key.is_empty() || key.len() > 200 {
-            return Err(Error::invalid("desired key", "must be 1 to 200 bytes"));
+    async fn put_desired_many(&self, changes: &[DesiredChange], at: Timestamp) -> Result<Vec<Result<DesiredPut>>> {
+        // One statement per round, each agent at most once in a round (an agent's next version is
+        // computed once per statement); then one read of every agent's desired set. Measured: a
+        // transaction of five statements per item, and a second read for the retained message,
+        // were most of a fleet rollout's store work, each statement a thread hand-off on SQLite.
+        let mut results: Vec<Option<Result<DesiredPut>>> = (0..changes.len()).map(|_| None).collect();
+        let mut rounds: Vec<Vec<usize>> = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, c) in changes.iter().enumerate() {
+            if c.key.is_empty() || c.key.len() > 200 {
+                results[i] = Some(Err(Error::invalid("desired key", "must be 1 to 200 bytes")));
+                continue;
+            }
+            let round = seen.entry(c.agent.as_str()).and_modify(|r| *r += 1).or_insert(0);
+            if rounds.len() <= *round {
+                rounds.push(Vec::new());
+            }
+            rounds[*round].push(i);
         }
-        // Two autocommit statements and a read, not a transaction of five (measured: this call was
-        // a third of a fleet rollout's store statements). The agent's counter moves only when the
-        // item changes: stored values are `Value::to_string()`, canonical (sorted keys), so equal
-        // text is an equal change. A crash between the two writes leaves a gap in the agent's
-        // versions, which are only ever compared.
-        let change_text = change.to_string();
-        let bumped = sqlx::query(
-            "UPDATE agents SET desired_version = desired_version + 1 WHERE id = $1 AND NOT EXISTS \
-             (SELECT 1 FROM agent_desired WHERE agent_id = $1 AND item_key = $2 AND target = $3 AND change = $4) \
-             RETURNING desired_version",
-        )
-        .bind(id.as_str().to_owned())
-        .bind(key.to_owned())
-        .bind(target.to_owned())
-        .bind(change_text.clone())
-        .fetch_optional(&self.writes)
-        .await
-        .map_err(|e| self.err(e))?;
-        if let Some(row) = &bumped {
-            // A newer version of the key stored between the two statements (a concurrent put) wins.
-            sqlx::query(
-                "INSERT INTO agent_desired (agent_id, item_key, version, target, change, applied_version, applied_ok, detail, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, NULL, NULL, NULL, $6) \
-                 ON CONFLICT (agent_id, item_key) DO UPDATE SET version = $3, target = $4, change = $5, updated_at = $6 \
-                 WHERE agent_desired.version < $3",
-            )
-            .bind(id.as_str().to_owned())
-            .bind(key.to_owned())
-            .bind(to_i64(col_u64(row, "desired_version")?))
-            .bind(target.to_owned())
-            .bind(change_text)
-            .bind(ts(at))
-            .execute(&self.writes)
-            .await
-            .map_err(|e| self.err(e))?;
+        for round in &rounds {
+            let rows: Vec<(&str, &str, &str, String)> = round
+                .iter()
+                .map(|&i| (changes[i].agent.as_str(), changes[i].key.as_str(), changes[i].target.as_str(), changes[i].change.to_string()))
+                .collect();
+            let json = serde_json::to_string(&rows).map_err(|e| Error::invalid("desired change", e.to_string()))?;
+            self.put_desired_round(json, at).await?;
         }
-        let all = self.desired(id).await?;
-        match all.iter().find(|r| r.key == key) {
-            Some(item) => Ok(DesiredPut { item: item.clone(), all }),
-            // No agent to bump, or it was deleted with its items meanwhile.
-            None => Err(Error::not_found("agent", id)),
+        let agents: Vec<&str> = seen.keys().copied().collect();
+        let mut sets: HashMap<String, Vec<DesiredRecord>> = HashMap::with_capacity(agents.len());
+        if !agents.is_empty() {
+            let mut sql = Sql::new(&format!("SELECT {DESIRED_COLUMNS} FROM agent_desired WHERE agent_id IN "));
+            self.push_json_list(&mut sql, &agents);
+            sql.push(" ORDER BY agent_id, item_key");
+            // On the connection that wrote: on SQLite a read there finds its pages cached, where any
+            // other connection would re-read them (a commit invalidates other connections' caches).
+            let rows = sql.query().fetch_all(&self.writes).await.map_err(|e| self.err(e))?;
+            for row in &rows {
+                let record = desired_from_row(row)?;
+                sets.entry(record.agent.as_str().to_owned()).or_default().push(record);
+            }
         }
+        Ok(results
+            .into_iter()
+            .zip(changes)
+            .map(|(done, c)| {
+                done.unwrap_or_else(|| {
+                    let all = sets.get(c.agent.as_str()).cloned().unwrap_or_default();
+                    match all.iter().find(|r| r.key == c.key) {
+                        Some(item) => Ok(DesiredPut { item: item.clone(), all }),
+                        // No agent to bump, or it was deleted with its items meanwhile.
+                        None => Err(Error::not_found("agent", &c.agent)),
+                    }
+                })
+            })
+            .collect())
     }
 
     async fn desired(&self, id: &AgentId) -> Result<Vec<DesiredRecord>> {
@@ -328,5 +337,54 @@ impl AgentStore for SqlStore {
         );
         let done = sql.query().execute(&self.writes).await.map_err(|e| self.err(e))?;
         Ok(done.rows_affected())
+    }
+}
+
+impl SqlStore {
+    /// Sets the desired items of `rows` (a JSON array of `[agent, key, target, change text]`, each
+    /// agent at most once) in one autocommit statement. The item takes the agent's next version
+    /// only when it changes: stored values are `Value::to_string()`, canonical (sorted keys), so
+    /// equal text is an equal change. A newer version of the key stored meanwhile (a concurrent
+    /// put) stays.
+    ///
+    /// PostgreSQL bumps the agents' counters in the same statement (their row locks order
+    /// concurrent puts). SQLite has no data-modifying CTE, but runs one writer at a time, so one
+    /// more than the highest version the agent has (or its counter, from older versions of this
+    /// store) is unique there; its counter is then only that floor.
+    async fn put_desired_round(&self, rows: String, at: Timestamp) -> Result<()> {
+        let unchanged = "NOT EXISTS (SELECT 1 FROM agent_desired d WHERE d.agent_id = r.agent_id AND d.item_key = r.item_key \
+                         AND d.target = r.target AND d.change = r.change)";
+        let rows_sql = "SELECT value->>0 AS agent_id, value->>1 AS item_key, value->>2 AS target, value->>3 AS change FROM ";
+        let mut sql = Sql::new("");
+        match self.dialect {
+            Dialect::Postgres => {
+                sql.push("WITH r AS (").push(rows_sql);
+                self.push_json_rows(&mut sql, rows);
+                sql.push(&format!(
+                    "), v AS (UPDATE agents a SET desired_version = a.desired_version + 1 FROM r WHERE a.id = r.agent_id AND {unchanged} \
+                     RETURNING a.id, a.desired_version, r.item_key, r.target, r.change) \
+                     INSERT INTO agent_desired (agent_id, item_key, version, target, change, updated_at) \
+                     SELECT v.id, v.item_key, v.desired_version, v.target, v.change, "
+                ));
+                sql.bind(ts(at)).push(" FROM v");
+            }
+            Dialect::Sqlite => {
+                sql.push(
+                    "INSERT INTO agent_desired (agent_id, item_key, version, target, change, updated_at) \
+                     SELECT r.agent_id, r.item_key, \
+                     MAX(a.desired_version, COALESCE((SELECT MAX(d.version) FROM agent_desired d WHERE d.agent_id = r.agent_id), 0)) + 1, \
+                     r.target, r.change, ",
+                );
+                sql.bind(ts(at)).push(" FROM (").push(rows_sql);
+                self.push_json_rows(&mut sql, rows);
+                sql.push(&format!(") AS r JOIN agents a ON a.id = r.agent_id WHERE {unchanged}"));
+            }
+        }
+        sql.push(
+            " ON CONFLICT (agent_id, item_key) DO UPDATE SET version = excluded.version, target = excluded.target, \
+             change = excluded.change, updated_at = excluded.updated_at WHERE agent_desired.version < excluded.version",
+        );
+        sql.query().execute(&self.writes).await.map_err(|e| self.err(e))?;
+        Ok(())
     }
 }
