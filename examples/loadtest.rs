@@ -33,15 +33,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Parser;
+use ecp_agent_proto::proto::{self, Command, DEFAULT_MAX_PAYLOAD, DesiredItem, Envelope, Message, Reply};
+use ecp_agent_proto::topics::{Channel, Topics};
 use ecp_core::edge::{AgentFilter, AgentId, EdgeKind, EdgeLimits, EdgeSelector, ManagementMode};
-use ecp_core::task::{RolloutPolicy, TargetState, TaskEngine, TaskEngineConfig};
+use ecp_core::task::{RolloutPolicy, TargetState, TaskEngine};
 use ecp_core::{PageRequest, Principal, SqlStore, SqlStoreConfig, Store, SystemClock};
-use ecp_edge::agent::proto::{self, Command, DEFAULT_MAX_PAYLOAD, DesiredItem, Envelope, Message, Reply};
-use ecp_edge::agent::topics::{Channel, Topics};
 use ecp_edge::agent::{AgentDriver, AgentHub, AgentHubConfig, MqttConfig, desired_key};
 use ecp_edge::driver::Drivers;
 use ecp_edge::fleet::{Fleet, NewEdgeService, ProjectFleet};
-use ecp_edge::template::{ConfigChange, ConfigTemplate, ParamGrid, TemplateKind};
+use ecp_edge::template::{ChangeKind, ConfigChange, ConfigTemplate, ParamGrid};
 use ecp_rbac::{AccessConfig, AccessControl, Argon2Params};
 use futures::StreamExt as _;
 use rumqttc::v5::mqttbytes::QoS;
@@ -194,15 +194,15 @@ async fn main() -> anyhow::Result<()> {
     let org = ac.tenancy.create_org(&root, "load").await?;
     let project = ac.tenancy.create_project(&root, org.id, "rollout").await?;
     let clock = Arc::new(SystemClock);
-    let mut hub_config = AgentHubConfig::new(MqttConfig::new(args.host.clone(), args.port));
-    hub_config.request_timeout = Duration::from_secs(60);
+    let mqtt = MqttConfig::builder(args.host.clone(), args.port).insecure(true).build()?;
+    let hub_inflight = mqtt.inflight();
+    let hub_config = AgentHubConfig::builder(mqtt).request_timeout(Duration::from_secs(60)).build()?;
     let hub = AgentHub::connect(hub_config, store.clone(), clock.clone()).await.context("connecting the hub")?;
-    let hub_inflight = MqttConfig::new(args.host.clone(), args.port).inflight;
-    let engine = TaskEngine::new(store.clone(), clock.clone(), TaskEngineConfig::default());
+    let engine = TaskEngine::builder(store.clone()).clock(clock.clone()).build()?;
     let driver = Arc::new(AgentDriver::new(hub.clone(), Duration::from_secs(args.round_timeout_secs), DEFAULT_MAX_PAYLOAD));
     let drivers = Drivers::new().with(ManagementMode::Agent, driver);
-    let fleet = Fleet::new(store.clone(), ac.authorizer.clone(), clock, engine, drivers, EdgeLimits::default())?;
-    let f = fleet.project(&root, project.id).await?;
+    let fleet = Fleet::builder(store.clone(), ac.authorizer.clone(), engine, drivers).clock(clock).limits(EdgeLimits::default()).build()?;
+    let f = fleet.project(&root, project.id()).await?;
 
     // 1. The agents connect.
     if let Some(path) = &args.ready_file {
@@ -227,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
     let setup_s = t1.elapsed().as_secs_f64();
     eprintln!("loadtest: {} agents managed and their services registered in {setup_s:.2} s", targets.len());
 
-    let template = |run: usize| ConfigTemplate::new(TemplateKind::RawApiCall, template_body(run), vec![]);
+    let template = |run: usize| ConfigTemplate::new(ChangeKind::RawApiCall, template_body(run), vec![]);
     let saved = f.save_template(None, "load", &template(0)).await?;
 
     // 3. Rounds.
@@ -327,7 +327,7 @@ async fn setup(f: &ProjectFleet, store: &dyn Store, n: usize, limit: Duration) -
 async fn sdk_round(
     f: &ProjectFleet,
     store: &dyn Store,
-    template: uuid::Uuid,
+    template: ecp_core::TemplateId,
     targets: &[Target],
     run: usize,
     window: u32,

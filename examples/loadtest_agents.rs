@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
+use ecp_agent::{AgentHandle, EdgeAgent, EdgeAgentConfig, LocalServiceConfig, MqttConfig};
 use ecp_core::edge::{AgentId, Credentials, EdgeKind};
-use ecp_edge::agent::{AgentHandle, EdgeAgent, EdgeAgentConfig, LocalServiceConfig, MqttConfig};
 use ecp_testkit::sim::{SimConfig, SimKind, SimService};
 use secrecy::SecretString;
 
@@ -71,16 +71,20 @@ async fn main() -> anyhow::Result<()> {
     let mut handles: Vec<AgentHandle> = Vec::with_capacity(args.count);
     let batch = (args.connect_rate / 20).max(1) as usize;
     for i in 0..args.count {
-        let mut mqtt = MqttConfig::new(args.host.clone(), args.port);
-        mqtt.inflight = args.inflight;
-        mqtt.connect_timeout = Duration::from_secs(30);
+        let mqtt = MqttConfig::builder(args.host.clone(), args.port)
+            .insecure(true)
+            .inflight(args.inflight)
+            .connect_timeout(Duration::from_secs(30))
+            .build()?;
         let id = AgentId::new(format!("load-{:05}", args.first + i))?;
-        let mut config = EdgeAgentConfig::new(id, mqtt)
-            .service(LocalServiceConfig::new("nanomq", EdgeKind::NanoMq, sim.base_url()).credentials(credentials.clone()));
-        config.heartbeat = Duration::from_secs(args.heartbeat_secs.clamp(1, 3600));
-        config.backoff_initial = Duration::from_millis(500);
-        config.backoff_max = Duration::from_secs(5);
-        config.request_timeout = Duration::from_secs(30);
+        let nanomq = LocalServiceConfig::builder("nanomq", EdgeKind::NanoMq, sim.base_url()).credentials(credentials.clone()).build()?;
+        let config = EdgeAgentConfig::builder(id, mqtt)
+            .service(nanomq)
+            .heartbeat(Duration::from_secs(args.heartbeat_secs.clamp(1, 3600)))
+            .backoff_initial(Duration::from_millis(500))
+            .backoff_max(Duration::from_secs(5))
+            .request_timeout(Duration::from_secs(30))
+            .build()?;
         handles.push(EdgeAgent::new(config)?.spawn());
         if (i + 1) % batch == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;

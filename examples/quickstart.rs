@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let org = ac.tenancy.create_org(&admin, &format!("Acme Manufacturing{suffix}")).await?;
     let plant = ac.tenancy.create_project(&admin, org.id, "Plant Shenzhen").await?;
     let line = ac.tenancy.create_project(&admin, org.id, "Plant Hamburg").await?;
-    println!("\n2. organization {:?} with projects {:?} and {:?}", org.name, plant.name, line.name);
+    println!("\n2. organization {:?} with projects {:?} and {:?}", org.name, plant.name(), line.name());
 
     // 3. Users of every role, and a custom "operator" role that may start and stop edge services.
     let org_scope = Scope::Org { org: org.id };
@@ -129,8 +129,8 @@ async fn main() -> anyhow::Result<()> {
         Ok(_) => println!("   a viewer created a project?!"),
         Err(e) => println!("   viewer tries to create a project: {e}"),
     }
-    let renamed = ac.tenancy.rename_project(&proj_admin, plant.id, "Plant Shenzhen line 2").await?;
-    println!("   project admin renames its project: now {:?}", renamed.name);
+    let renamed = ac.tenancy.rename_project(&proj_admin, plant.id(), "Plant Shenzhen line 2").await?;
+    println!("   project admin renames its project: now {:?}", renamed.name());
 
     // 5. A locked-out login.
     println!("\n5. five wrong passwords for {}:", viewer.name());
@@ -172,10 +172,10 @@ async fn main() -> anyhow::Result<()> {
     println!("\n   hash chain verified: {} records, head #{} {}", report.records, report.head.seq, &report.head.hash[..16]);
 
     // 7. A fleet of directly managed edge services.
-    fleet(&store, &ac, &admin, ecp_telemetry::MetricScope::new(org.id, plant.id)).await?;
+    fleet(&store, &ac, &admin, ecp_telemetry::MetricScope::new(org.id, plant.id())).await?;
 
     // 10. EMQX clusters under a floating license.
-    clusters(&store, &ac, &admin, plant.id, line.id).await?;
+    clusters(&store, &ac, &admin, plant.id(), line.id()).await?;
     ac.auth.logout(&tokens.access_token).await?;
     Ok(())
 }
@@ -227,7 +227,10 @@ async fn clusters(
     let prod = EmqxSim::start(EmqxSimConfig::new(3, 250)).await?;
     let lab = EmqxSim::start(EmqxSimConfig::new(1, 20)).await?;
     let key = || ApiKey::new("ecp", secret("ecp-secret"));
-    let existing = Arc::new(ExistingDriver::new(ClientOptions::default())?);
+    let existing = Arc::new(ExistingDriver::new(
+        // The simulated clusters listen on loopback: the demo opts in (the default refuses it).
+        ClientOptions::builder().egress(ecp_cluster::emqx::EgressPolicy::allow_loopback()).build()?,
+    )?);
     let clusters = Clusters::builder(store.clone(), ac.authorizer.clone()).driver(existing.clone()).license(&license).build();
     let in_plant = clusters.project(admin, plant).await?;
     let prod_api = ClusterApi { base_url: prod.base_url(), key: key()? };
@@ -236,7 +239,7 @@ async fn clusters(
         .register_existing(NewExistingCluster::new("emqx-lab", ClusterApi { base_url: lab.base_url(), key: key()? }, 4_000))
         .await?;
     println!("   registered {} ({}, 6000 connections) and {} ({}, 4000)", p.name, p.status, l.name, l.status);
-    let usage = clusters.license_usage().await?;
+    let usage = clusters.license_usage(admin).await?;
     println!(
         "   license usage: {}/{} clusters, {}/{} connections",
         usage.clusters, license.max_clusters, usage.connections, license.max_connections
@@ -267,21 +270,21 @@ async fn clusters(
     }
     // Disabling a cluster returns its share of the pool.
     in_plant.set_enabled(p.id, false).await?;
-    let usage = clusters.license_usage().await?;
+    let usage = clusters.license_usage(admin).await?;
     println!("   emqx-prod disabled: {}/{} connections allocated", usage.connections, license.max_connections);
     Ok(())
 }
 
 async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, scope: ecp_telemetry::MetricScope) -> anyhow::Result<()> {
+    use ecp_agent_proto::proto::DEFAULT_MAX_PAYLOAD;
     use ecp_core::edge::{EdgeLimits, EdgeSelector, ManagementMode};
-    use ecp_core::task::{RolloutPolicy, TaskEngine, TaskEngineConfig, TaskEvent};
-    use ecp_edge::agent::proto::DEFAULT_MAX_PAYLOAD;
+    use ecp_core::task::{RolloutPolicy, TaskEngine, TaskEvent};
     use ecp_edge::agent::{AgentDriver, AgentHub, AgentHubConfig, MqttConfig};
     use ecp_edge::direct::{DirectDriver, DirectDriverConfig};
     use ecp_edge::driver::Drivers;
     use ecp_edge::fleet::Fleet;
     use ecp_edge::import::ImportLimits;
-    use ecp_edge::template::{ConfigTemplate, ParamGrid, ParamSpec, ParamType, TemplateKind};
+    use ecp_edge::template::{ChangeKind, ConfigTemplate, ParamGrid, ParamSpec, ParamType};
     use ecp_testkit::sim::{SimConfig, SimKind, SimService};
 
     const SERVICES: usize = 200;
@@ -291,17 +294,21 @@ async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, sco
         sims.push(SimService::start(SimConfig::new(SimKind::NeuronEx)).await?);
     }
     let clock: Arc<dyn ecp_core::Clock> = Arc::new(ecp_core::SystemClock);
-    let engine = TaskEngine::new(store.clone(), clock.clone(), TaskEngineConfig::default());
-    let driver = Arc::new(DirectDriver::new(DirectDriverConfig::default())?);
+    let engine = TaskEngine::builder(store.clone()).clock(clock.clone()).build()?;
+    let driver = Arc::new(DirectDriver::new(
+        // The simulated services listen on loopback: the demo opts in (the default refuses it).
+        DirectDriverConfig::builder().egress(ecp_edge::direct::EgressPolicy::allow_loopback()).build()?,
+    )?);
     // The agent hub on an in-process broker, for section 8.
     let port = ecp_examples::broker::start_embedded_broker()?;
-    let hub = AgentHub::connect(AgentHubConfig::new(MqttConfig::new("127.0.0.1", port)), store.clone(), clock.clone()).await?;
+    let hub_config = AgentHubConfig::builder(MqttConfig::builder("127.0.0.1", port).insecure(true).build()?).build()?;
+    let hub = AgentHub::connect(hub_config, store.clone(), clock.clone()).await?;
     let agent_driver = Arc::new(AgentDriver::new(hub.clone(), Duration::from_secs(10), DEFAULT_MAX_PAYLOAD));
     let drivers = Drivers::new().with(ManagementMode::Direct, driver).with(ManagementMode::Agent, agent_driver);
     // The control plane's own metrics count every task that ends (printed in section 9).
     let metrics = ecp_telemetry::ControlPlaneMetrics::new();
     let _observer = metrics.observe_tasks(&engine);
-    let fleet = Fleet::new(store.clone(), ac.authorizer.clone(), clock, engine, drivers, EdgeLimits::default())?;
+    let fleet = Fleet::builder(store.clone(), ac.authorizer.clone(), engine, drivers).clock(clock).limits(EdgeLimits::default()).build()?;
     let f = fleet.project(admin, scope.project).await?;
 
     // The CSV import: one bad line (an unknown category) is reported with its number.
@@ -315,12 +322,12 @@ async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, sco
     println!("   imported {} services; rejected {:?}", report.imported.len(), report.failures);
 
     let probed = f.probe_all().await?;
-    let online = probed.iter().filter(|s| s.status == ecp_core::edge::EdgeStatus::Online).count();
-    println!("   probed: {online} online, NeuronEX {}", probed.first().and_then(|s| s.version.clone()).unwrap_or_default());
+    let online = probed.iter().filter(|s| s.status() == ecp_core::edge::EdgeStatus::Online).count();
+    println!("   probed: {online} online, NeuronEX {}", probed.first().and_then(|s| s.version()).unwrap_or_default());
 
     // A template with a parameter, previewed, then delivered to line1 by a rollout task.
     let template = ConfigTemplate::new(
-        TemplateKind::EkuiperStream,
+        ChangeKind::EkuiperStream,
         serde_json::json!({ "name": "telemetry", "sql": "CREATE STREAM telemetry () WITH (TYPE=\"neuron\", FORMAT=\"json\", SHARED=\"${shared}\")" }),
         vec![ParamSpec::with_default("shared", ParamType::String, serde_json::json!("true"))],
     );
@@ -383,10 +390,15 @@ async fn fleet(store: &Arc<SqlStore>, ac: &AccessControl, admin: &Principal, sco
     Ok(())
 }
 
-async fn agents(f: &ecp_edge::fleet::ProjectFleet, hub: &ecp_edge::agent::AgentHub, port: u16, template: uuid::Uuid) -> anyhow::Result<()> {
+async fn agents(
+    f: &ecp_edge::fleet::ProjectFleet,
+    hub: &ecp_edge::agent::AgentHub,
+    port: u16,
+    template: ecp_core::TemplateId,
+) -> anyhow::Result<()> {
+    use ecp_agent::{EdgeAgent, EdgeAgentConfig, LocalServiceConfig, MqttConfig};
     use ecp_core::edge::{AgentId, Credentials, EdgeKind, EdgeSelector, EdgeStatus};
     use ecp_core::task::RolloutPolicy;
-    use ecp_edge::agent::{EdgeAgent, EdgeAgentConfig, LocalServiceConfig, MqttConfig};
     use ecp_edge::fleet::NewEdgeService;
     use ecp_edge::template::ParamGrid;
     use ecp_testkit::sim::{SimConfig, SimKind, SimService};
@@ -398,11 +410,12 @@ async fn agents(f: &ecp_edge::fleet::ProjectFleet, hub: &ecp_edge::agent::AgentH
     let mut handles = Vec::with_capacity(AGENTS);
     for i in 0..AGENTS {
         let sim = SimService::start(SimConfig::new(SimKind::NeuronEx)).await?;
-        let mut mqtt = MqttConfig::new("127.0.0.1", port);
-        mqtt.inflight = 16;
-        let mut config = EdgeAgentConfig::new(AgentId::new(format!("gateway-{i:02}"))?, mqtt)
-            .service(LocalServiceConfig::new("neuronex", EdgeKind::NeuronEx, sim.base_url()).credentials(credentials()));
-        config.heartbeat = Duration::from_secs(1);
+        let mqtt = MqttConfig::builder("127.0.0.1", port).insecure(true).inflight(16).build()?;
+        let neuronex = LocalServiceConfig::builder("neuronex", EdgeKind::NeuronEx, sim.base_url()).credentials(credentials()).build()?;
+        let config = EdgeAgentConfig::builder(AgentId::new(format!("gateway-{i:02}"))?, mqtt)
+            .service(neuronex)
+            .heartbeat(Duration::from_secs(1))
+            .build()?;
         handles.push(EdgeAgent::new(config)?.spawn());
         sims.push(sim);
     }
@@ -421,7 +434,7 @@ async fn agents(f: &ecp_edge::fleet::ProjectFleet, hub: &ecp_edge::agent::AgentH
         f.register(service).await?;
     }
     let probed = f.probe_all().await?;
-    let through = probed.iter().filter(|s| s.agent.is_some() && s.status == EdgeStatus::Online).count();
+    let through = probed.iter().filter(|s| s.agent().is_some() && s.status() == EdgeStatus::Online).count();
     println!("   probed through the agents' tunnel: {through} online");
 
     let policy = RolloutPolicy::builder().max_in_flight(8).build()?;
@@ -499,15 +512,16 @@ async fn telemetry(
     for (sim, id) in watched {
         let source = format!("edge:{id}");
         let scraper = PrometheusScrapeConfig::new(format!("neuronex {id}"), format!("{}/api/neuron/metrics", sim.base_url()), scope)
+            .egress(ecp_telemetry::EgressPolicy::allow_loopback())
             .bearer_token(secret(&sim.issue_token()))
             .timeout(Duration::from_secs(1))
             .source(source.clone())
             .build()?;
-        let options = CollectorOptions::new().interval(TICK).timeout(Duration::from_secs(1)).up(SeriesKey::new(
-            scope,
-            up.clone(),
-            Labels::new([("source", source.as_str())])?,
-        ));
+        let options = CollectorOptions::builder()
+            .interval(TICK)
+            .timeout(Duration::from_secs(1))
+            .up(SeriesKey::new(scope, up.clone(), Labels::new([("source", source.as_str())])?))
+            .build()?;
         runner.add(Arc::new(scraper), options)?;
     }
 
@@ -517,7 +531,9 @@ async fn telemetry(
     let alarms = Alarms::new(engine.clone(), store.clone(), ac.authorizer.clone());
     let project_alarms = alarms.project(admin, scope.project).await?;
     let evaluator = engine.spawn(TICK);
-    let webhook = WebhookNotifier::builder("ops-hook", format!("http://{hook_addr}/hook")).build()?;
+    let webhook = WebhookNotifier::builder("ops-hook", format!("http://{hook_addr}/hook"))
+        .egress(ecp_telemetry::EgressPolicy::allow_loopback())
+        .build()?;
     let router = NotificationRouter::builder().route(Route::new("everything", RouteScope::All).notifier(Arc::new(webhook))).build()?;
     let _alarm_counter = metrics.observe_alarms(&engine);
     let _series_gauge = metrics.observe_store(&metric_store, TICK);

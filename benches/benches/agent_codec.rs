@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ecp_edge::agent::Channel;
-use ecp_edge::agent::proto::{self, Command, DEFAULT_MAX_PAYLOAD, Envelope, Heartbeat, HttpRequest, Message, ServiceHealth};
+use ecp_agent_proto::Channel;
+use ecp_agent_proto::proto::{self, Command, DEFAULT_MAX_PAYLOAD, Envelope, Heartbeat, HttpRequest, Message, ServiceHealth};
 
 fn heartbeat() -> Vec<u8> {
     let metrics: BTreeMap<String, f64> = (0..8).map(|i| (format!("metric_{i}"), f64::from(i) * 1.5)).collect();

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ecp_core::access::Principal;
-use ecp_core::edge::{EdgeLimits, EdgeSelector, EdgeService, ManagementMode};
+use ecp_core::edge::{EdgeLimits, EdgeSelector, EdgeService};
 use ecp_core::prelude::*;
 use ecp_core::{
     AuditEvent, Operation, Organization, PageRequest, Project, ProjectId, ResourceKind, SqlStore, SqlStoreConfig, TenancyLimits, Timestamp,
@@ -56,7 +56,7 @@ async fn on(config: SqlStoreConfig) -> (Arc<SqlStore>, ProjectId) {
     store.create_org(&org, &TenancyLimits::default(), &ev("organization.create")).await.unwrap();
     let project = Project::new(org.id, "p", Timestamp::now()).unwrap();
     store.create_project(&project, &TenancyLimits::default(), &ev("project.create")).await.unwrap();
-    (store, project.id)
+    (store, project.id())
 }
 
 /// Parses the CSV and registers every row: what `ProjectFleet::import_csv` does after its checks.
@@ -67,7 +67,7 @@ async fn import(store: &SqlStore, project: ProjectId, csv: &str) -> usize {
     let services: Vec<EdgeService> = parsed
         .rows
         .into_iter()
-        .map(|r| EdgeService::new(project, &r.name, r.kind, ManagementMode::Direct, &r.endpoint, r.credentials, r.tags, now).unwrap())
+        .map(|r| EdgeService::builder(project, r.name, r.kind, r.endpoint).credentials(r.credentials).tags(r.tags).build(now).unwrap())
         .collect();
     let results = store.create_edge_services(&services, &EdgeLimits::default(), &ev("edge_service.import")).await.unwrap();
     results.iter().filter(|r| r.is_ok()).count()
@@ -189,7 +189,10 @@ fn bench(c: &mut Criterion) {
                 .rows
                 .into_iter()
                 .map(|r| {
-                    EdgeService::new(ProjectId::new(), &r.name, r.kind, ManagementMode::Direct, &r.endpoint, r.credentials, r.tags, now)
+                    EdgeService::builder(ProjectId::new(), r.name, r.kind, r.endpoint)
+                        .credentials(r.credentials)
+                        .tags(r.tags)
+                        .build(now)
                         .unwrap()
                 })
                 .collect();

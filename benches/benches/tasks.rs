@@ -10,8 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ecp_core::access::Principal;
 use ecp_core::prelude::*;
 use ecp_core::task::{
-    IdempotencyKey, NewTarget, NewTask, RolloutPolicy, TargetError, TargetExecutor, Task, TaskEngine, TaskEngineConfig, TaskKind,
-    TaskTarget,
+    IdempotencyKey, NewTarget, NewTask, RolloutPolicy, TargetError, TargetExecutor, Task, TaskEngine, TaskKind, TaskTarget,
 };
 use ecp_core::{AuditEvent, Operation, Organization, Project, ResourceKind, SqlStore, SystemClock, TenancyLimits, Timestamp};
 use tokio::task::JoinSet;
@@ -44,7 +43,7 @@ impl TaskKind for NoopKind {
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (engine, org, project) = rt.block_on(async {
+    let (engine, _org, project) = rt.block_on(async {
         let store = Arc::new(SqlStore::memory().await.unwrap());
         let sys = Principal::system("bench");
         let org = Organization::new("o", Timestamp::now()).unwrap();
@@ -65,7 +64,7 @@ fn bench(c: &mut Criterion) {
             )
             .await
             .unwrap();
-        let engine = TaskEngine::new(store, Arc::new(SystemClock), TaskEngineConfig::default());
+        let engine = TaskEngine::builder(store).clock(Arc::new(SystemClock)).build().unwrap();
         engine.register(Arc::new(NoopKind)).unwrap();
         (engine, org, project)
     });
@@ -74,14 +73,8 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10).measurement_time(Duration::from_secs(20));
     group.bench_function("task_engine_sqlite", |b| {
         b.to_async(&rt).iter(|| async {
-            let task = NewTask {
-                org: org.id,
-                project: project.id,
-                kind: "noop".into(),
-                spec: serde_json::Value::Null,
-                policy: RolloutPolicy::builder().max_in_flight(WINDOW as u32).exclusive(false).build().unwrap(),
-                targets: targets.clone(),
-            };
+            let task = NewTask::new(project.id(), "noop", targets.clone())
+                .policy(RolloutPolicy::builder().max_in_flight(WINDOW as u32).exclusive(false).build().unwrap());
             let h = engine.submit(&Principal::system("bench"), task).await.unwrap();
             assert!(h.wait().await.is_some());
         })

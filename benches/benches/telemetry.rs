@@ -213,7 +213,7 @@ fn alarms(c: &mut Criterion) {
         let project = Project::new(org.id, "plant", clock.now()).unwrap();
         db.create_project(&project, &TenancyLimits::default(), &ev("project.create")).await.unwrap();
         let alarms = Alarms::new(engine.clone(), db, Arc::new(SystemOnly));
-        let admin = alarms.project(&Principal::system("bench"), project.id).await.unwrap();
+        let admin = alarms.project(&Principal::system("bench"), project.id()).await.unwrap();
         for r in admin.rules().unwrap() {
             if r.enabled {
                 admin.set_rule_enabled(r.id, false).await.unwrap();
@@ -221,7 +221,7 @@ fn alarms(c: &mut Criterion) {
         }
         let cond = Condition::Threshold { selector: selector.clone(), comparison: Comparison::Gt, threshold: THRESHOLD };
         admin.create_rule(AlarmRule::new("tag too high", cond, Severity::Critical)).await.unwrap();
-        MetricScope::new(org.id, project.id)
+        MetricScope::new(org.id, project.id())
     });
 
     let keys = keys(scope, "neuron_tag_value", ALARM_SERIES);

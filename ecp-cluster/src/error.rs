@@ -28,8 +28,11 @@ pub enum Error {
         status: u16,
         /// EMQX's code (`BAD_API_KEY_OR_SECRET`, `API_KEY_NOT_ALLOW`, `UNAUTHORIZED_ROLE` ...).
         code: Option<String>,
+        /// EMQX's message (`Check api_key/api_secret`), if any, without the credentials should the
+        /// server echo them.
+        message: Option<String>,
     },
-    /// The cluster's API or the orchestrator could not be reached, or did not answer in time.
+    /// The cluster's REST API could not be reached, or did not answer in time.
     #[error("{endpoint}: transport failed{}", if *retryable { " (retryable)" } else { "" })]
     Transport {
         /// The request.
@@ -67,14 +70,21 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
-    /// An orchestrator (Kubernetes API server, Docker engine) refused or failed an operation.
+    /// A Docker engine or a Kubernetes API server refused or failed an operation, or could not be
+    /// reached (the `docker` and `kubernetes` backends): the backend, the operation, the status of
+    /// its answer, whether it is retryable, and its error as the source.
+    #[cfg(any(feature = "docker", feature = "kubernetes"))]
+    #[error(transparent)]
+    Hosting(#[from] ecp_hosting::Error),
+    /// Another backend failed an operation: the `existing` backend's HTTP client, or a driver of the
+    /// host's own.
     #[error("{backend}: {operation} failed{}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
     Backend {
-        /// `"kubernetes"`, `"docker"`, `"existing"`.
+        /// `"existing"`, or the host driver's name.
         backend: &'static str,
         /// What was being done (`"create"`, `"scale"` ...).
         operation: &'static str,
-        /// The HTTP status of the orchestrator's answer, if it gave one.
+        /// The HTTP status of the backend's answer, if it gave one.
         status: Option<u16>,
         /// Its error.
         #[source]
@@ -87,12 +97,15 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying again may succeed: transport failures marked so, 5xx and 429 answers, 5xx and
-    /// 409 of an orchestrator, and retryable store errors.
+    /// Whether trying again may succeed: transport failures marked so, 5xx and 429 answers, 5xx,
+    /// 409 and 429 of a backend, a Docker engine or Kubernetes API server that could not be
+    /// reached, and retryable store errors.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Transport { retryable, .. } => *retryable,
             Error::Api { status, .. } => *status >= 500 || *status == 429,
+            #[cfg(any(feature = "docker", feature = "kubernetes"))]
+            Error::Hosting(e) => e.is_retryable(),
             Error::Backend { status, .. } => status.is_some_and(|s| s >= 500 || s == 409 || s == 429),
             Error::Core(e) => e.is_retryable(),
             _ => false,
@@ -104,11 +117,19 @@ impl Error {
         matches!(self, Error::Core(e) if e.is_unsupported())
     }
 
-    /// Whether this is a `NotFound` (of the store, a 404 of EMQX or of the orchestrator).
+    /// Whether the cluster cannot do what was asked (an `Unsupported` operation of the backend,
+    /// or an EMQX whose edition or license lacks it).
+    pub fn is_beyond_the_cluster(&self) -> bool {
+        self.is_unsupported() || matches!(self, Error::Incompatible { .. })
+    }
+
+    /// Whether this is a `NotFound` (of the store, a 404 of EMQX or of a backend).
     pub fn is_not_found(&self) -> bool {
         match self {
             Error::Core(e) => e.is_not_found(),
             Error::Api { status, .. } => *status == 404,
+            #[cfg(any(feature = "docker", feature = "kubernetes"))]
+            Error::Hosting(e) => e.is_not_found(),
             Error::Backend { status, .. } => *status == Some(404),
             _ => false,
         }
@@ -122,20 +143,6 @@ impl Error {
     /// An `InvalidInput` error about `field`.
     pub fn invalid(field: &'static str, reason: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         Error::Core(ecp_core::Error::invalid(field, reason))
-    }
-}
-
-impl From<ecp_rbac::Error> for Error {
-    fn from(e: ecp_rbac::Error) -> Self {
-        match e {
-            ecp_rbac::Error::Core(c) => Error::Core(c),
-            other => Error::Core(ecp_core::Error::PermissionDenied {
-                principal: String::new(),
-                permission: String::new(),
-                scope: String::new(),
-                reason: other.to_string().into(),
-            }),
-        }
     }
 }
 
@@ -160,5 +167,17 @@ mod tests {
         assert_eq!(e.to_string(), "kubernetes: scale failed (404)");
         assert!(e.is_not_found());
         assert!(Error::unsupported("scale", "existing").is_unsupported());
+    }
+
+    #[cfg(any(feature = "docker", feature = "kubernetes"))]
+    #[test]
+    fn hosting_errors_classify_as_the_backends_do() {
+        use ecp_hosting::Backend;
+        let e = Error::from(ecp_hosting::Error::answered(Backend::Kubernetes, "scale", 404, "gone"));
+        assert_eq!(e.to_string(), "kubernetes: scale failed (404)");
+        assert!(e.is_not_found() && !e.is_retryable());
+        assert_eq!(std::error::Error::source(&e).unwrap().to_string(), "gone");
+        let e = Error::from(ecp_hosting::Error::unreachable(Backend::Docker, "list containers", "refused"));
+        assert!(e.is_retryable() && !e.is_not_found());
     }
 }

@@ -87,9 +87,9 @@ enum Probe {
 
 impl Default for ExistingDriver {
     fn default() -> Self {
-        // The default options are valid; should the HTTP client still fail to build, fall back to
-        // reqwest's default client rather than panic.
-        Self::new(ClientOptions::default()).unwrap_or_else(|_| Self { http: reqwest::Client::default(), options: ClientOptions::default() })
+        // Options are valid once built: building fails only where no TLS backend can be set
+        // up, where reqwest's own `Client::default()` (the fallback this had) panics as well.
+        Self::new(ClientOptions::default()).expect("the default client options are valid")
     }
 }
 
@@ -97,7 +97,7 @@ impl ExistingDriver {
     /// A driver whose requests use `options`.
     ///
     /// # Errors
-    /// `InvalidInput` for bad options; `Backend` if the HTTP client cannot be set up.
+    /// `Backend` if the HTTP client cannot be set up.
     pub fn new(options: ClientOptions) -> Result<Self> {
         Ok(Self { http: options.http_client()?, options })
     }
@@ -112,7 +112,7 @@ impl ExistingDriver {
     /// # Errors
     /// `InvalidInput` for a bad base URL.
     pub fn client(&self, api: &ClusterApi) -> Result<EmqxClient> {
-        EmqxClient::with_http(api, self.http.clone(), self.options.max_body)
+        EmqxClient::with_http(api, self.http.clone(), &self.options)
     }
 
     /// The handle of an onboarded cluster, to read it.

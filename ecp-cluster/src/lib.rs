@@ -9,6 +9,9 @@
 //!   `EMQX` resource through kube-rs), `docker` (a cluster of containers on a user network, through
 //!   bollard), and `existing` (onboarding a running EMQX 5 cluster by its REST API);
 //! - the EMQX 5 REST client, with the API's quirks modelled in its types;
+//! - the `docker` and `kubernetes` backends reach their engine or API server through ecp-hosting
+//!   (re-exported as `hosting`): a `DockerAddress`, a `KubeConnection`, and their errors as
+//!   `Error::Hosting`;
 //! - cluster transfer between projects, and connection limits drawn from the floating license.
 //!
 //! `ecp-cluster` and `ecp-edge` never depend on each other.
@@ -27,15 +30,14 @@ pub mod model;
 pub mod service;
 
 pub use driver::{ClusterApi, ClusterDriver, ClusterOperation, ClusterRef};
+#[cfg(any(feature = "docker", feature = "kubernetes"))]
 pub use error::{Error, Result};
 #[cfg(feature = "existing")]
 pub use existing::{ClusterInfo, ExistingCluster, ExistingDriver};
 #[cfg(feature = "kubernetes")]
 pub use kubernetes::{KubernetesConfig, KubernetesConfigBuilder, KubernetesDriver};
 pub use model::{
-    ApiKey, ClusterBackend, ClusterLimits, ClusterSpec, ClusterState, ClusterStatus, Listener, ListenerProtocol, NetworkMode, NodeSummary,
-    ReplicaCount, Resources,
+    ApiKey, ClusterBackend, ClusterLimits, ClusterLimitsBuilder, ClusterSpec, ClusterState, ClusterStatus, Listener, ListenerProtocol,
+    NetworkMode, NodeSummary, ReplicaCount, Resources,
 };
 pub use service::{Cluster, Clusters, ClustersBuilder, NewExistingCluster, NewHostedCluster, ProjectClusters};
-
-pub use ecp_telemetry;

@@ -246,14 +246,15 @@ impl Resources {
     }
 }
 
-/// How many nodes a cluster may have: the product allows 1 to 7 core nodes and 0 to 7 replicants.
+/// How many nodes a cluster may have. Build with [`ClusterLimits::builder`]; `build()` validates.
+/// The default is what `ClusterLimits::builder().build()` gives, the product's: 1 to 7 core nodes
+/// and 0 to 7 replicants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ClusterLimitsWire")]
 #[non_exhaustive]
 pub struct ClusterLimits {
-    /// The most core nodes (default 7).
-    pub max_core_replicas: u32,
-    /// The most replicant nodes (default 7).
-    pub max_replicant_replicas: u32,
+    max_core_replicas: u32,
+    max_replicant_replicas: u32,
 }
 
 impl Default for ClusterLimits {
@@ -262,19 +263,70 @@ impl Default for ClusterLimits {
     }
 }
 
-impl ClusterLimits {
-    /// Limits of `max_core` core and `max_replicant` replicant nodes.
+/// Builds [`ClusterLimits`]; setters never fail, [`build`](Self::build) checks.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClusterLimitsBuilder(ClusterLimits);
+
+impl ClusterLimitsBuilder {
+    /// The most core nodes (default 7, the product's; 1 to 1,000).
+    pub fn max_core_replicas(mut self, n: u32) -> Self {
+        self.0.max_core_replicas = n;
+        self
+    }
+
+    /// The most replicant nodes (default 7, the product's; 0 to 1,000).
+    pub fn max_replicant_replicas(mut self, n: u32) -> Self {
+        self.0.max_replicant_replicas = n;
+        self
+    }
+
+    /// The limits.
     ///
     /// # Errors
-    /// `InvalidInput` when `max_core` is 0 or either is above 1,000.
-    pub fn new(max_core: u32, max_replicant: u32) -> Result<Self> {
-        if max_core == 0 || max_core > 1000 {
+    /// `InvalidInput` on `limits.max_core_replicas` when it is 0 or above 1,000, on
+    /// `limits.max_replicant_replicas` when it is above 1,000.
+    pub fn build(self) -> Result<ClusterLimits> {
+        let l = self.0;
+        if l.max_core_replicas == 0 || l.max_core_replicas > 1000 {
             return Err(Error::invalid("limits.max_core_replicas", "must be 1..=1000"));
         }
-        if max_replicant > 1000 {
+        if l.max_replicant_replicas > 1000 {
             return Err(Error::invalid("limits.max_replicant_replicas", "must be 0..=1000"));
         }
-        Ok(Self { max_core_replicas: max_core, max_replicant_replicas: max_replicant })
+        Ok(l)
+    }
+}
+
+/// The serialized form of [`ClusterLimits`], deserialized through its builder.
+#[derive(Deserialize)]
+struct ClusterLimitsWire {
+    max_core_replicas: u32,
+    max_replicant_replicas: u32,
+}
+
+impl TryFrom<ClusterLimitsWire> for ClusterLimits {
+    type Error = Error;
+
+    fn try_from(w: ClusterLimitsWire) -> Result<Self> {
+        ClusterLimits::builder().max_core_replicas(w.max_core_replicas).max_replicant_replicas(w.max_replicant_replicas).build()
+    }
+}
+
+impl ClusterLimits {
+    /// A builder starting from the defaults: at most 7 core and 7 replicant nodes (the product's).
+    pub fn builder() -> ClusterLimitsBuilder {
+        ClusterLimitsBuilder(Self::default())
+    }
+
+    /// The most core nodes.
+    pub fn max_core_replicas(&self) -> u32 {
+        self.max_core_replicas
+    }
+
+    /// The most replicant nodes.
+    pub fn max_replicant_replicas(&self) -> u32 {
+        self.max_replicant_replicas
     }
 
     /// Checks a core and replicant count.
@@ -574,8 +626,17 @@ mod tests {
         assert!(ClusterSpec::builder("emqx:5").replicas(0, 0).build().is_err());
         assert!(ClusterSpec::builder("emqx:5").replicas(8, 0).build().is_err());
         assert!(ClusterSpec::builder("emqx:5").replicas(7, 8).build().is_err());
-        let limits = ClusterLimits::new(20, 20).unwrap();
+        let limits = ClusterLimits::builder().max_core_replicas(20).max_replicant_replicas(20).build().unwrap();
+        assert_eq!((limits.max_core_replicas(), limits.max_replicant_replicas()), (20, 20));
         ClusterSpec::builder("emqx:5").replicas(20, 20).limits(limits).build().unwrap();
+        assert_eq!(ClusterLimits::builder().build().unwrap(), ClusterLimits::default());
+        assert!(ClusterLimits::builder().max_core_replicas(0).build().is_err());
+        assert!(ClusterLimits::builder().max_core_replicas(1001).build().is_err());
+        assert!(ClusterLimits::builder().max_replicant_replicas(1001).build().is_err());
+        ClusterLimits::builder().max_replicant_replicas(0).build().unwrap();
+        let json = serde_json::to_value(limits).unwrap();
+        assert_eq!(serde_json::from_value::<ClusterLimits>(json).unwrap(), limits);
+        assert!(serde_json::from_value::<ClusterLimits>(serde_json::json!({"max_core_replicas": 0, "max_replicant_replicas": 0})).is_err());
         assert!(ClusterSpec::builder("emqx:5").dashboard_port(1883).build().is_err());
         assert!(ClusterSpec::builder("").build().is_err());
         assert!(ClusterSpec::builder("emqx 5").build().is_err());

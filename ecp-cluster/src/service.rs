@@ -13,8 +13,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ecp_core::audit::{AuditEvent, Operation, record_failure};
+use ecp_core::audit::{AuditEvent, Operation};
 use ecp_core::cluster::{ClusterQuota, ClusterRecord, LicenseUsage};
+use ecp_core::scoped::{Audit, Scoped};
 use ecp_core::{Authorizer, Clock, ClusterId, Page, PageRequest, Permission, Principal, Project, ProjectId, ResourceKind, Store};
 
 use crate::driver::{ClusterApi, ClusterDriver, ClusterOperation, ClusterRef};
@@ -25,10 +26,18 @@ use crate::model::{ApiKey, ClusterBackend, ClusterLimits, ClusterSpec, ClusterSt
 pub mod ops {
     use ecp_core::audit::Operation;
 
-    /// A hosted cluster was created.
+    /// A hosted cluster was created (on its backend too: a creation the backend refused is a
+    /// failure of this operation).
     pub const CREATE: Operation = Operation::from_static("cluster.create");
+    /// The license's share was reserved for a hosted cluster being created: written with the
+    /// cluster's row, before the backend is asked.
+    pub const RESERVE: Operation = Operation::from_static("cluster.reserve");
+    /// A cluster's REST API secret was read (the record never holds the secret).
+    pub const READ_API: Operation = Operation::from_static("cluster.read_api");
     /// A running cluster was onboarded by its REST API.
     pub const REGISTER: Operation = Operation::from_static("cluster.register");
+    /// A cluster's state was read from its backend and its status recorded.
+    pub const REFRESH: Operation = Operation::from_static("cluster.refresh");
     /// A cluster was scaled horizontally.
     pub const SCALE: Operation = Operation::from_static("cluster.scale");
     /// A cluster was scaled vertically.
@@ -246,11 +255,14 @@ impl Clusters {
         }
     }
 
-    /// What the installation uses of its license.
+    /// What the installation uses of its license: clusters, connections and edge services of every
+    /// tenant, so it needs `view cluster` at system scope (a system administrator).
     ///
     /// # Errors
-    /// `Backend`.
-    pub async fn license_usage(&self) -> Result<LicenseUsage> {
+    /// `PermissionDenied`, `Backend`.
+    pub async fn license_usage(&self, principal: &Principal) -> Result<LicenseUsage> {
+        let (perm, scope) = (Permission::view(ResourceKind::Cluster), ecp_core::Scope::System);
+        self.inner.authz.check(principal, perm, &scope).map_err(|d| d.into_error(principal, perm, &scope))?;
         Ok(self.inner.store.license_usage().await?)
     }
 
@@ -264,21 +276,14 @@ impl Clusters {
     /// # Errors
     /// `NotFound` for a project the principal cannot see, `Backend`.
     pub async fn project(&self, principal: &Principal, project: ProjectId) -> Result<ProjectClusters> {
-        let p = self.visible_project(principal, project).await?;
-        let org_name = self.inner.store.get_org(p.org).await.map(|o| o.name).unwrap_or_default();
-        Ok(ProjectClusters { clusters: self.clone(), principal: principal.clone(), project: p, org_name })
+        let scope = self.scoped(principal, project).await?;
+        let project = scope.project_record().cloned().ok_or_else(|| ecp_core::Error::not_found("project", project))?;
+        Ok(ProjectClusters { clusters: self.clone(), scope, project })
     }
 
-    async fn visible_project(&self, principal: &Principal, project: ProjectId) -> Result<Project> {
-        let p = match self.inner.store.get_project(project).await {
-            Ok(p) => p,
-            Err(e) if e.is_not_found() => return Err(ecp_core::Error::not_found("project", project).into()),
-            Err(e) => return Err(e.into()),
-        };
-        if !self.inner.authz.has_access(principal, &p.scope()) {
-            return Err(ecp_core::Error::not_found("project", project).into());
-        }
-        Ok(p)
+    /// `principal` in `project`, as the store has it (`NotFound` where it holds nothing).
+    async fn scoped(&self, principal: &Principal, project: ProjectId) -> Result<Scoped> {
+        Ok(Scoped::project(self.inner.store.clone(), self.inner.authz.clone(), principal, project).await?)
     }
 
     fn driver(&self, backend: ClusterBackend) -> Result<&Arc<dyn ClusterDriver>> {
@@ -286,18 +291,18 @@ impl Clusters {
     }
 }
 
-/// One project's clusters, as one principal acts on them.
+/// One project's clusters, as one principal acts on them. Every change goes through
+/// [`Scoped::audited`]: authorized, run, and audited, success or failure.
 #[derive(Clone)]
 pub struct ProjectClusters {
     clusters: Clusters,
-    principal: Principal,
+    scope: Scoped,
     project: Project,
-    org_name: String,
 }
 
 impl std::fmt::Debug for ProjectClusters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProjectClusters").field("project", &self.project.id).field("principal", &self.principal).finish()
+        f.debug_struct("ProjectClusters").field("project", &self.project.id()).field("principal", self.scope.principal()).finish()
     }
 }
 
@@ -315,21 +320,13 @@ impl ProjectClusters {
         &self.project
     }
 
+    /// Checks a permission for a read (reads are not audited).
     fn authorize(&self, perm: Permission) -> Result<()> {
-        let scope = self.project.scope();
-        self.clusters.inner.authz.check(&self.principal, perm, &scope).map_err(|d| Error::Core(d.into_error(&self.principal, perm, &scope)))
+        Ok(self.scope.authorize(perm)?)
     }
 
     fn event(&self, op: Operation) -> AuditEvent {
-        AuditEvent::new(&self.principal, ResourceKind::Cluster, op)
-            .org(self.project.org, &self.org_name)
-            .project(self.project.id, &self.project.name)
-    }
-
-    async fn fail<T>(&self, event: AuditEvent, err: impl Into<Error>) -> Result<T> {
-        let err = err.into();
-        record_failure(self.store().as_ref(), event, &err).await;
-        Err(err)
+        self.scope.event(ResourceKind::Cluster, op)
     }
 
     /// Checks that the license (if any) is valid now: what draws on it needs a valid license.
@@ -340,25 +337,29 @@ impl ProjectClusters {
         }
     }
 
-    /// The start of every change to a cluster: authorizes `perm`, finds the cluster in this project,
-    /// and names it in `event`. A refusal is audited as a failure and returned.
-    async fn begin(&self, event: AuditEvent, perm: Permission, id: ClusterId) -> Result<(ClusterRecord, AuditEvent)> {
-        if let Err(e) = self.authorize(perm) {
-            return self.fail(event, e).await;
-        }
-        match self.own(id).await {
-            Ok(record) => {
-                let event = event.resource(id, Some(&record.name));
-                Ok((record, event))
-            }
-            Err(e) => self.fail(event, e).await,
-        }
+    /// A change to cluster `id` of this project: runs `operation` on its record through
+    /// [`Scoped::audited_event`] (authorized with `perm`, audited either way), with the cluster
+    /// named in the record.
+    async fn changing<T>(
+        &self,
+        event: AuditEvent,
+        perm: Permission,
+        id: ClusterId,
+        operation: impl AsyncFnOnce(&mut Audit, ClusterRecord) -> Result<T>,
+    ) -> Result<T> {
+        self.scope
+            .audited_event(perm, event, async |audit| {
+                let record = self.own(id).await?;
+                audit.resource(id, Some(&record.name));
+                operation(audit, record).await
+            })
+            .await
     }
 
     /// A cluster of this project (others are not found, whatever their id).
     async fn own(&self, id: ClusterId) -> Result<ClusterRecord> {
         match self.store().get_cluster(id).await {
-            Ok(c) if c.project == self.project.id => Ok(c),
+            Ok(c) if c.project == self.project.id() => Ok(c),
             Ok(_) => Err(ecp_core::Error::not_found("cluster", id).into()),
             Err(e) => Err(e.into()),
         }
@@ -379,7 +380,7 @@ impl ProjectClusters {
     /// `PermissionDenied`, `InvalidInput` for a bad page, `Backend`.
     pub async fn list(&self, page: &PageRequest) -> Result<Page<Cluster>> {
         self.authorize(Permission::view(ResourceKind::Cluster))?;
-        let page = self.store().list_clusters(self.project.id, page).await?;
+        let page = self.store().list_clusters(self.project.id(), page).await?;
         let items = page.items.iter().map(Cluster::from_record).collect::<Result<Vec<_>>>()?;
         Ok(Page { items, next: page.next })
     }
@@ -393,27 +394,35 @@ impl ProjectClusters {
         Cluster::from_record(&self.own(id).await?)
     }
 
-    /// Asks the backend for the cluster's state and records its status. Needs `view cluster`.
+    /// Asks the backend for the cluster's state and records its status. Needs `view cluster`
+    /// (it changes nothing a user configured); it writes the status, so each call is audited,
+    /// failures too.
     ///
     /// # Errors
     /// `PermissionDenied`, `NotFound`; the backend's error (the status is then recorded as `error`
     /// with the error as its cause, and the error returned).
     pub async fn refresh(&self, id: ClusterId) -> Result<ClusterState> {
-        self.authorize(Permission::view(ResourceKind::Cluster))?;
-        let record = self.own(id).await?;
-        let backend = Cluster::from_record(&record)?.backend;
-        let driver = self.clusters.driver(backend)?;
-        match driver.state(&Self::reference(&record)?).await {
-            Ok(state) => {
-                self.store().record_cluster_status(id, state.status.as_str(), state.status.cause(), self.now()).await?;
-                Ok(state)
-            }
-            Err(e) => {
-                let cause = cause_of(&e);
-                self.store().record_cluster_status(id, "error", Some(&cause), self.now()).await?;
-                Err(e)
-            }
-        }
+        let event = self.event(ops::REFRESH).resource(id, None);
+        self.scope
+            .audited_event(Permission::view(ResourceKind::Cluster), event, async |audit| {
+                let record = self.own(id).await?;
+                audit.event_mut().resource_name = Some(record.name.clone());
+                let backend = Cluster::from_record(&record)?.backend;
+                let driver = self.clusters.driver(backend)?;
+                match driver.state(&Self::reference(&record)?).await {
+                    Ok(state) => {
+                        self.store().record_cluster_status(id, state.status.as_str(), state.status.cause(), self.now()).await?;
+                        audit.details(serde_json::json!({ "status": state.status.as_str() }));
+                        Ok(state)
+                    }
+                    Err(e) => {
+                        let cause = cause_of(&e);
+                        self.store().record_cluster_status(id, "error", Some(&cause), self.now()).await?;
+                        Err(e)
+                    }
+                }
+            })
+            .await
     }
 
     /// Onboards a running EMQX 5 cluster: checks its REST API with the key (the `existing`
@@ -426,39 +435,44 @@ impl ProjectClusters {
     pub async fn register_existing(&self, new: NewExistingCluster) -> Result<Cluster> {
         let mut event = self.event(ops::REGISTER);
         event.resource_name = Some(new.name.chars().take(200).collect());
-        if let Err(e) = self.authorize(Permission::edit(ResourceKind::Cluster)) {
-            return self.fail(event, e).await;
-        }
-        if let Err(e) = ecp_core::tenancy::validate_resource_name(&new.name).map_err(Error::from).and_then(|()| self.licensed()) {
-            return self.fail(event, e).await;
-        }
-        let id = ClusterId::new();
-        let event = event.resource(id, Some(&new.name)).details(serde_json::json!({
-            "backend": "existing", "api_url": new.api.base_url, "api_key": new.api.key.key, "connection_limit": new.connection_limit,
-        }));
-        let driver = match self.clusters.driver(ClusterBackend::Existing) {
-            Ok(d) => d.clone(),
-            Err(e) => return self.fail(event, e).await,
-        };
-        let target = ClusterRef::new(id, self.project.id, &new.name).with_api(new.api.clone());
-        let state = match driver.state(&target).await {
-            Ok(s) => s,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let mut record =
-            ClusterRecord::new(id, self.project.id, &new.name, "existing", new.connection_limit, state.status.as_str(), self.now())
-                .with_api(&new.api.base_url, &new.api.key.key, new.api.key.secret.clone());
-        record.status_cause = state.status.cause().map(str::to_owned);
-        if let Err(e) = self.store().create_cluster(&record, &self.clusters.inner.quota, &event).await {
-            return self.fail(event, e).await;
-        }
-        Cluster::from_record(&record)
+        self.scope
+            .audited_event(Permission::edit(ResourceKind::Cluster), event, async |audit| {
+                ecp_core::tenancy::validate_resource_name(&new.name)?;
+                self.licensed()?;
+                let id = ClusterId::new();
+                audit.resource(id, Some(&new.name)).details(serde_json::json!({
+                    "backend": "existing", "api_url": new.api.base_url, "api_key": new.api.key.key, "connection_limit": new.connection_limit,
+                }));
+                let driver = self.clusters.driver(ClusterBackend::Existing)?.clone();
+                let target = ClusterRef::new(id, self.project.id(), &new.name).with_api(new.api.clone());
+                let state = driver.state(&target).await?;
+                // The cluster is told its share before it counts as registered (the pool is checked
+                // first, so it is never told more than the license gives; the store checks again).
+                let usage = self.store().license_usage().await?;
+                let quota = self.clusters.inner.quota;
+                if usage.connections.saturating_add(new.connection_limit) > quota.max_connections {
+                    return Err(ecp_core::Error::LimitExceeded { limit: "licensed connections", max: quota.max_connections }.into());
+                }
+                match driver.set_connection_limit(&target, new.connection_limit).await {
+                    Ok(()) => {}
+                    // An edition without a dynamic limit keeps its own (its license's).
+                    Err(e) if e.is_beyond_the_cluster() => {}
+                    Err(e) => return Err(e),
+                }
+                let mut record =
+                    ClusterRecord::new(id, self.project.id(), &new.name, "existing", new.connection_limit, state.status.as_str(), self.now())
+                        .with_api(&new.api.base_url, &new.api.key.key, new.api.key.secret.clone());
+                record.status_cause = state.status.cause().map(str::to_owned);
+                self.store().create_cluster(&record, &self.clusters.inner.quota, audit.in_transaction()).await?;
+                Cluster::from_record(&record)
+            })
+            .await
     }
 
     /// Creates a hosted cluster: registers it (status `creating`, its connection limit drawn from
     /// the license's pool), then asks the backend to create it. If the backend fails, the cluster
-    /// stays registered with status `error` and the cause, and the error is returned: it can be
-    /// retried by deleting it. Needs `edit cluster`.
+    /// stays registered with status `error` and the cause, and the error is returned (and audited):
+    /// it can be retried by deleting it. Needs `edit cluster`.
     ///
     /// # Errors
     /// `PermissionDenied`, `InvalidInput` (spec out of limits), `Conflict`, `LimitExceeded`,
@@ -466,43 +480,48 @@ impl ProjectClusters {
     pub async fn create(&self, new: NewHostedCluster) -> Result<Cluster> {
         let mut event = self.event(ops::CREATE);
         event.resource_name = Some(new.name.chars().take(200).collect());
-        if let Err(e) = self.authorize(Permission::edit(ResourceKind::Cluster)) {
-            return self.fail(event, e).await;
-        }
-        if !new.backend.is_hosted() {
-            return self.fail(event, Error::invalid("backend", "existing clusters are registered, not created")).await;
-        }
-        if let Err(e) = new.spec.validate(&self.clusters.inner.limits).and_then(|()| self.licensed()) {
-            return self.fail(event, e).await;
-        }
-        let id = ClusterId::new();
-        let spec_json = match serde_json::to_value(&new.spec) {
-            Ok(v) => v,
-            Err(e) => return self.fail(event, Error::invalid("spec", e.to_string())).await,
-        };
-        let event = event.resource(id, Some(&new.name)).details(serde_json::json!({
-            "backend": new.backend, "spec": spec_json, "connection_limit": new.connection_limit,
-        }));
-        let driver = match self.clusters.driver(new.backend) {
-            Ok(d) => d.clone(),
-            Err(e) => return self.fail(event, e).await,
-        };
-        let mut record =
-            ClusterRecord::new(id, self.project.id, &new.name, new.backend.as_str(), new.connection_limit, "creating", self.now())
+        self.scope
+            .audited_event(Permission::edit(ResourceKind::Cluster), event, async |audit| {
+                if !new.backend.is_hosted() {
+                    return Err(Error::invalid("backend", "existing clusters are registered, not created"));
+                }
+                new.spec.validate(&self.clusters.inner.limits)?;
+                self.licensed()?;
+                let id = ClusterId::new();
+                let spec_json = serde_json::to_value(&new.spec).map_err(|e| Error::invalid("spec", e.to_string()))?;
+                audit.resource(id, Some(&new.name)).details(serde_json::json!({
+                    "backend": new.backend, "spec": spec_json, "connection_limit": new.connection_limit,
+                }));
+                let driver = self.clusters.driver(new.backend)?.clone();
+                let mut record = ClusterRecord::new(
+                    id,
+                    self.project.id(),
+                    &new.name,
+                    new.backend.as_str(),
+                    new.connection_limit,
+                    "creating",
+                    self.now(),
+                )
                 .with_spec(spec_json);
-        if let Some(key) = &new.spec.api_key {
-            record.api_key = Some(key.key.clone());
-            record.api_secret = Some(key.secret.clone());
-        }
-        if let Err(e) = self.store().create_cluster(&record, &self.clusters.inner.quota, &event).await {
-            return self.fail(event, e).await;
-        }
-        if let Err(e) = driver.create(&ClusterRef::new(id, self.project.id, &new.name), &new.spec).await {
-            let cause = cause_of(&e);
-            self.store().record_cluster_status(id, "error", Some(&cause), self.now()).await?;
-            return Err(e);
-        }
-        Cluster::from_record(&self.store().get_cluster(id).await?)
+                if let Some(key) = &new.spec.api_key {
+                    record.api_key = Some(key.key.clone());
+                    record.api_secret = Some(key.secret.clone());
+                }
+                // The row (and its share of the pool) is written with a record of its own; the
+                // creation's outcome is recorded once the backend has answered, so a refused
+                // creation is a failure, never a success.
+                let reserve = self.event(ops::RESERVE).resource(id, Some(&new.name)).details(serde_json::json!({
+                    "connection_limit": new.connection_limit,
+                }));
+                self.store().create_cluster(&record, &self.clusters.inner.quota, &reserve).await?;
+                if let Err(e) = driver.create(&ClusterRef::new(id, self.project.id(), &new.name), &new.spec).await {
+                    let cause = cause_of(&e);
+                    self.store().record_cluster_status(id, "error", Some(&cause), self.now()).await?;
+                    return Err(e);
+                }
+                Cluster::from_record(&self.store().get_cluster(id).await?)
+            })
+            .await
     }
 
     /// Runs one backend change on a hosted cluster with its audit record, and saves the new spec.
@@ -521,33 +540,21 @@ impl ProjectClusters {
             ClusterOperation::Start | ClusterOperation::Stop => Permission::operate(ResourceKind::Cluster),
             _ => Permission::edit(ResourceKind::Cluster),
         };
-        let (record, event) = self.begin(event, perm, id).await?;
-        let cluster = match Cluster::from_record(&record) {
-            Ok(c) => c,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let Some(mut spec) = cluster.spec.clone() else {
-            return self.fail(event, Error::unsupported(what.as_str(), cluster.backend.as_str())).await;
-        };
-        if let Err(e) = apply(&mut spec).and_then(|()| spec.validate(&self.clusters.inner.limits)) {
-            return self.fail(event, e).await;
-        }
-        let driver = match self.clusters.driver(cluster.backend) {
-            Ok(d) => d.clone(),
-            Err(e) => return self.fail(event, e).await,
-        };
-        let target = match Self::reference(&record) {
-            Ok(t) => t,
-            Err(e) => return self.fail(event, e).await,
-        };
-        if let Err(e) = call(driver.as_ref(), &target, &spec).await {
-            return self.fail(event, e).await;
-        }
-        let json = serde_json::to_value(&spec).map_err(|e| Error::invalid("spec", e.to_string()))?;
-        match self.store().update_cluster_spec(id, &json, self.now(), &event).await {
-            Ok(r) => Cluster::from_record(&r),
-            Err(e) => self.fail(event, e).await,
-        }
+        self.changing(event, perm, id, async |audit, record| {
+            let cluster = Cluster::from_record(&record)?;
+            let Some(mut spec) = cluster.spec.clone() else {
+                return Err(Error::unsupported(what.as_str(), cluster.backend.as_str()));
+            };
+            apply(&mut spec)?;
+            spec.validate(&self.clusters.inner.limits)?;
+            let driver = self.clusters.driver(cluster.backend)?.clone();
+            let target = Self::reference(&record)?;
+            call(driver.as_ref(), &target, &spec).await?;
+            let json = serde_json::to_value(&spec).map_err(|e| Error::invalid("spec", e.to_string()))?;
+            let r = self.store().update_cluster_spec(id, &json, self.now(), audit.in_transaction()).await?;
+            Cluster::from_record(&r)
+        })
+        .await
     }
 
     /// Sets the core and replicant node counts (within the configured limits). Needs `edit cluster`.
@@ -667,48 +674,40 @@ impl ProjectClusters {
     /// `PermissionDenied`, `NotFound`, `LimitExceeded`, the backend's error, `Backend`.
     pub async fn set_connection_limit(&self, id: ClusterId, limit: u64) -> Result<Cluster> {
         let event = self.event(ops::SET_CONNECTION_LIMIT).resource(id, None).details(serde_json::json!({"connection_limit": limit}));
-        let (record, event) = self.begin(event, Permission::edit(ResourceKind::Cluster), id).await?;
-        if limit > record.connection_limit
-            && let Err(e) = self.licensed()
-        {
-            return self.fail(event, e).await;
-        }
-        let quota = self.clusters.inner.quota;
-        // The pool first (so a cluster is never told a limit the license cannot give it) ...
-        if record.enabled {
-            let usage = match self.store().license_usage().await {
-                Ok(u) => u,
-                Err(e) => return self.fail(event, e).await,
-            };
-            let others = usage.connections.saturating_sub(record.connection_limit);
-            if others.saturating_add(limit) > quota.max_connections {
-                let e = ecp_core::Error::LimitExceeded { limit: "licensed connections", max: quota.max_connections };
-                return self.fail(event, e).await;
+        self.changing(event, Permission::edit(ResourceKind::Cluster), id, async |audit, record| {
+            if limit > record.connection_limit {
+                self.licensed()?;
             }
-        }
-        // ... then the cluster, then the store (which checks the pool again, in its transaction).
-        let backend = match Cluster::from_record(&record) {
-            Ok(c) => c.backend,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let pushed = match (self.clusters.driver(backend), Self::reference(&record)) {
-            (Ok(driver), Ok(target)) => match driver.set_connection_limit(&target, limit).await {
-                Ok(()) => Some((driver.clone(), target)),
-                Err(e) if e.is_unsupported() => None,
-                Err(e) => return self.fail(event, e).await,
-            },
-            (Err(e), _) | (_, Err(e)) => return self.fail(event, e).await,
-        };
-        match self.store().set_connection_limit(id, limit, &quota, self.now(), &event).await {
-            Ok(r) => Cluster::from_record(&r),
-            Err(e) => {
-                if let Some((driver, target)) = pushed {
-                    // Another replica took the connections meanwhile: give the cluster its old limit back.
-                    let _ = driver.set_connection_limit(&target, record.connection_limit).await;
+            let quota = self.clusters.inner.quota;
+            // The pool first (so a cluster is never told a limit the license cannot give it) ...
+            if record.enabled {
+                let usage = self.store().license_usage().await?;
+                let others = usage.connections.saturating_sub(record.connection_limit);
+                if others.saturating_add(limit) > quota.max_connections {
+                    return Err(ecp_core::Error::LimitExceeded { limit: "licensed connections", max: quota.max_connections }.into());
                 }
-                self.fail(event, e).await
             }
-        }
+            // ... then the cluster, then the store (which checks the pool again, in its transaction).
+            let backend = Cluster::from_record(&record)?.backend;
+            let driver = self.clusters.driver(backend)?;
+            let target = Self::reference(&record)?;
+            let pushed = match driver.set_connection_limit(&target, limit).await {
+                Ok(()) => true,
+                Err(e) if e.is_unsupported() => false,
+                Err(e) => return Err(e),
+            };
+            match self.store().set_connection_limit(id, limit, &quota, self.now(), audit.in_transaction()).await {
+                Ok(r) => Cluster::from_record(&r),
+                Err(e) => {
+                    if pushed {
+                        // Another replica took the connections meanwhile: give the cluster its old limit back.
+                        let _ = driver.set_connection_limit(&target, record.connection_limit).await;
+                    }
+                    Err(e.into())
+                }
+            }
+        })
+        .await
     }
 
     /// Enables or disables the cluster: disabling returns its share to the pool, enabling draws it
@@ -718,14 +717,46 @@ impl ProjectClusters {
     /// `PermissionDenied`, `NotFound`, `LimitExceeded` (enabling), `Backend`.
     pub async fn set_enabled(&self, id: ClusterId, enabled: bool) -> Result<Cluster> {
         let event = self.event(ops::SET_ENABLED).resource(id, None).details(serde_json::json!({"enabled": enabled}));
-        let (_, event) = self.begin(event, Permission::edit(ResourceKind::Cluster), id).await?;
-        if enabled && let Err(e) = self.licensed() {
-            return self.fail(event, e).await;
-        }
-        match self.store().set_cluster_enabled(id, enabled, &self.clusters.inner.quota, self.now(), &event).await {
-            Ok(r) => Cluster::from_record(&r),
-            Err(e) => self.fail(event, e).await,
-        }
+        self.changing(event, Permission::edit(ResourceKind::Cluster), id, async |audit, record| {
+            let backend = Cluster::from_record(&record)?.backend;
+            let driver = self.clusters.driver(backend)?.clone();
+            let target = Self::reference(&record)?;
+            let quota = self.clusters.inner.quota;
+            if enabled {
+                self.licensed()?;
+                // The store takes the share back from the pool (checked in its transaction), then
+                // the cluster gets its limit again; a cluster that refuses stays disabled.
+                let r = self.store().set_cluster_enabled(id, true, &quota, self.now(), audit.in_transaction()).await?;
+                match driver.set_connection_limit(&target, record.connection_limit).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_beyond_the_cluster() => {}
+                    Err(e) => {
+                        let undo = self.event(ops::SET_ENABLED).resource(id, Some(&record.name)).details(serde_json::json!({
+                            "enabled": false, "cause": "the cluster refused its limit",
+                        }));
+                        let _ = self.store().set_cluster_enabled(id, false, &quota, self.now(), &undo).await;
+                        return Err(e);
+                    }
+                }
+                return Cluster::from_record(&r);
+            }
+            // A disabled cluster's share returns to the pool only once the cluster itself is held to
+            // no connections: a backend that cannot lower the limit keeps the share (stop or delete
+            // the cluster instead).
+            match driver.set_connection_limit(&target, 0).await {
+                Ok(()) => {}
+                Err(e) if e.is_beyond_the_cluster() => {
+                    return Err(Error::unsupported(
+                        "disabling (the cluster's limit cannot be lowered: stop or delete it)",
+                        backend.as_str(),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+            let r = self.store().set_cluster_enabled(id, false, &quota, self.now(), audit.in_transaction()).await?;
+            Cluster::from_record(&r)
+        })
+        .await
     }
 
     /// Moves the cluster to another project (immediate, as in the product). Needs `edit cluster`
@@ -736,20 +767,15 @@ impl ProjectClusters {
     /// for a taken name there, `Backend`.
     pub async fn transfer(&self, id: ClusterId, to: ProjectId) -> Result<Cluster> {
         let event = self.event(ops::TRANSFER).resource(id, None).details(serde_json::json!({"to_project": to}));
-        let (_, event) = self.begin(event, Permission::edit(ResourceKind::Cluster), id).await?;
-        let target = match self.clusters.visible_project(&self.principal, to).await {
-            Ok(p) => p,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let perm = Permission::edit(ResourceKind::Cluster);
-        if let Err(d) = self.clusters.inner.authz.check(&self.principal, perm, &target.scope()) {
-            return self.fail(event, d.into_error(&self.principal, perm, &target.scope())).await;
-        }
-        let event = event.details(serde_json::json!({"to_project": to, "to_project_name": target.name}));
-        if let Err(e) = self.store().move_resource(*id.as_uuid(), to, &event).await {
-            return self.fail(event, e).await;
-        }
-        Cluster::from_record(&self.store().get_cluster(id).await?)
+        self.changing(event, Permission::edit(ResourceKind::Cluster), id, async |audit, _| {
+            let target = self.clusters.scoped(self.scope.principal(), to).await?;
+            target.authorize(Permission::edit(ResourceKind::Cluster))?;
+            let name = target.project_record().map(|p| p.name()).unwrap_or_default();
+            audit.details(serde_json::json!({"to_project": to, "to_project_name": name}));
+            self.store().move_resource(*id.as_uuid(), to, audit.in_transaction()).await?;
+            Cluster::from_record(&self.store().get_cluster(id).await?)
+        })
+        .await
     }
 
     /// Deletes the cluster: a hosted one is deleted by its backend first; an onboarded one is only
@@ -759,40 +785,27 @@ impl ProjectClusters {
     /// `PermissionDenied`, `NotFound`, the backend's error (the cluster then stays registered).
     pub async fn delete(&self, id: ClusterId) -> Result<()> {
         let event = self.event(ops::DELETE).resource(id, None);
-        let (record, event) = self.begin(event, Permission::edit(ResourceKind::Cluster), id).await?;
-        let event = event.details(serde_json::json!({"backend": record.backend}));
-        let backend = match Cluster::from_record(&record) {
-            Ok(c) => c.backend,
-            Err(e) => return self.fail(event, e).await,
-        };
-        if backend.is_hosted() {
-            let driver = match self.clusters.driver(backend) {
-                Ok(d) => d.clone(),
-                Err(e) => return self.fail(event, e).await,
-            };
-            let target = match Self::reference(&record) {
-                Ok(t) => t,
-                Err(e) => return self.fail(event, e).await,
-            };
-            if let Err(e) = driver.delete(&target).await {
-                return self.fail(event, e).await;
+        self.changing(event, Permission::edit(ResourceKind::Cluster), id, async |audit, record| {
+            audit.details(serde_json::json!({"backend": record.backend}));
+            let backend = Cluster::from_record(&record)?.backend;
+            if backend.is_hosted() {
+                let driver = self.clusters.driver(backend)?.clone();
+                driver.delete(&Self::reference(&record)?).await?;
             }
-        }
-        match self.store().delete_cluster(id, &event).await {
-            Ok(()) => Ok(()),
-            Err(e) => self.fail(event, e).await,
-        }
+            Ok(self.store().delete_cluster(id, audit.in_transaction()).await?)
+        })
+        .await
     }
 
-    /// The REST API secret of a cluster, for host code that calls the cluster itself (never logged
-    /// or audited). Needs `edit cluster`.
+    /// The REST API secret of a cluster, for host code that calls the cluster itself. Needs `edit
+    /// cluster`; every read is audited as `cluster.read_api` (who read whose secret, never the
+    /// secret), refusals too.
     ///
     /// # Errors
     /// `PermissionDenied`, `NotFound`, `Backend`.
     pub async fn api(&self, id: ClusterId) -> Result<Option<ClusterApi>> {
-        self.authorize(Permission::edit(ResourceKind::Cluster))?;
-        let record = self.own(id).await?;
-        Ok(Self::reference(&record)?.api)
+        let event = self.event(ops::READ_API).resource(id, None);
+        self.changing(event, Permission::edit(ResourceKind::Cluster), id, async |_, record| Ok(Self::reference(&record)?.api)).await
     }
 }
 

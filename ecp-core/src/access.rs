@@ -396,8 +396,14 @@ impl Principal {
         Self { subject: Subject::ApiKey(id), name: name.into() }
     }
 
-    /// The control plane itself, named for the job that acts (`"task-engine"`). Allowed everything:
-    /// use it for the platform's own background work, never for a request from outside.
+    /// The control plane itself, named for the job that acts (`"task-engine"`).
+    ///
+    /// **The trusted escape of the trust boundary**: it is allowed everything, in every tenant, and
+    /// no authorizer refuses it. Use it for the platform's own background work (the task engine's
+    /// records, a collector, a bootstrap script of the host) and never on behalf of a request from
+    /// outside: a handler that answers a user or an API key acts with *their* principal, as the
+    /// SDK's own paths do. Its audit records name it as `system` with the job's name, so its use
+    /// stays visible.
     pub fn system(job: impl Into<Arc<str>>) -> Self {
         Self { subject: Subject::System, name: job.into() }
     }

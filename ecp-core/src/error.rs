@@ -142,6 +142,11 @@ impl Error {
         matches!(self, Error::Unsupported { .. })
     }
 
+    /// Whether this is an [`Error::InvalidInput`].
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Error::InvalidInput { .. })
+    }
+
     /// A short, stable, lowercase label of the variant, for audit records and metrics.
     pub fn label(&self) -> &'static str {
         match self {

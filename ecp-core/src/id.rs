@@ -102,6 +102,10 @@ pub fn parse_uuid(s: &str, kind: &'static str) -> Result<uuid::Uuid, ParseIdErro
 }
 
 define_id!(
+    /// A configuration template (the same across its versions).
+    TemplateId, "template id"
+);
+define_id!(
     /// An organization: the top of the tenancy hierarchy.
     OrgId, "organization id"
 );

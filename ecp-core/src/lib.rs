@@ -1,33 +1,38 @@
 //! # ecp-core
 //!
-//! The core of ecp-rs, an embeddable SDK for edge-to-cloud IoT control planes: multi-tenant
-//! organizations and projects, EMQX clusters, and fleets of edge services.
+//! The core of ecp-rs, an embeddable SDK for edge-to-cloud IoT control planes: what every other
+//! crate builds on.
 //!
-//! This crate owns what every other crate builds on:
-//!
-//! - [`id`]: typed UUIDv7 ids ([`OrgId`], [`ProjectId`], [`UserId`] ...).
+//! - [`id`]: typed UUIDv7 ids ([`OrgId`], [`ProjectId`], [`EdgeServiceId`], [`TaskId`] ...).
 //! - [`tenancy`]: organizations, projects, their limits, and the [`Tenancy`] service.
-//! - [`store`]: the [`Store`] trait and [`SqlStore`], its SQLite (default) and PostgreSQL
-//!   backends, with one conformance suite for both.
-//! - [`audit`]: the hash-chained operation audit log and [`verify_audit`].
 //! - [`access`]: principals, permissions, scopes and the [`Authorizer`] seam (the engine is
-//!   `ecp-rbac`).
-//! - [`identity`]: the stored form of users, roles, bindings, sessions and API keys.
-//! - [`Error`], the error kinds shared by all crates, and [`Clock`].
-//!
-//! Batch tasks with rollout policies and the floating license join this crate with the issues that
-//! need them.
+//!   `ecp-rbac`); [`identity`]: the stored form of users, roles, bindings, sessions and API keys.
+//! - [`scoped`]: [`Scoped`](scoped::Scoped), a principal at a scope resolved from the store, and
+//!   the one wrapper through which every service's scoped handle changes anything: authorize, run,
+//!   audit the success or the failure.
+//! - [`store`]: the [`Store`] trait and [`SqlStore`], its SQLite (default) and PostgreSQL backends,
+//!   one implementation and one conformance suite for both.
+//! - [`audit`]: the hash-chained operation audit log and [`verify_audit`].
+//! - [`task`]: the task engine: batch work on many targets under a rollout policy (window, start
+//!   rate, timeouts, retries with jitter, abort ratio, rollback), persisted so that a restarted
+//!   process resumes without applying a target twice, with leases across replicas.
+//! - [`edge`], [`cluster`]: the stored form of edge services, agents and clusters (the drivers are
+//!   `ecp-edge`'s and `ecp-cluster`'s); [`license`]: Ed25519-signed licenses and the floating pool.
+//! - [`Error`], the error kinds shared by all crates, [`Clock`], [`page`] and [`coalesce`].
 //!
 //! ## Quick start
 //!
 //! ```no_run
 //! # async fn demo() -> ecp_core::Result<()> {
+//! use std::sync::Arc;
+//!
 //! use ecp_core::{SqlStore, Store, verify_audit};
 //!
-//! let store = SqlStore::memory().await?;
+//! let store = Arc::new(SqlStore::memory().await?);
 //! assert_eq!(store.backend(), "sqlite");
-//! // Services (ecp_core::Tenancy, ecp_rbac::Users ...) write to the audit log; check it any time:
-//! let report = verify_audit(&store, None).await?;
+//! // Services (ecp_core::Tenancy, ecp_rbac::Users, ecp_edge's fleets ...) write to the audit log
+//! // through `Scoped`; check the chain any time:
+//! let report = verify_audit(store.as_ref(), None).await?;
 //! println!("{} audit records, chain intact", report.records);
 //! # Ok(()) }
 //! ```
@@ -43,6 +48,8 @@ pub mod id;
 pub mod identity;
 pub mod license;
 pub mod page;
+pub mod scoped;
+pub mod sealing;
 pub mod store;
 pub mod task;
 pub mod tenancy;
@@ -51,7 +58,7 @@ pub use access::{Action, Authorizer, Denial, Permission, PermissionSet, Principa
 pub use audit::{AuditEvent, AuditQuery, AuditRecord, AuditTrail, ChainHead, Operation, Outcome, VerifyReport};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{BoxError, Error, Result};
-pub use id::{ApiKeyId, AuditId, BindingId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, UserId};
+pub use id::{ApiKeyId, AuditId, BindingId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, TemplateId, UserId};
 pub use license::{License, LicenseKind, LicenseSigner, LicenseVerifier};
 pub use page::{Page, PageRequest};
 pub use store::{AgentStore, AuditStore, ClusterStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore, verify_audit};

@@ -1,7 +1,7 @@
 //! Licenses: a license file signed with Ed25519, verified on load. Its limits are enforced where
 //! the state lives: the cluster count and the floating connection pool by the store
 //! ([`ClusterStore`](crate::ClusterStore), with [`ClusterQuota`](crate::cluster::ClusterQuota)), edge
-//! services and tag points through [`EdgeLimits::with_license`](crate::edge::EdgeLimits::with_license).
+//! services and tag points through [`EdgeLimitsBuilder::license`](crate::edge::EdgeLimitsBuilder::license).
 //!
 //! A license file is JSON: `{"payload": "<base64 of the license's JSON>", "signature": "<base64 of
 //! the Ed25519 signature of those payload bytes>"}`. Signing the exact payload bytes (not a

@@ -1,60 +1,22 @@
 //! The errors of ecp-edge.
 
-use ecp_core::BoxError;
-
 /// What went wrong talking to, or managing, edge services.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The edge service answered with an error (HTTP status, and the product's own code and message
-    /// where it gives them: Neuron's `{"error":N}`, eKuiper's `{"error","message"}`, NanoMQ's
-    /// `{"code":N}`).
-    #[error("{endpoint} answered {status}{}{}", code.map(|c| format!(" (code {c})")).unwrap_or_default(), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
-    Api {
-        /// The request, as `METHOD path` (never with credentials).
-        endpoint: String,
-        /// The HTTP status (200 for Neuron's errors under HTTP 200).
-        status: u16,
-        /// The product's error code, if any.
-        code: Option<i64>,
-        /// The product's message, if any.
-        message: Option<String>,
-    },
-    /// The credentials were refused, or a token could not be renewed.
-    #[error("{endpoint}: authentication refused")]
-    Unauthorized {
-        /// The request.
-        endpoint: String,
-    },
-    /// The service could not be reached, or did not answer in time.
-    #[error("{endpoint}: transport failed{}", if *retryable { " (retryable)" } else { "" })]
-    Transport {
-        /// The request.
-        endpoint: String,
-        /// Whether the same request may succeed later (timeouts, refused connections).
-        retryable: bool,
-        /// The transport's own error.
-        #[source]
-        source: BoxError,
-    },
-    /// The answer did not have the expected shape.
-    #[error("{endpoint}: unexpected answer: {reason}")]
-    Decode {
-        /// The request.
-        endpoint: String,
-        /// What was wrong.
-        reason: String,
-    },
-    /// A request or response body exceeded the configured limit.
-    #[error("{endpoint}: body of {size} bytes exceeds the limit of {limit}")]
-    TooLarge {
-        /// The request.
-        endpoint: String,
-        /// The body's size (or a lower bound).
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
+    /// The edge service's API, or the way to it (HTTP, or an edge agent's tunnel), failed: an
+    /// error answer (with the product's code), refused credentials, no answer in time, an
+    /// unexpected or oversized answer. Invalid input, conflicts and unsupported operations of
+    /// `ecp-edge-api` become [`Error::Core`] of the same kind.
+    #[error(transparent)]
+    Service(ecp_edge_api::Error),
+    /// A hosting backend (a Docker engine, a Kubernetes API server) refused or failed an operation,
+    /// or could not be reached (the `docker` and `kubernetes` drivers): the backend, the operation
+    /// (`"node edge-1: create container"`, `"PATCH /apis/apps/v1/..."`), the status of its answer,
+    /// whether it is retryable, and its error as the source.
+    #[cfg(any(feature = "docker", feature = "kubernetes"))]
+    #[error(transparent)]
+    Hosting(#[from] ecp_hosting::Error),
     /// A hosted service's new instance (of an install or an upgrade) failed a check: it was
     /// removed, and on an upgrade the old instance left serving (`rolled_back`), or it could not be
     /// brought back.
@@ -116,12 +78,13 @@ impl std::fmt::Display for UpgradeCheck {
 }
 
 impl Error {
-    /// Whether trying again may succeed: transport failures marked so, 5xx answers, 429, and
-    /// retryable store errors.
+    /// Whether trying again may succeed: transport failures marked so, 5xx answers, 429, a hosting
+    /// backend that could not be reached or answered 5xx, 409 or 429, and retryable store errors.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Transport { retryable, .. } => *retryable,
-            Error::Api { status, .. } => *status >= 500 || *status == 429,
+            Error::Service(e) => e.is_retryable(),
+            #[cfg(any(feature = "docker", feature = "kubernetes"))]
+            Error::Hosting(e) => e.is_retryable(),
             Error::Core(e) => e.is_retryable(),
             _ => false,
         }
@@ -132,26 +95,41 @@ impl Error {
         matches!(self, Error::Core(e) if e.is_unsupported())
     }
 
-    /// Whether this is a `NotFound` (of the store, or a 404 of the service).
+    /// Whether this is a `NotFound`: of the store, the service's own (a 404, or a product error
+    /// code that means "not found" such as Neuron's 2005 under HTTP 200), or a hosting backend's 404.
     pub fn is_not_found(&self) -> bool {
         match self {
             Error::Core(e) => e.is_not_found(),
-            Error::Api { status, .. } => *status == 404,
+            Error::Service(e) => e.is_not_found(),
+            #[cfg(any(feature = "docker", feature = "kubernetes"))]
+            Error::Hosting(e) => e.is_not_found(),
             _ => false,
         }
     }
 }
 
-impl From<ecp_rbac::Error> for Error {
-    fn from(e: ecp_rbac::Error) -> Self {
+impl From<ecp_edge_api::Error> for Error {
+    /// Keeps the service's errors as [`Error::Service`]; what `ecp-edge-api` says of the request
+    /// itself (invalid input, a conflict, an unsupported operation) becomes the core error of the
+    /// same kind, so that callers classify it as they classify the store's.
+    fn from(e: ecp_edge_api::Error) -> Self {
+        use ecp_edge_api::Error as Api;
         match e {
-            ecp_rbac::Error::Core(c) => Error::Core(c),
-            other => Error::Core(ecp_core::Error::PermissionDenied {
-                principal: String::new(),
-                permission: String::new(),
-                scope: String::new(),
-                reason: other.to_string().into(),
-            }),
+            Api::InvalidInput { field, reason } => Error::Core(ecp_core::Error::InvalidInput { field, reason }),
+            Api::Conflict { kind, id, reason } => Error::Core(ecp_core::Error::Conflict { kind, id, reason }),
+            Api::Unsupported { operation, backend } => Error::Core(ecp_core::Error::Unsupported { operation, backend }),
+            other => Error::Service(other),
+        }
+    }
+}
+
+impl From<ecp_agent_proto::Error> for Error {
+    /// Invalid protocol values (agent ids, topic prefixes, broker settings, hashes) are invalid
+    /// input; a file that cannot be written or a failed random generator is a backend error.
+    fn from(e: ecp_agent_proto::Error) -> Self {
+        match e {
+            ecp_agent_proto::Error::InvalidInput { field, reason } => Error::Core(ecp_core::Error::InvalidInput { field, reason }),
+            other => Error::Core(ecp_core::Error::backend("agent protocol", other)),
         }
     }
 }

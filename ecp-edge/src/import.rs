@@ -17,10 +17,13 @@
 //! with [`ImportError::TooLarge`] past [`ImportLimits::max_bytes`] (100 MiB by default, the
 //! product's limit), and otherwise answers every line: a row to import, or an [`ImportFailure`]
 //! with the line number (the header is line 1; a quoted field spanning lines counts from its first)
-//! and the reason. Whether a name is already taken in the project is the store's answer, given at
+//! and the reason. Lines end with `\n`, `\r\n` or a lone `\r`; inside a quoted field every byte
+//! is the field's own (a `\r` in a password stays a `\r`). A quote left open, which would read
+//! the rest of the file (or its last line end) as one field, fails the line that opens it and
+//! every line it runs over, each with its own number. Whether a name is already taken in the project is the store's answer, given at
 //! registration (see `ProjectFleet::import_csv`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 
 use ecp_core::edge::{Credentials, EdgeKind, MAX_TAGS_PER_SERVICE, normalize_tags, validate_endpoint};
@@ -31,14 +34,13 @@ use serde::{Deserialize, Serialize};
 /// The product's limit on an import file: 100 MB.
 pub const DEFAULT_MAX_BYTES: u64 = 100 * 1024 * 1024;
 
-/// Bounds on one import.
+/// Bounds on one import. Build with [`ImportLimits::builder`]; `build()` validates. The default is
+/// what `ImportLimits::builder().build()` gives: 100 MiB and 1,000,000 data lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ImportLimits {
-    /// The most bytes read from the file (default 100 MiB).
-    pub max_bytes: u64,
-    /// The most data lines (rows and failures together; default 1,000,000).
-    pub max_rows: u64,
+    max_bytes: u64,
+    max_rows: u64,
 }
 
 impl Default for ImportLimits {
@@ -48,9 +50,54 @@ impl Default for ImportLimits {
 }
 
 impl ImportLimits {
-    /// Limits of `max_bytes` and `max_rows`.
-    pub fn new(max_bytes: u64, max_rows: u64) -> Self {
-        ImportLimits { max_bytes, max_rows }
+    /// A builder starting from the defaults: at most 100 MiB ([`DEFAULT_MAX_BYTES`], the
+    /// product's limit) and 1,000,000 data lines.
+    pub fn builder() -> ImportLimitsBuilder {
+        ImportLimitsBuilder(Self::default())
+    }
+
+    /// The most bytes read from the file.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// The most data lines (rows and failures together).
+    pub fn max_rows(&self) -> u64 {
+        self.max_rows
+    }
+}
+
+/// Builds [`ImportLimits`]; setters never fail, [`build`](Self::build) checks.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ImportLimitsBuilder(ImportLimits);
+
+impl ImportLimitsBuilder {
+    /// The most bytes read from the file (default 100 MiB, [`DEFAULT_MAX_BYTES`]; at least 1).
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.0.max_bytes = bytes;
+        self
+    }
+
+    /// The most data lines, rows and failures together (default 1,000,000; at least 1).
+    pub fn max_rows(mut self, rows: u64) -> Self {
+        self.0.max_rows = rows;
+        self
+    }
+
+    /// The limits.
+    ///
+    /// # Errors
+    /// [`Error::Core`](crate::Error::Core) (invalid input) on `max_bytes` or `max_rows` when it is 0.
+    pub fn build(self) -> crate::Result<ImportLimits> {
+        let l = self.0;
+        if l.max_bytes == 0 {
+            return Err(ecp_core::Error::invalid("max_bytes", "must be at least 1").into());
+        }
+        if l.max_rows == 0 {
+            return Err(ecp_core::Error::invalid("max_rows", "must be at least 1").into());
+        }
+        Ok(l)
     }
 }
 
@@ -193,68 +240,121 @@ impl Header {
     }
 }
 
-/// The file as the csv reader sees it: at most `limit` raw bytes, with `\r\n` and a lone `\r`
-/// turned into `\n` so that line numbers count one way whatever the file's line endings.
+/// The file as the csv reader sees it: at most `limit` raw bytes, passed on unchanged (a `\r`
+/// inside a quoted field stays a `\r`). On the way it notes where physical lines end (`\n`, a
+/// lone `\r`, or `\r\n` as one) and where quote characters are, so that each record can be given
+/// the line it starts on and told whether its quotes balance. The notes are dropped as records
+/// are accounted for, so they never outgrow the csv reader's buffer.
 struct Source<R> {
     inner: R,
     remaining: u64,
     exceeded: bool,
-    /// The last byte was a `\r` (now `\n`): a `\n` right after it belongs to it.
+    /// The last byte was a `\r`: a `\n` right after it ends the same line.
     after_cr: bool,
     /// Bytes handed to the csv reader.
     emitted: u64,
     last: Option<u8>,
     eof: bool,
+    /// Offsets of line ends and of quote characters not yet accounted for.
+    line_ends: VecDeque<u64>,
+    quotes: VecDeque<u64>,
+    /// Line ends before the last accounted offset.
+    lines_before: u64,
 }
 
 impl<R: Read> Source<R> {
     fn new(inner: R, limit: u64) -> Self {
-        Source { inner, remaining: limit, exceeded: false, after_cr: false, emitted: 0, last: None, eof: false }
+        Source {
+            inner,
+            remaining: limit,
+            exceeded: false,
+            after_cr: false,
+            emitted: 0,
+            last: None,
+            eof: false,
+            line_ends: VecDeque::new(),
+            quotes: VecDeque::new(),
+            lines_before: 0,
+        }
     }
 
-    /// Whether a record that ends at byte `end` was the file's last line, without a newline.
+    /// Whether a record that ends at byte `end` was the file's last line, without a line end.
     fn unterminated_at(&self, end: u64) -> bool {
-        self.eof && end == self.emitted && self.last != Some(b'\n')
+        self.at_end(end) && !matches!(self.last, Some(b'\n' | b'\r'))
+    }
+
+    /// Whether `end` is the end of the file.
+    fn at_end(&self, end: u64) -> bool {
+        self.eof && end == self.emitted
+    }
+
+    /// Accounts for the bytes up to `end` (a record's end): the number of the physical line
+    /// `end` is on (from 1), and how many quote characters the bytes since the previous call hold.
+    fn account(&mut self, end: u64) -> (u64, u64) {
+        while self.line_ends.front().is_some_and(|o| *o < end) {
+            self.line_ends.pop_front();
+            self.lines_before += 1;
+        }
+        let mut quotes = 0;
+        while self.quotes.front().is_some_and(|o| *o < end) {
+            self.quotes.pop_front();
+            quotes += 1;
+        }
+        (self.lines_before + 1, quotes)
     }
 }
 
 impl<R: Read> Read for Source<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if self.remaining == 0 {
-                // One byte more tells a file of exactly `limit` bytes from a longer one.
-                let mut probe = [0u8; 1];
-                if self.inner.read(&mut probe)? == 0 {
-                    self.eof = true;
-                    return Ok(0);
-                }
-                self.exceeded = true;
-                return Err(io::Error::other("import file too large"));
-            }
-            let cap = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-            let n = self.inner.read(&mut buf[..cap])?;
-            if n == 0 {
+        if self.remaining == 0 {
+            // One byte more tells a file of exactly `limit` bytes from a longer one.
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
                 self.eof = true;
                 return Ok(0);
             }
-            self.remaining -= n as u64;
-            let mut kept = 0;
-            for i in 0..n {
-                let b = buf[i];
-                let after_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
-                if after_cr && b == b'\n' {
-                    continue;
-                }
-                buf[kept] = if b == b'\r' { b'\n' } else { b };
-                kept += 1;
-            }
-            if kept > 0 {
-                self.emitted += kept as u64;
-                self.last = Some(buf[kept - 1]);
-                return Ok(kept);
+            self.exceeded = true;
+            return Err(io::Error::other("import file too large"));
+        }
+        let cap = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..cap])?;
+        if n == 0 {
+            self.eof = true;
+            return Ok(0);
+        }
+        self.remaining -= n as u64;
+        for (i, b) in buf[..n].iter().enumerate() {
+            let at = self.emitted + i as u64;
+            let after_cr = std::mem::replace(&mut self.after_cr, *b == b'\r');
+            match b {
+                b'\n' if after_cr => {}
+                b'\n' | b'\r' => self.line_ends.push_back(at),
+                b'"' => self.quotes.push_back(at),
+                _ => {}
             }
         }
+        self.emitted += n as u64;
+        self.last = Some(buf[n - 1]);
+        Ok(n)
     }
+}
+
+/// The line ends inside a record's fields (`\r\n` counts once).
+fn line_ends_in(record: &csv::ByteRecord) -> u64 {
+    record
+        .iter()
+        .map(|field| {
+            let mut n = 0u64;
+            let mut after_cr = false;
+            for b in field {
+                if *b == b'\r' || (*b == b'\n' && !after_cr) {
+                    n += 1;
+                }
+                after_cr = *b == b'\r';
+            }
+            n
+        })
+        .sum()
 }
 
 /// Parses an import file: see the [module docs](self).
@@ -280,8 +380,14 @@ pub fn parse_csv(reader: impl Read, limits: &ImportLimits) -> Result<ParsedImpor
     let header = loop {
         match csv.read_byte_record(&mut record) {
             Ok(false) => return Err(ImportError::Header("the file is empty".into())),
-            Ok(true) if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) => continue,
-            Ok(true) => break Header::parse(&record)?,
+            Ok(true) => {
+                let end = csv.position().byte();
+                csv.get_mut().account(end);
+                if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+                    continue;
+                }
+                break Header::parse(&record)?;
+            }
             Err(e) => return Err(io_error(e, &csv)),
         }
     };
@@ -297,10 +403,16 @@ pub fn parse_csv(reader: impl Read, limits: &ImportLimits) -> Result<ParsedImpor
         }
         // The reader's own start position counts the blank lines it skipped before the record as
         // part of it, so the line is counted back from the record's end instead.
-        let end = csv.position();
-        let inner_newlines = record.as_slice().iter().filter(|b| **b == b'\n').count() as u64;
-        let terminator = u64::from(!csv.get_ref().unterminated_at(end.byte()));
-        let line = end.line().saturating_sub(inner_newlines + terminator).max(2);
+        let end = csv.position().byte();
+        let (end_line, quotes) = csv.get_mut().account(end);
+        // A quote left open runs to the end of the file, its last line end included.
+        let open_to_end = quotes % 2 == 1 && csv.get_ref().at_end(end);
+        let terminated = !(csv.get_ref().unterminated_at(end) || open_to_end);
+        let line = end_line.saturating_sub(u64::from(terminated) + line_ends_in(&record)).max(2);
+        // The last line the record covers: the file's own last line end, swallowed by an open
+        // quote, ends the line before the (empty) one it starts.
+        let swallowed_end = !terminated && record.iter().next_back().and_then(<[u8]>::last).is_some_and(|b| matches!(b, b'\n' | b'\r'));
+        let last_line = end_line.saturating_sub(u64::from(terminated) + u64::from(swallowed_end)).max(line);
         // A blank line (csv yields it as one empty field) is skipped, as spreadsheets write them.
         if record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -308,6 +420,24 @@ pub fn parse_csv(reader: impl Read, limits: &ImportLimits) -> Result<ParsedImpor
         lines += 1;
         if lines > limits.max_rows {
             return Err(ImportError::TooManyRows { limit: limits.max_rows });
+        }
+        // A quote left open swallows the lines after it into one field (at the end of the file,
+        // at least the file's last line end): answer each line rather than import a row whose
+        // field holds the rest of the file.
+        if quotes % 2 == 1 && (last_line > line || csv.get_ref().at_end(end)) {
+            parsed
+                .failures
+                .push(ImportFailure { line, reason: format!("unbalanced quote: a quoted field opened here runs to line {last_line}") });
+            for swallowed in line + 1..=last_line {
+                lines += 1;
+                if lines > limits.max_rows {
+                    return Err(ImportError::TooManyRows { limit: limits.max_rows });
+                }
+                parsed
+                    .failures
+                    .push(ImportFailure { line: swallowed, reason: format!("inside the quoted field left open on line {line}") });
+            }
+            continue;
         }
         if record.len() != header.len {
             parsed
@@ -478,16 +608,78 @@ mod tests {
         assert!(!format!("{p:?}").contains("s3cret"));
     }
 
+    /// A `\r` (or `\r\n`) inside a quoted field is the field's own: it reaches the password as
+    /// it was written, and the lines after it keep their numbers.
+    #[test]
+    fn line_breaks_inside_quotes_are_kept_as_written() {
+        use secrecy::ExposeSecret;
+        for (pw, ending) in [("p\rw", "\n"), ("p\r\nw", "\r\n"), ("p\nw", "\r"), ("p\r\rw", "\n")] {
+            let text = format!(
+                "category,name,nodeType,endpoint,scheme,username,password{ending}4,a,Direct,h:1,http,admin,\"{pw}\"{ending}4,b,Direct,h:2,http,,{ending}"
+            );
+            let p = parse(&text);
+            assert!(p.failures.is_empty(), "{pw:?} {ending:?}: {:?}", p.failures);
+            let Credentials::Basic { password, .. } = &p.rows[0].credentials else { panic!("{pw:?}") };
+            assert_eq!(password.expose_secret(), pw, "{ending:?}");
+            let breaks = pw.replace("\r\n", "\n").chars().filter(|c| *c == '\r' || *c == '\n').count() as u64;
+            assert_eq!((p.rows[0].line, p.rows[1].line), (2, 3 + breaks), "{pw:?} {ending:?}");
+        }
+    }
+
+    /// One stray quote does not swallow the rest of the file unanswered: the line that opens it
+    /// and every line it runs over get a failure each, and nothing after it is imported.
+    #[test]
+    fn a_stray_quote_answers_every_line_it_swallows() {
+        for ending in ["\n", "\r\n", "\r"] {
+            let text = [
+                "category,name,nodeType,endpoint,scheme,username,password",
+                "4,ok,Direct,h:1,http,,",
+                "4,\"oops,Direct,h:2,http,,",
+                "4,c,Direct,h:3,http,,",
+                "",
+                "4,d,Direct,h:4,http,admin,pw",
+            ]
+            .join(ending);
+            for text in [text.clone(), format!("{text}{ending}")] {
+                let p = parse(&text);
+                assert_eq!(p.rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2], "{text:?}");
+                let got: Vec<u64> = p.failures.iter().map(|f| f.line).collect();
+                assert_eq!(got, vec![3, 4, 5, 6], "{text:?}: {:?}", p.failures);
+                assert!(p.failures[0].reason.contains("unbalanced quote"), "{:?}", p.failures[0]);
+                assert!(p.failures[1].reason.contains("left open on line 3"), "{:?}", p.failures[1]);
+            }
+        }
+        // In the password column too: the rest of the file does not become a password.
+        let p = parse("category,name,nodeType,endpoint,scheme,username,password\n4,a,Direct,h:1,http,admin,\"pw\n4,b,Direct,h:2,http,,\n");
+        assert!(p.rows.is_empty(), "{:?}", p.rows);
+        assert_eq!(p.failures.iter().map(|f| f.line).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(!format!("{p:?}").contains("pw"), "{p:?}");
+    }
+
     #[test]
     fn size_limit() {
         let mut text = String::from("category,name,nodeType,endpoint,scheme\n");
         for i in 0..100 {
             text.push_str(&format!("4,e{i},Direct,10.0.0.1:8085,http\n"));
         }
-        let exact = ImportLimits::new(text.len() as u64, 1000);
+        let limits = |bytes: u64, rows: u64| ImportLimits::builder().max_bytes(bytes).max_rows(rows).build().unwrap();
+        let exact = limits(text.len() as u64, 1000);
         assert_eq!(parse_csv(text.as_bytes(), &exact).unwrap().rows.len(), 100);
-        let small = ImportLimits::new(text.len() as u64 - 1, 1000);
+        let small = limits(text.len() as u64 - 1, 1000);
         assert!(matches!(parse_csv(text.as_bytes(), &small), Err(ImportError::TooLarge { .. })));
-        assert!(matches!(parse_csv(text.as_bytes(), &ImportLimits::new(1 << 20, 99)), Err(ImportError::TooManyRows { limit: 99 })));
+        assert!(matches!(parse_csv(text.as_bytes(), &limits(1 << 20, 99)), Err(ImportError::TooManyRows { limit: 99 })));
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let d = ImportLimits::builder().build().unwrap();
+        assert_eq!(d, ImportLimits::default());
+        assert_eq!((d.max_bytes(), d.max_rows()), (DEFAULT_MAX_BYTES, 1_000_000));
+        for (bad, field) in [(ImportLimits::builder().max_bytes(0), "max_bytes"), (ImportLimits::builder().max_rows(0), "max_rows")] {
+            match bad.build() {
+                Err(crate::Error::Core(ecp_core::Error::InvalidInput { field: f, .. })) => assert_eq!(f, field),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

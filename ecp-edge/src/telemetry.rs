@@ -37,8 +37,8 @@ pub struct EdgeInfoCollector {
 impl EdgeInfoCollector {
     /// A collector of `service` (of the project `scope`) through `driver`.
     pub fn new(driver: Arc<dyn EdgeDriver>, service: EdgeService, scope: MetricScope) -> Self {
-        let source = format!("edge:{}", service.id);
-        EdgeInfoCollector { name: format!("edge info {}", service.id), driver, service, scope, source }
+        let source = format!("edge:{}", service.id());
+        EdgeInfoCollector { name: format!("edge info {}", service.id()), driver, service, scope, source }
     }
 
     /// The `source` label of its samples (`edge:<id>`).

@@ -15,9 +15,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ecp_core::edge::EdgeKind;
+pub use ecp_edge_api::{ChangeKind, ConfigChange, GroupSpec, TagSpec};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -28,224 +28,6 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
     Error::Core(ecp_core::Error::invalid(field, reason.into()))
-}
-
-/// A tag point of a Neuron group (the fields of `POST /api/v2/tags`; unknown ones are passed on).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TagSpec {
-    /// Its name.
-    pub name: String,
-    /// Its address (`"1!400001"`).
-    pub address: String,
-    /// Bits: 1 read, 2 write, 4 subscribe, 8 static.
-    pub attribute: u8,
-    /// Neuron's type code (1 int8 ... 9 float, 10 double, 11 bit, 12 bool, 13 string, 14 bytes).
-    #[serde(rename = "type")]
-    pub kind: u8,
-    /// Anything else (`precision`, `decimal`, `description`, `unit` ...).
-    #[serde(flatten)]
-    pub other: Map<String, Value>,
-}
-
-/// A group of a Neuron south device.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GroupSpec {
-    /// Its name.
-    pub name: String,
-    /// Its polling interval, ms.
-    pub interval: u64,
-    /// Its tags.
-    #[serde(default)]
-    pub tags: Vec<TagSpec>,
-}
-
-/// A configuration change for one edge service: what a template renders to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ConfigChange {
-    /// A Neuron south device (node), its settings, groups and tags (Neuron, NeuronEX).
-    NeuronSouthDevice {
-        /// The node's name.
-        node: String,
-        /// Its plugin (`"Modbus TCP"`).
-        plugin: String,
-        /// Its settings (`POST /node/setting` params).
-        #[serde(default)]
-        params: Map<String, Value>,
-        /// Its groups.
-        #[serde(default)]
-        groups: Vec<GroupSpec>,
-    },
-    /// An eKuiper stream (eKuiper, NeuronEX).
-    EkuiperStream {
-        /// Its name.
-        name: String,
-        /// Its `CREATE STREAM ...` statement.
-        sql: String,
-    },
-    /// An eKuiper rule (eKuiper, NeuronEX).
-    EkuiperRule {
-        /// Its id.
-        id: String,
-        /// Its name.
-        #[serde(default)]
-        name: Option<String>,
-        /// Its SQL.
-        sql: String,
-        /// Its actions (`[{"log":{}}]`).
-        actions: Vec<Value>,
-        /// Its options.
-        #[serde(default)]
-        options: Option<Value>,
-    },
-    /// A NanoMQ configuration fragment (`POST /api/v4/reload {"data": ...}`).
-    #[serde(rename = "nanomq_config")]
-    NanoMqConfig {
-        /// The settings to change.
-        data: Map<String, Value>,
-    },
-    /// One call to the service's API (any kind).
-    RawApiCall {
-        /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
-        method: String,
-        /// A path relative to the service's base URL, starting with `/`.
-        path: String,
-        /// The JSON body.
-        #[serde(default)]
-        body: Option<Value>,
-    },
-}
-
-fn nonempty(field: &'static str, s: &str, max: usize) -> Result<()> {
-    if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
-        return Err(invalid(field, format!("must be 1..={max} characters without control characters")));
-    }
-    Ok(())
-}
-
-impl ConfigChange {
-    /// The kind of template that produces this change.
-    pub fn template_kind(&self) -> TemplateKind {
-        match self {
-            ConfigChange::NeuronSouthDevice { .. } => TemplateKind::NeuronSouthDevice,
-            ConfigChange::EkuiperStream { .. } => TemplateKind::EkuiperStream,
-            ConfigChange::EkuiperRule { .. } => TemplateKind::EkuiperRule,
-            ConfigChange::NanoMqConfig { .. } => TemplateKind::NanoMqConfig,
-            ConfigChange::RawApiCall { .. } => TemplateKind::RawApiCall,
-        }
-    }
-
-    /// Checks the change's fields.
-    ///
-    /// # Errors
-    /// `InvalidInput` naming the field.
-    pub fn validate(&self) -> Result<()> {
-        match self {
-            ConfigChange::NeuronSouthDevice { node, plugin, groups, .. } => {
-                nonempty("node", node, 128)?;
-                nonempty("plugin", plugin, 128)?;
-                let mut names = BTreeSet::new();
-                for g in groups {
-                    nonempty("group.name", &g.name, 128)?;
-                    if !names.insert(g.name.as_str()) {
-                        return Err(invalid("groups", format!("group {:?} appears twice", g.name)));
-                    }
-                    if g.interval < 100 {
-                        return Err(invalid("group.interval", "must be at least 100 ms"));
-                    }
-                    for t in &g.tags {
-                        nonempty("tag.name", &t.name, 128)?;
-                        nonempty("tag.address", &t.address, 256)?;
-                        if t.attribute == 0 || t.attribute > 15 || !(1..=14).contains(&t.kind) {
-                            return Err(invalid("tag", format!("tag {:?}: attribute must be 1..=15 and type 1..=14", t.name)));
-                        }
-                    }
-                }
-            }
-            ConfigChange::EkuiperStream { name, sql } => {
-                nonempty("name", name, 128)?;
-                nonempty("sql", sql, 64 * 1024)?;
-            }
-            ConfigChange::EkuiperRule { id, sql, actions, .. } => {
-                nonempty("id", id, 128)?;
-                nonempty("sql", sql, 64 * 1024)?;
-                if actions.is_empty() {
-                    return Err(invalid("actions", "a rule needs at least one action"));
-                }
-            }
-            ConfigChange::NanoMqConfig { data } => {
-                if data.is_empty() {
-                    return Err(invalid("data", "nothing to change"));
-                }
-            }
-            ConfigChange::RawApiCall { method, path, .. } => {
-                if !matches!(method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
-                    return Err(invalid("method", "must be GET, POST, PUT, PATCH or DELETE"));
-                }
-                if !path.starts_with('/') || path.starts_with("//") || path.contains("://") || path.len() > 2048 {
-                    return Err(invalid("path", "must be a path on the service, starting with one '/'"));
-                }
-                if path.split(['/', '?']).any(|seg| seg == "..") || path.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                    return Err(invalid("path", "must not climb out with '..' or hold whitespace"));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether a service of `kind` can take this change.
-    pub fn fits(&self, kind: EdgeKind) -> bool {
-        self.template_kind().fits(kind)
-    }
-}
-
-/// The kinds of template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum TemplateKind {
-    /// A Neuron south device.
-    NeuronSouthDevice,
-    /// An eKuiper stream.
-    EkuiperStream,
-    /// An eKuiper rule.
-    EkuiperRule,
-    /// A NanoMQ configuration fragment.
-    #[serde(rename = "nanomq_config")]
-    NanoMqConfig,
-    /// A raw API call.
-    RawApiCall,
-}
-
-impl TemplateKind {
-    /// The stable name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            TemplateKind::NeuronSouthDevice => "neuron_south_device",
-            TemplateKind::EkuiperStream => "ekuiper_stream",
-            TemplateKind::EkuiperRule => "ekuiper_rule",
-            TemplateKind::NanoMqConfig => "nanomq_config",
-            TemplateKind::RawApiCall => "raw_api_call",
-        }
-    }
-
-    /// Parses [`as_str`](Self::as_str) back.
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::NeuronSouthDevice, Self::EkuiperStream, Self::EkuiperRule, Self::NanoMqConfig, Self::RawApiCall]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-    }
-
-    /// Whether services of `kind` take changes of this kind.
-    pub fn fits(self, kind: EdgeKind) -> bool {
-        match self {
-            TemplateKind::NeuronSouthDevice => matches!(kind, EdgeKind::Neuron | EdgeKind::NeuronEx),
-            TemplateKind::EkuiperStream | TemplateKind::EkuiperRule => matches!(kind, EdgeKind::Ekuiper | EdgeKind::NeuronEx),
-            TemplateKind::NanoMqConfig => kind == EdgeKind::NanoMq,
-            TemplateKind::RawApiCall => true,
-        }
-    }
 }
 
 /// The type of a parameter.
@@ -315,7 +97,7 @@ fn valid_param_name(n: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigTemplate {
     /// What it changes.
-    pub kind: TemplateKind,
+    pub kind: ChangeKind,
     /// The change, as JSON, with `${name}` placeholders in strings (without the `kind` field).
     pub body: Value,
     /// Its parameters.
@@ -325,7 +107,7 @@ pub struct ConfigTemplate {
 
 impl ConfigTemplate {
     /// A template; see [`validate`](Self::validate).
-    pub fn new(kind: TemplateKind, body: Value, params: Vec<ParamSpec>) -> Self {
+    pub fn new(kind: ChangeKind, body: Value, params: Vec<ParamSpec>) -> Self {
         Self { kind, body, params }
     }
 
@@ -521,13 +303,14 @@ impl ParamGrid {
 
 #[cfg(test)]
 mod tests {
+    use ecp_core::edge::EdgeKind;
     use serde_json::json;
 
     use super::*;
 
     fn rule() -> ConfigTemplate {
         ConfigTemplate::new(
-            TemplateKind::EkuiperRule,
+            ChangeKind::EkuiperRule,
             json!({ "id": "rule_${line}", "sql": "SELECT * FROM ${stream} WHERE temp > ${limit}", "actions": [{ "log": {} }],
                     "options": { "qos": "${qos}", "note": "costs $$5, literal $${x}" } }),
             vec![
@@ -565,49 +348,49 @@ mod tests {
     #[test]
     fn every_kind_renders_and_serializes_under_its_stable_name() {
         let t = ConfigTemplate::new(
-            TemplateKind::NanoMqConfig,
+            ChangeKind::NanoMqConfig,
             json!({ "data": { "mqtt": { "max_packet_size": "${size}" } } }),
             vec![ParamSpec::required("size", ParamType::Integer)],
         );
         let change = t.render(&[("size".into(), json!(1024))].into()).unwrap();
-        assert_eq!(change.template_kind(), TemplateKind::NanoMqConfig);
+        assert_eq!(change.kind(), ChangeKind::NanoMqConfig);
         assert_eq!(serde_json::to_value(&change).unwrap()["kind"], "nanomq_config");
         for kind in [
-            TemplateKind::NeuronSouthDevice,
-            TemplateKind::EkuiperStream,
-            TemplateKind::EkuiperRule,
-            TemplateKind::NanoMqConfig,
-            TemplateKind::RawApiCall,
+            ChangeKind::NeuronSouthDevice,
+            ChangeKind::EkuiperStream,
+            ChangeKind::EkuiperRule,
+            ChangeKind::NanoMqConfig,
+            ChangeKind::RawApiCall,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
-            assert_eq!(serde_json::from_value::<TemplateKind>(json!(kind.as_str())).unwrap(), kind);
+            assert_eq!(serde_json::from_value::<ChangeKind>(json!(kind.as_str())).unwrap(), kind);
         }
     }
 
     #[test]
     fn templates_are_checked() {
-        let undeclared = ConfigTemplate::new(TemplateKind::EkuiperStream, json!({ "name": "${x}", "sql": "s" }), vec![]);
+        let undeclared = ConfigTemplate::new(ChangeKind::EkuiperStream, json!({ "name": "${x}", "sql": "s" }), vec![]);
         assert!(undeclared.validate().is_err());
         let unclosed = ConfigTemplate::new(
-            TemplateKind::EkuiperStream,
+            ChangeKind::EkuiperStream,
             json!({ "name": "${x", "sql": "s" }),
             vec![ParamSpec::required("x", ParamType::String)],
         );
         assert!(unclosed.validate().is_err());
         let many = ConfigTemplate::new(
-            TemplateKind::NanoMqConfig,
+            ChangeKind::NanoMqConfig,
             json!({ "data": {} }),
             (0..51).map(|i| ParamSpec::required(format!("p{i}"), ParamType::Json)).collect(),
         );
         assert!(many.validate().is_err());
         let bad_default = ConfigTemplate::new(
-            TemplateKind::NanoMqConfig,
+            ChangeKind::NanoMqConfig,
             json!({ "data": {} }),
             vec![ParamSpec::with_default("p", ParamType::Integer, json!("x"))],
         );
         assert!(bad_default.validate().is_err());
         let key = ConfigTemplate::new(
-            TemplateKind::NanoMqConfig,
+            ChangeKind::NanoMqConfig,
             json!({ "data": { "${k}": 1 } }),
             vec![ParamSpec::required("k", ParamType::String)],
         );
@@ -617,7 +400,7 @@ mod tests {
     #[test]
     fn rendered_changes_are_validated() {
         let raw = ConfigTemplate::new(
-            TemplateKind::RawApiCall,
+            ChangeKind::RawApiCall,
             json!({ "method": "POST", "path": "${p}" }),
             vec![ParamSpec::required("p", ParamType::String)],
         );
@@ -628,7 +411,7 @@ mod tests {
         let ok: BTreeMap<String, Value> = [("p".into(), json!("/api/v2/node"))].into();
         assert!(raw.render(&ok).is_ok());
         let device = ConfigTemplate::new(
-            TemplateKind::NeuronSouthDevice,
+            ChangeKind::NeuronSouthDevice,
             json!({ "node": "modbus-${n}", "plugin": "Modbus TCP", "params": { "host": "${host}", "port": 502 },
                     "groups": [{ "name": "g1", "interval": "${ms}", "tags": [{ "name": "t1", "address": "1!400001", "attribute": 3, "type": 4 }] }] }),
             vec![

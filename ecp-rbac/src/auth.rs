@@ -4,9 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use ecp_core::access::{Principal, ResourceKind};
-use ecp_core::audit::{AuditEvent, Operation, record_failure};
+use ecp_core::audit::{AuditEvent, Operation};
 use ecp_core::clock::{self, Timestamp};
 use ecp_core::identity::{SessionRecord, TokenHash, email_key};
+use ecp_core::scoped::audit_outcome;
 use ecp_core::{ApiKeyId, SessionId, UserId};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -73,51 +74,69 @@ impl Authenticator {
         Self { ctx }
     }
 
-    async fn fail<T>(&self, event: AuditEvent, err: Error) -> Result<T> {
-        record_failure(self.ctx.store.as_ref(), event, &err).await;
-        Err(err)
-    }
-
-    /// Logs in with an email and a password.
+    /// Logs in with an email and a password. Logins are rate-limited per claimed email and their
+    /// password hashes bounded (see [`LoginLimits`](crate::LoginLimits)); a host that knows the
+    /// caller's address uses [`login_from`](Self::login_from).
     ///
     /// # Errors
-    /// [`Error::Locked`] while the login name is locked, [`Error::InvalidCredentials`],
-    /// [`Error::Disabled`] or [`Error::SsoOnly`] (only after the right password), `Backend`.
+    /// [`Error::RateLimited`], [`Error::Locked`] while the login name is locked,
+    /// [`Error::InvalidCredentials`], [`Error::Disabled`] or [`Error::SsoOnly`] (only after the
+    /// right password), `Backend`.
     pub async fn login(&self, email: &str, password: &SecretString) -> Result<SessionTokens> {
+        self.login_inner(None, email, password).await
+    }
+
+    /// [`login`](Self::login) from the address `source`, also rate-limited per source.
+    ///
+    /// # Errors
+    /// As [`login`](Self::login).
+    pub async fn login_from(&self, source: std::net::IpAddr, email: &str, password: &SecretString) -> Result<SessionTokens> {
+        self.login_inner(Some(source), email, password).await
+    }
+
+    async fn login_inner(&self, source: Option<std::net::IpAddr>, email: &str, password: &SecretString) -> Result<SessionTokens> {
         let ctx = &self.ctx;
         let now = ctx.clock.now();
         let key = email_key(&claimed(email));
+        // Until the password is right, a failure is recorded by the claimed name and names no
+        // account, whether it exists or not (a wrong password and an unknown email look alike).
         let event = AuditEvent::new(&Principal::anonymous(claimed(email)), ResourceKind::User, ops::LOGIN);
-        if let Some(f) = ctx.store.login_failures(&key).await?
-            && let Some(until) = f.locked_until.filter(|u| *u > now)
-        {
-            return self.fail(event, Error::Locked { until }).await;
-        }
-        let creds = if email.len() <= ecp_core::identity::MAX_EMAIL_LEN { ctx.store.find_credentials(email).await? } else { None };
-        let hash = creds.as_ref().and_then(|c| c.password_hash.as_ref());
-        let ok = password.expose_secret().len() <= ctx.config.policy.max_length * 4 && ctx.hasher.verify(password, hash).await;
-        let Some(creds) = creds.filter(|_| ok) else {
-            let state = ctx.store.record_login_failure(&key, now, &ctx.config.lockout).await?;
-            let err = match state.locked_until {
-                Some(until) if until > now => Error::Locked { until },
-                _ => Error::InvalidCredentials,
+        let (user, tokens) = audit_outcome(ctx.store.as_ref(), event, async |audit| {
+            // Before anything costs: a flood is refused here, recorded, and never hashes.
+            ctx.throttle.admit(&key, source)?;
+            if let Some(f) = ctx.store.login_failures(&key).await?
+                && let Some(until) = f.locked_until.filter(|u| *u > now)
+            {
+                return Err(Error::Locked { until });
+            }
+            let creds = if email.len() <= ecp_core::identity::MAX_EMAIL_LEN { ctx.store.find_credentials(email).await? } else { None };
+            let hash = creds.as_ref().and_then(|c| c.password_hash.as_ref());
+            let ok = password.expose_secret().len() <= ctx.config.policy.max_length * 4 && ctx.hasher.verify(password, hash).await?;
+            let Some(creds) = creds.filter(|_| ok) else {
+                let state = ctx.store.record_login_failure(&key, now, &ctx.config.lockout).await?;
+                return Err(match state.locked_until {
+                    Some(until) if until > now => Error::Locked { until },
+                    _ => Error::InvalidCredentials,
+                });
             };
-            return self.fail(event, err).await;
-        };
-        let user = creds.user;
-        let event = event.resource(user.id, Some(&user.email));
-        if !user.enabled {
-            return self.fail(event, Error::Disabled).await;
-        }
-        if user.sso_only {
-            return self.fail(event, Error::SsoOnly).await;
-        }
-        ctx.store.clear_login_failures(&key).await?;
-        let principal = Principal::user(user.id, user.email.clone());
-        let (record, tokens) = self.new_session(user.id, SessionId::new(), now, None)?;
-        let event = AuditEvent::new(&principal, ResourceKind::User, ops::LOGIN).resource(user.id, Some(&user.email));
-        ctx.store.create_session(&record, &event).await?;
-        ctx.store.record_login(user.id, now).await?;
+            let user = creds.user;
+            audit.resource(user.id, Some(&user.email));
+            if !user.enabled {
+                return Err(Error::Disabled);
+            }
+            if user.sso_only {
+                return Err(Error::SsoOnly);
+            }
+            ctx.store.clear_login_failures(&key).await?;
+            let principal = Principal::user(user.id, user.email.clone());
+            let (record, tokens) = self.new_session(user.id, SessionId::new(), now, None)?;
+            *audit.event_mut() = AuditEvent::new(&principal, ResourceKind::User, ops::LOGIN).resource(user.id, Some(&user.email));
+            ctx.store.create_session(&record, audit.in_transaction()).await?;
+            Ok((user.id, tokens))
+        })
+        .await?;
+        // After the success record: a failure here is not the login's.
+        ctx.store.record_login(user, now).await?;
         Ok(tokens)
     }
 
@@ -236,8 +255,9 @@ impl Authenticator {
     /// The principal of an API key (`ecpk_<id>_<secret>`).
     ///
     /// # Errors
-    /// [`Error::InvalidToken`] (malformed, unknown, wrong secret, revoked), [`Error::TokenExpired`],
-    /// `Backend`.
+    /// [`Error::InvalidToken`] (malformed, unknown, wrong secret, revoked, or its creator disabled
+    /// or deleted, or the key that minted it revoked), [`Error::TokenExpired`] (it or the key that
+    /// minted it), `Backend`.
     pub async fn authenticate_api_key(&self, key: &SecretString) -> Result<Principal> {
         let raw = key.expose_secret();
         if raw.len() > MAX_TOKEN_LEN {
@@ -260,6 +280,13 @@ impl Authenticator {
         let now = self.ctx.clock.now();
         if api_key.expires_at.is_some_and(|t| t <= now) {
             return Err(Error::TokenExpired);
+        }
+        // It stands only while whoever made it does: a user disabled or deleted, or a minting key
+        // revoked or expired, takes it down too.
+        match crate::authorizer::api_key_standing(self.ctx.store.as_ref(), id).await? {
+            Some(expires) if expires.is_none_or(|t| t > now) => {}
+            Some(_) => return Err(Error::TokenExpired),
+            None => return Err(Error::InvalidToken),
         }
         // Record use at most once a minute, so a busy key does not write on every request.
         if api_key.last_used_at.is_none_or(|t| clock::add(t, std::time::Duration::from_secs(60)) <= now) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ecp_core::access::{Authorizer, Denial, Permission, PermissionSet, Principal, ResourceKind, Scope, Subject, Visibility};
 use ecp_core::identity::{Binding, BindingFilter, RoleRef};
-use ecp_core::{Clock, OrgId, PageRequest, ProjectId, Result, RoleId, Store};
+use ecp_core::{ApiKeyId, Clock, OrgId, PageRequest, ProjectId, Result, RoleId, Store, Timestamp};
 use foldhash::fast::RandomState;
 use parking_lot::RwLock;
 
@@ -92,6 +92,9 @@ struct Index {
     grants: Map<Subject, Grants>,
     spill: Map<(Subject, Level), PermissionSet>,
     subjects: Map<Subject, SubjectInfo>,
+    /// When API keys that expire stop (the earliest of themselves and the keys that minted
+    /// them): checked at decision time, so an expired key holds nothing before any reload.
+    expiring: Map<Subject, Timestamp>,
 }
 
 impl Index {
@@ -185,6 +188,52 @@ impl Index {
                 })
         })
     }
+}
+
+/// The most subjects one [`RbacAuthorizer::reload_subject`] walks (a subject and the keys that
+/// hang from it).
+const MAX_DEPENDENTS: usize = 10_000;
+
+/// The longest chain of keys minting keys that is followed; a longer one does not stand.
+const MAX_KEY_CHAIN: usize = 64;
+
+async fn user_enabled(store: &dyn Store, id: ecp_core::UserId) -> Result<bool> {
+    match store.get_user(id).await {
+        Ok(u) => Ok(u.enabled),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether an API key stands: it is not revoked, and its creator stands (an enabled user, the
+/// system, or a key that stands, however far up). `Some` with the earliest expiry along the way
+/// (the caller compares it with its clock), `None` when it does not stand whatever the time.
+///
+/// # Errors
+/// `Backend`.
+pub(crate) async fn api_key_standing(store: &dyn Store, id: ApiKeyId) -> Result<Option<Option<Timestamp>>> {
+    let mut expires: Option<Timestamp> = None;
+    let mut current = id;
+    for _ in 0..MAX_KEY_CHAIN {
+        let key = match store.get_api_key(current).await {
+            Ok((key, _)) => key,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if key.revoked_at.is_some() {
+            return Ok(None);
+        }
+        if let Some(t) = key.expires_at {
+            expires = Some(expires.map_or(t, |e| e.min(t)));
+        }
+        match key.created_by {
+            Subject::ApiKey(parent) => current = parent,
+            Subject::User(user) => return Ok(user_enabled(store, user).await?.then_some(expires)),
+            Subject::System => return Ok(Some(expires)),
+            Subject::Anonymous => return Ok(None),
+        }
+    }
+    Ok(None)
 }
 
 /// The role-based [`Authorizer`] of ecp-rs.
@@ -342,7 +391,8 @@ impl RbacAuthorizer {
             }
         }
         let inactive: std::collections::HashSet<Subject> = self.store.inactive_subjects(self.clock.now()).await?.into_iter().collect();
-        let mut index = Index { roles, ..Index::default() };
+        let expiring = self.store.api_key_expiries().await?.into_iter().map(|(k, t)| (Subject::ApiKey(k), t)).collect();
+        let mut index = Index { roles, expiring, ..Index::default() };
         for (s, bindings) in by_subject {
             let active = !inactive.contains(&s);
             index.set_subject(s, SubjectInfo { active, bindings });
@@ -351,7 +401,8 @@ impl RbacAuthorizer {
         Ok(())
     }
 
-    /// Reloads one subject's bindings and whether it may act.
+    /// Reloads one subject's bindings and whether it may act, then the same for every API key it
+    /// created, and the keys those minted (a key stands only while its creator does).
     ///
     /// # Errors
     /// `Backend` if the store fails.
@@ -359,22 +410,35 @@ impl RbacAuthorizer {
         if matches!(subject, Subject::System | Subject::Anonymous) {
             return Ok(());
         }
+        let mut todo = vec![subject];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(s) = todo.pop() {
+            if !seen.insert(s) || seen.len() > MAX_DEPENDENTS {
+                continue;
+            }
+            self.reload_one(s).await?;
+            todo.extend(self.store.api_keys_created_by(s).await?.into_iter().map(Subject::ApiKey));
+        }
+        Ok(())
+    }
+
+    async fn reload_one(&self, subject: Subject) -> Result<()> {
         let bindings = self.store.list_bindings(&BindingFilter { subject: Some(subject), ..Default::default() }).await?;
-        let active = match subject {
-            Subject::User(id) => match self.store.get_user(id).await {
-                Ok(u) => u.enabled,
-                Err(e) if e.is_not_found() => false,
-                Err(e) => return Err(e),
+        let (active, expires) = match subject {
+            Subject::User(id) => (user_enabled(self.store.as_ref(), id).await?, None),
+            Subject::ApiKey(id) => match api_key_standing(self.store.as_ref(), id).await? {
+                Some(expires) => (expires.is_none_or(|t| t > self.clock.now()), expires),
+                None => (false, None),
             },
-            Subject::ApiKey(id) => match self.store.get_api_key(id).await {
-                Ok((k, _)) => k.revoked_at.is_none() && k.expires_at.is_none_or(|t| t > self.clock.now()),
-                Err(e) if e.is_not_found() => false,
-                Err(e) => return Err(e),
-            },
-            Subject::System | Subject::Anonymous => true,
+            Subject::System | Subject::Anonymous => (true, None),
         };
         let bindings = bindings.iter().map(Held::from).collect();
-        self.index.write().set_subject(subject, SubjectInfo { active, bindings });
+        let mut index = self.index.write();
+        index.set_subject(subject, SubjectInfo { active, bindings });
+        match expires {
+            Some(t) => index.expiring.insert(subject, t),
+            None => index.expiring.remove(&subject),
+        };
         Ok(())
     }
 
@@ -413,7 +477,10 @@ impl RbacAuthorizer {
             )
             .union(PermissionSet::from_permissions([Permission::view(ResourceKind::Audit)])),
             Subject::Anonymous => PermissionSet::EMPTY,
-            s => self.index.read().held(s, scope),
+            s => {
+                let index = self.index.read();
+                if self.expired(&index, s) { PermissionSet::EMPTY } else { index.held(s, scope) }
+            }
         }
     }
 
@@ -421,6 +488,11 @@ impl RbacAuthorizer {
     pub fn len(&self) -> (usize, usize) {
         let index = self.index.read();
         (index.subjects.len(), index.roles.len())
+    }
+
+    /// Whether `subject` is an API key past its expiry (or its minting key's).
+    fn expired(&self, index: &Index, subject: Subject) -> bool {
+        matches!(subject, Subject::ApiKey(_)) && index.expiring.get(&subject).is_some_and(|t| *t <= self.clock.now())
     }
 
     /// Whether the index holds no subject.
@@ -438,6 +510,9 @@ impl Authorizer for RbacAuthorizer {
         };
         let index = self.index.read();
         let Some(g) = index.grants.get(&subject) else { return Err(Denial::UnknownSubject) };
+        if self.expired(&index, subject) {
+            return Err(Denial::SubjectDisabled);
+        }
         let granted = |level| index.at(subject, g, level).contains(permission);
         let allowed = g.system.contains(permission)
             || match scope {
@@ -465,7 +540,7 @@ impl Authorizer for RbacAuthorizer {
             s => s,
         };
         let index = self.index.read();
-        let Some(info) = index.subjects.get(&subject).filter(|i| i.active) else { return false };
+        let Some(info) = index.subjects.get(&subject).filter(|i| i.active && !self.expired(&index, subject)) else { return false };
         info.bindings.iter().any(|b| match (b.scope, scope) {
             (Scope::System, _) => true,
             (Scope::Org { org: o }, Scope::Org { org } | Scope::Project { org, .. }) => o == *org,
@@ -482,7 +557,9 @@ impl Authorizer for RbacAuthorizer {
             s => s,
         };
         let index = self.index.read();
-        let Some(info) = index.subjects.get(&subject).filter(|i| i.active) else { return Visibility::default() };
+        let Some(info) = index.subjects.get(&subject).filter(|i| i.active && !self.expired(&index, subject)) else {
+            return Visibility::default();
+        };
         if index.lookup(subject, Level::System).contains(permission) {
             return Visibility { all: true, ..Default::default() };
         }

@@ -7,6 +7,7 @@ use ecp_core::identity::LockoutRule;
 use ecp_core::{Clock, SystemClock, TenancyLimits};
 
 use crate::password::{Argon2Params, PasswordPolicy};
+use crate::throttle::LoginLimits;
 
 /// How authentication behaves. Build with [`AccessConfig::builder`]; `build()` validates.
 #[derive(Debug, Clone)]
@@ -20,6 +21,7 @@ pub struct AccessConfig {
     pub(crate) invitation_ttl: Duration,
     pub(crate) reset_ttl: Duration,
     pub(crate) limits: TenancyLimits,
+    pub(crate) login_limits: LoginLimits,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
@@ -34,6 +36,7 @@ impl Default for AccessConfig {
             invitation_ttl: Duration::from_secs(72 * 3600),
             reset_ttl: Duration::from_secs(3600),
             limits: TenancyLimits::default(),
+            login_limits: LoginLimits::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -66,6 +69,11 @@ impl AccessConfig {
     /// The tenancy limits.
     pub fn limits(&self) -> &TenancyLimits {
         &self.limits
+    }
+
+    /// The login rate limits and hash bounds.
+    pub fn login_limits(&self) -> &LoginLimits {
+        &self.login_limits
     }
 }
 
@@ -122,6 +130,12 @@ impl AccessConfigBuilder {
         self
     }
 
+    /// The login rate limits and password hash bounds (default [`LoginLimits::default`]).
+    pub fn login_limits(mut self, limits: LoginLimits) -> Self {
+        self.0.login_limits = limits;
+        self
+    }
+
     /// The clock (a [`ecp_core::ManualClock`] in tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.0.clock = clock;
@@ -131,11 +145,10 @@ impl AccessConfigBuilder {
     /// The config.
     ///
     /// # Errors
-    /// `InvalidInput` for a bad password policy, zero lockout failures or window, or token lifetimes
-    /// of zero or an access token outliving its refresh token.
+    /// `InvalidInput` for zero lockout failures or window, or token lifetimes of zero or an access
+    /// token outliving its refresh token.
     pub fn build(self) -> ecp_core::Result<AccessConfig> {
         let c = self.0;
-        c.policy.validate()?;
         if c.lockout.max_failures == 0 || c.lockout.window.is_zero() || c.lockout.lock_for.is_zero() {
             return Err(ecp_core::Error::invalid("lockout", "failures, window and lock time must be positive"));
         }

@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use ecp_core::access::{Permission, PermissionSet, Principal, ResourceKind, Scope};
-use ecp_core::audit::{AuditEvent, record_failure};
 use ecp_core::identity::{BuiltinRole, RoleRef};
 use ecp_core::{Clock, Store};
 
@@ -20,6 +19,7 @@ pub(crate) struct Context {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: AccessConfig,
     pub(crate) hasher: Hasher,
+    pub(crate) throttle: crate::throttle::Throttle,
 }
 
 impl fmt::Debug for Context {
@@ -29,13 +29,6 @@ impl fmt::Debug for Context {
 }
 
 impl Context {
-    /// Records the failure of an operation and returns its error.
-    pub(crate) async fn fail<T>(&self, event: AuditEvent, err: impl Into<Error>) -> Result<T> {
-        let err = err.into();
-        record_failure(self.store.as_ref(), event, &err).await;
-        Err(err)
-    }
-
     /// Checks `perm` at `scope`: `PermissionDenied` where the principal has some access to the
     /// scope, `NotFound { kind, id }` where it has none.
     pub(crate) fn authorize(
@@ -49,6 +42,27 @@ impl Context {
         ecp_core::access::authorize(self.authz.as_ref(), p, perm, scope, kind, id).map_err(Error::from)
     }
 
+    /// Checks a scope a caller gave against the store: a project scope must name the project's
+    /// real organization. `Scope::Project { org: mine, project: theirs }` is answered as an
+    /// unknown project, before any decision or record names it.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing organization or project, or one of another organization.
+    pub(crate) async fn check_scope(&self, scope: &Scope) -> Result<()> {
+        match *scope {
+            Scope::System => Ok(()),
+            Scope::Org { org } => {
+                self.store.get_org(org).await?;
+                Ok(())
+            }
+            Scope::Project { org, project } => match self.store.get_project(project).await {
+                Ok(p) if p.org() == org => Ok(()),
+                Ok(_) => Err(ecp_core::Error::not_found("project", project).into()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
     /// What a role grants.
     pub(crate) async fn role_permissions(&self, role: RoleRef) -> Result<PermissionSet> {
         Ok(match role {
@@ -60,6 +74,7 @@ impl Context {
     /// The rule for giving or taking a role at a scope: the role must fit the scope, the principal
     /// needs `edit user` there, and may only grant (or revoke) what it holds there itself.
     pub(crate) async fn authorize_grant(&self, p: &Principal, role: RoleRef, scope: &Scope) -> Result<()> {
+        self.check_scope(scope).await?;
         let edit_users = Permission::edit(ResourceKind::User);
         let (kind, id): (&'static str, String) = match scope {
             Scope::System => ("system", "scope".into()),

@@ -33,6 +33,13 @@ pub enum Error {
     /// The token has expired.
     #[error("the token has expired")]
     TokenExpired,
+    /// Too many logins (for this identity or from this source), or no password hash could start
+    /// in time: try again after `retry_after`.
+    #[error("too many requests: retry after {retry_after:?}")]
+    RateLimited {
+        /// How long to wait before the next attempt can pass.
+        retry_after: std::time::Duration,
+    },
     /// The new password does not meet the password policy.
     #[error("the password does not meet the policy: {reason}")]
     WeakPassword {
@@ -60,9 +67,14 @@ impl Error {
         matches!(self, Error::Core(e) if e.is_conflict())
     }
 
-    /// Whether trying again may succeed.
+    /// Whether trying again may succeed (after the wait a [`Error::RateLimited`] names).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Core(e) if e.is_retryable())
+        matches!(self, Error::RateLimited { .. }) || matches!(self, Error::Core(e) if e.is_retryable())
+    }
+
+    /// Whether this is a [`Error::RateLimited`].
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, Error::RateLimited { .. })
     }
 
     /// Whether this is an authentication failure (credentials, lock, token, disabled account).

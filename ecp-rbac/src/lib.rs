@@ -54,6 +54,7 @@ mod context;
 pub mod error;
 pub mod password;
 pub mod roles;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 
@@ -65,7 +66,8 @@ pub use auth::{Authenticator, SessionTokens};
 pub use authorizer::RbacAuthorizer;
 pub use config::{AccessConfig, AccessConfigBuilder};
 pub use error::{Error, Result};
-pub use password::{Argon2Params, PasswordPolicy};
+pub use password::{Argon2Params, PasswordPolicy, PasswordPolicyBuilder};
+pub use throttle::{LoginLimits, LoginLimitsBuilder};
 pub use users::{CreatedApiKey, Grant, NewApiKey, NewUser, OneTimeToken, UserChanges, Users};
 
 /// The README's examples, compiled as doctests so they cannot rot.
@@ -96,10 +98,11 @@ impl AccessControl {
     pub async fn new(store: Arc<dyn Store>, config: AccessConfig) -> Result<Self> {
         let clock = config.clock.clone();
         let authorizer = Arc::new(RbacAuthorizer::load(store.clone(), clock.clone()).await?);
-        let hasher = password::Hasher::new(config.argon2).await?;
+        let hasher = password::Hasher::new(config.argon2, throttle::HashSlots::new(&config.login_limits, config.argon2)).await?;
+        let throttle = throttle::Throttle::new(&config.login_limits, clock.clone());
         let tenancy = Tenancy::new(store.clone(), authorizer.clone(), clock.clone(), config.limits);
         let audit = AuditTrail::new(store.clone(), authorizer.clone());
-        let ctx = Arc::new(context::Context { store, authz: authorizer.clone(), clock, config, hasher });
+        let ctx = Arc::new(context::Context { store, authz: authorizer.clone(), clock, config, hasher, throttle });
         Ok(Self { authorizer, users: Users::new(ctx.clone()), auth: Authenticator::new(ctx), tenancy, audit })
     }
 }

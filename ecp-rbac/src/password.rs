@@ -44,27 +44,29 @@ impl Argon2Params {
         Ok(Self { memory_kib, iterations, lanes })
     }
 
+    /// The memory cost, KiB: what each hash holds while it runs.
+    pub fn memory_kib(&self) -> u32 {
+        self.memory_kib
+    }
+
     fn argon2(&self) -> Argon2<'static> {
         let params = Params::new(self.memory_kib, self.iterations, self.lanes, None).unwrap_or_default();
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
     }
 }
 
-/// The rules new passwords must follow. By default: 8 to 128 characters with at least one letter,
-/// one digit and one symbol (the product's "combination of letters, numbers and symbols").
+/// The rules new passwords must follow. Build with [`PasswordPolicy::builder`]; `build()`
+/// validates. The default is what `PasswordPolicy::builder().build()` gives: 8 to 128 characters
+/// with at least one letter, one digit and one symbol (the product's "combination of letters,
+/// numbers and symbols").
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PasswordPolicy {
-    /// The fewest characters.
-    pub min_length: usize,
-    /// The most characters (long inputs only cost hashing time).
-    pub max_length: usize,
-    /// Needs a letter.
-    pub require_letter: bool,
-    /// Needs a digit.
-    pub require_digit: bool,
-    /// Needs a symbol (anything neither letter, digit nor whitespace).
-    pub require_symbol: bool,
+    pub(crate) min_length: usize,
+    pub(crate) max_length: usize,
+    pub(crate) require_letter: bool,
+    pub(crate) require_digit: bool,
+    pub(crate) require_symbol: bool,
 }
 
 impl Default for PasswordPolicy {
@@ -73,42 +75,86 @@ impl Default for PasswordPolicy {
     }
 }
 
-impl PasswordPolicy {
-    /// A policy that needs only a length; add rules with the builder methods.
-    pub fn length(min: usize, max: usize) -> Self {
-        Self { min_length: min, max_length: max, require_letter: false, require_digit: false, require_symbol: false }
-    }
+/// Builds a [`PasswordPolicy`]; setters never fail, [`build`](Self::build) checks.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PasswordPolicyBuilder(PasswordPolicy);
 
-    /// Sets whether a letter is needed.
-    #[must_use]
-    pub fn letter(mut self, yes: bool) -> Self {
-        self.require_letter = yes;
+impl PasswordPolicyBuilder {
+    /// The fewest characters (default 8; at least 8, at most the maximum).
+    pub fn min_length(mut self, n: usize) -> Self {
+        self.0.min_length = n;
         self
     }
 
-    /// Sets whether a digit is needed.
-    #[must_use]
-    pub fn digit(mut self, yes: bool) -> Self {
-        self.require_digit = yes;
+    /// The most characters (default 128; at most 1024: long inputs only cost hashing time).
+    pub fn max_length(mut self, n: usize) -> Self {
+        self.0.max_length = n;
         self
     }
 
-    /// Sets whether a symbol is needed.
-    #[must_use]
-    pub fn symbol(mut self, yes: bool) -> Self {
-        self.require_symbol = yes;
+    /// Whether a letter is needed (default true).
+    pub fn require_letter(mut self, yes: bool) -> Self {
+        self.0.require_letter = yes;
         self
     }
 
-    /// Checks the policy itself.
+    /// Whether a digit is needed (default true).
+    pub fn require_digit(mut self, yes: bool) -> Self {
+        self.0.require_digit = yes;
+        self
+    }
+
+    /// Whether a symbol (anything neither letter, digit nor whitespace) is needed (default true).
+    pub fn require_symbol(mut self, yes: bool) -> Self {
+        self.0.require_symbol = yes;
+        self
+    }
+
+    /// The policy.
     ///
     /// # Errors
-    /// `InvalidInput` when the minimum is under 8 or above the maximum, or the maximum above 1024.
-    pub fn validate(&self) -> ecp_core::Result<()> {
-        if self.min_length < 8 || self.min_length > self.max_length || self.max_length > 1024 {
+    /// `InvalidInput` on `password_policy` when the minimum is under 8 or above the maximum, or the
+    /// maximum above 1024.
+    pub fn build(self) -> ecp_core::Result<PasswordPolicy> {
+        let p = self.0;
+        if p.min_length < 8 || p.min_length > p.max_length || p.max_length > 1024 {
             return Err(ecp_core::Error::invalid("password_policy", "needs 8 <= min_length <= max_length <= 1024"));
         }
-        Ok(())
+        Ok(p)
+    }
+}
+
+impl PasswordPolicy {
+    /// A builder starting from the defaults: 8 to 128 characters, with a letter, a digit and a
+    /// symbol.
+    pub fn builder() -> PasswordPolicyBuilder {
+        PasswordPolicyBuilder(Self::default())
+    }
+
+    /// The fewest characters.
+    pub fn min_length(&self) -> usize {
+        self.min_length
+    }
+
+    /// The most characters.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// Whether a letter is needed.
+    pub fn require_letter(&self) -> bool {
+        self.require_letter
+    }
+
+    /// Whether a digit is needed.
+    pub fn require_digit(&self) -> bool {
+        self.require_digit
+    }
+
+    /// Whether a symbol is needed.
+    pub fn require_symbol(&self) -> bool {
+        self.require_symbol
     }
 
     /// Checks a new password. The reason never contains the password.
@@ -145,6 +191,8 @@ impl PasswordPolicy {
 #[derive(Clone)]
 pub(crate) struct Hasher {
     params: Argon2Params,
+    /// At most so many hashes at once: each holds the memory cost.
+    slots: crate::throttle::HashSlots,
     /// A hash of a random password with the same parameters: verifying against it takes as long as
     /// verifying a real user's password, so unknown emails answer in the same time.
     dummy: PasswordHash,
@@ -157,19 +205,28 @@ impl fmt::Debug for Hasher {
 }
 
 impl Hasher {
-    pub(crate) async fn new(params: Argon2Params) -> Result<Self> {
+    pub(crate) async fn new(params: Argon2Params, slots: crate::throttle::HashSlots) -> Result<Self> {
         let random = crate::tokens::random_token("dummy")?;
         let dummy = hash_blocking(params, random).await?;
-        Ok(Self { params, dummy })
+        Ok(Self { params, slots, dummy })
     }
 
+    /// Hashes `password` once a hash slot is free.
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] when no slot frees in time, `Backend`.
     pub(crate) async fn hash(&self, password: &SecretString) -> Result<PasswordHash> {
+        let _slot = self.slots.acquire().await?;
         hash_blocking(self.params, password.clone()).await
     }
 
     /// Verifies `password` against `hash`, or against the dummy hash when there is none (and then
-    /// answers `false`), so both take the same time.
-    pub(crate) async fn verify(&self, password: &SecretString, hash: Option<&PasswordHash>) -> bool {
+    /// answers `false`), so both take the same time; once a hash slot is free.
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] when no slot frees in time.
+    pub(crate) async fn verify(&self, password: &SecretString, hash: Option<&PasswordHash>) -> Result<bool> {
+        let _slot = self.slots.acquire().await?;
         let (phc, real) = match hash {
             Some(h) => (h.clone(), true),
             None => (self.dummy.clone(), false),
@@ -182,7 +239,7 @@ impl Hasher {
         })
         .await
         .unwrap_or(false);
-        ok && real
+        Ok(ok && real)
     }
 }
 
@@ -220,23 +277,38 @@ mod tests {
         }
         assert!(p.check(&s(&"a1!".repeat(100))).is_err());
         assert!(p.check(&s("abc\u{0}def1!")).is_err());
-        let relaxed = PasswordPolicy::length(10, 64).digit(true);
+        let relaxed = PasswordPolicy::builder().min_length(10).max_length(64).require_letter(false).require_symbol(false).build().unwrap();
         relaxed.check(&s("correcthorse1")).unwrap();
         assert!(relaxed.check(&s("correcthorse")).is_err());
-        assert!(PasswordPolicy::length(4, 64).validate().is_err());
+        assert_eq!(
+            (relaxed.min_length(), relaxed.max_length(), relaxed.require_letter(), relaxed.require_digit(), relaxed.require_symbol()),
+            (10, 64, false, true, false)
+        );
+        assert_eq!(PasswordPolicy::builder().build().unwrap(), PasswordPolicy::default());
+        for bad in [
+            PasswordPolicy::builder().min_length(4),
+            PasswordPolicy::builder().min_length(65).max_length(64),
+            PasswordPolicy::builder().max_length(1025),
+        ] {
+            match bad.build() {
+                Err(ecp_core::Error::InvalidInput { field, .. }) => assert_eq!(field, "password_policy"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[tokio::test]
     async fn hashes_verify_and_are_salted() {
-        let h = Hasher::new(Argon2Params::new(1024, 1, 1).unwrap()).await.unwrap();
+        let params = Argon2Params::new(1024, 1, 1).unwrap();
+        let h = Hasher::new(params, crate::throttle::HashSlots::new(&crate::LoginLimits::default(), params)).await.unwrap();
         let a = h.hash(&s("Tr0ub4dor&3")).await.unwrap();
         let b = h.hash(&s("Tr0ub4dor&3")).await.unwrap();
         assert_ne!(a.expose(), b.expose());
         assert!(a.expose().starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
-        assert!(h.verify(&s("Tr0ub4dor&3"), Some(&a)).await);
-        assert!(!h.verify(&s("wrong"), Some(&a)).await);
-        assert!(!h.verify(&s("Tr0ub4dor&3"), None).await);
-        assert!(!h.verify(&s("x"), Some(&PasswordHash::new("not a phc string"))).await);
+        assert!(h.verify(&s("Tr0ub4dor&3"), Some(&a)).await.unwrap());
+        assert!(!h.verify(&s("wrong"), Some(&a)).await.unwrap());
+        assert!(!h.verify(&s("Tr0ub4dor&3"), None).await.unwrap());
+        assert!(!h.verify(&s("x"), Some(&PasswordHash::new("not a phc string"))).await.unwrap());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //!
 //! - [`sample`]: samples and series (metric name, labels, the project they belong to, value, time);
 //! - [`collector`]: the `Collector` and `SampleSink` seams; [`prom`]: a lenient Prometheus text
-//!   parser and (feature `http`) scraper; [`emqx`] (feature `http`): the EMQX 5 REST poller;
-//!   [`runner`]: runs collectors on their own intervals so a slow source never blocks the others;
+//!   parser and (feature `http`) scraper; [`runner`]: runs collectors on their own intervals so a
+//!   slow source never blocks the others (the EMQX 5 REST poller is ecp-cluster's, on its client);
 //! - [`store`]: a bounded in-memory metric store with retention, downsampling and a cardinality limit;
 //! - [`alarm`]: rules that fire after N breaching evaluations and clear after P healthy ones,
 //!   built-in rules, silences, acknowledgement, history, the storm guard, custom alarms;
@@ -37,11 +37,7 @@
 //! ```
 
 pub mod alarm;
-#[cfg(feature = "http")]
-pub mod body;
 pub mod collector;
-#[cfg(feature = "http")]
-pub mod emqx;
 pub mod error;
 pub mod logs;
 pub mod notify;
@@ -52,8 +48,8 @@ pub mod sample;
 pub mod store;
 
 pub use collector::{Accepted, Collection, Collector, SampleSink, Skipped};
-pub use ecp_core;
-pub use ecp_rbac;
+#[cfg(any(feature = "http", feature = "webhook"))]
+pub use ecp_http::{EgressDenied, EgressPolicy};
 pub use error::{Error, Result};
 pub use logs::{
     Level, LogCursor, LogPage, LogQuery, LogRecord, LogScope, LogSink, LogStore, LogStoreConfig, Product, SyslogConfig, SyslogNetwork,
@@ -61,6 +57,6 @@ pub use logs::{
 };
 pub use notify::{DeliveryReport, Notification, NotificationRouter, Notifier};
 pub use own::{ControlPlaneMetrics, CountingAuthorizer};
-pub use runner::{CollectorOptions, CollectorRunner, CollectorStatus};
+pub use runner::{CollectorOptions, CollectorOptionsBuilder, CollectorRunner, CollectorStatus};
 pub use sample::{LabelMatcher, Labels, MatchOp, MetricName, MetricScope, Point, Sample, SeriesKey, SeriesSelector, Severity};
 pub use store::{Aggregation, MetricStore, MetricStoreConfig, RangeQuery, SeriesRange, StoreStats};

@@ -57,28 +57,23 @@ pub const DEFAULT_MAX_FAMILIES: usize = 10_000;
 /// The default of [`ParseLimits::max_skipped_reports`].
 pub const DEFAULT_MAX_SKIPPED_REPORTS: usize = 100;
 
-/// The bounds of one parse. Every field has a default; set the ones to change:
+/// The bounds of one parse. Build with [`ParseLimits::builder`]; `build()` validates. The default
+/// is what `ParseLimits::builder().build()` gives:
 ///
 /// ```
-/// let mut limits = ecp_telemetry::prom::ParseLimits::default();
-/// limits.max_samples = 10_000;
+/// # fn main() -> ecp_telemetry::Result<()> {
+/// let limits = ecp_telemetry::prom::ParseLimits::builder().max_samples(10_000).build()?;
+/// assert_eq!(limits.max_samples(), 10_000);
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ParseLimits {
-    /// A larger body is refused as a whole with [`Error::TooLarge`] (default 8 MiB).
-    pub max_body_bytes: usize,
-    /// A longer line (without its line end) is skipped and reported (default 64 KiB).
-    pub max_line_len: usize,
-    /// After this many samples the rest of the body is ignored, and that is reported
-    /// (default 100 000).
-    pub max_samples: usize,
-    /// At most this many families are recorded from `# HELP`/`# TYPE` lines; the headers of
-    /// further families are skipped and reported, their samples kept (default 10 000).
-    pub max_families: usize,
-    /// At most this many skipped lines are listed with their reason; the rest are only counted
-    /// (default 100).
-    pub max_skipped_reports: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_line_len: usize,
+    pub(crate) max_samples: usize,
+    pub(crate) max_families: usize,
+    pub(crate) max_skipped_reports: usize,
 }
 
 impl Default for ParseLimits {
@@ -90,6 +85,101 @@ impl Default for ParseLimits {
             max_families: DEFAULT_MAX_FAMILIES,
             max_skipped_reports: DEFAULT_MAX_SKIPPED_REPORTS,
         }
+    }
+}
+
+impl ParseLimits {
+    /// A builder starting from the defaults: 8 MiB bodies, 64 KiB lines, 100,000 samples, 10,000
+    /// families, 100 skipped lines listed.
+    pub fn builder() -> ParseLimitsBuilder {
+        ParseLimitsBuilder(Self::default())
+    }
+
+    /// A larger body is refused as a whole with [`Error::TooLarge`].
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// A longer line (without its line end) is skipped and reported.
+    pub fn max_line_len(&self) -> usize {
+        self.max_line_len
+    }
+
+    /// After this many samples the rest of the body is ignored, and that is reported.
+    pub fn max_samples(&self) -> usize {
+        self.max_samples
+    }
+
+    /// At most this many families are recorded from `# HELP`/`# TYPE` lines.
+    pub fn max_families(&self) -> usize {
+        self.max_families
+    }
+
+    /// At most this many skipped lines are listed with their reason.
+    pub fn max_skipped_reports(&self) -> usize {
+        self.max_skipped_reports
+    }
+}
+
+/// Builds [`ParseLimits`]; setters never fail, [`build`](Self::build) checks.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ParseLimitsBuilder(ParseLimits);
+
+impl ParseLimitsBuilder {
+    /// A larger body is refused as a whole with [`Error::TooLarge`] (default 8 MiB,
+    /// [`DEFAULT_MAX_BODY_BYTES`]; at least 1).
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.0.max_body_bytes = bytes;
+        self
+    }
+
+    /// A longer line (without its line end) is skipped and reported (default 64 KiB,
+    /// [`DEFAULT_MAX_LINE_LEN`]; at least 1).
+    pub fn max_line_len(mut self, bytes: usize) -> Self {
+        self.0.max_line_len = bytes;
+        self
+    }
+
+    /// After this many samples the rest of the body is ignored, and that is reported (default
+    /// 100,000, [`DEFAULT_MAX_SAMPLES`]; at least 1).
+    pub fn max_samples(mut self, n: usize) -> Self {
+        self.0.max_samples = n;
+        self
+    }
+
+    /// At most this many families are recorded from `# HELP`/`# TYPE` lines; the headers of
+    /// further families are skipped and reported, their samples kept (default 10,000,
+    /// [`DEFAULT_MAX_FAMILIES`]; 0 records none).
+    pub fn max_families(mut self, n: usize) -> Self {
+        self.0.max_families = n;
+        self
+    }
+
+    /// At most this many skipped lines are listed with their reason; the rest are only counted
+    /// (default 100, [`DEFAULT_MAX_SKIPPED_REPORTS`]; 0 only counts them).
+    pub fn max_skipped_reports(mut self, n: usize) -> Self {
+        self.0.max_skipped_reports = n;
+        self
+    }
+
+    /// The limits.
+    ///
+    /// # Errors
+    /// [`Error::Core`] (invalid input) on `max_body_bytes`, `max_line_len` or `max_samples` when
+    /// it is 0.
+    pub fn build(self) -> Result<ParseLimits> {
+        let l = self.0;
+        if l.max_body_bytes == 0 {
+            return Err(Error::invalid("max_body_bytes", "must be at least 1 byte"));
+        }
+        if l.max_line_len == 0 {
+            return Err(Error::invalid("max_line_len", "must be at least 1 byte"));
+        }
+        if l.max_samples == 0 {
+            return Err(Error::invalid("max_samples", "must be at least 1"));
+        }
+        Ok(l)
     }
 }
 
@@ -659,35 +749,53 @@ mod tests {
 
     #[test]
     fn limits() {
-        let limits = ParseLimits { max_body_bytes: 10, ..ParseLimits::default() };
+        let limits = ParseLimits::builder().max_body_bytes(10).build().unwrap();
         match parse(b"a 1\nb 2\nc 3\n", &limits) {
             Err(Error::TooLarge { size: 12, limit: 10, .. }) => {}
             other => panic!("{other:?}"),
         }
-        let limits = ParseLimits { max_line_len: 8, ..ParseLimits::default() };
+        let limits = ParseLimits::builder().max_line_len(8).build().unwrap();
         let parsed = parse(b"a 1\nlong_name_here 2\nc 3\n", &limits).unwrap();
         assert_eq!(parsed.samples.len(), 2);
         assert_eq!(parsed.skipped[0].location, "2");
 
-        let limits = ParseLimits { max_samples: 2, ..ParseLimits::default() };
+        let limits = ParseLimits::builder().max_samples(2).build().unwrap();
         let parsed = parse(b"a 1\nb 2\nc 3\nd 4\n", &limits).unwrap();
         assert_eq!(parsed.samples.len(), 2);
         assert!(parsed.truncated);
         assert_eq!(parsed.skipped.len(), 1);
         assert_eq!(parsed.skipped[0].location, "3");
 
-        let limits = ParseLimits { max_families: 1, ..ParseLimits::default() };
+        let limits = ParseLimits::builder().max_families(1).build().unwrap();
         let parsed = parse(b"# TYPE a gauge\na 1\n# TYPE b gauge\nb 2\n# HELP a again\n", &limits).unwrap();
         assert_eq!((parsed.families.len(), parsed.samples.len()), (1, 2));
         assert_eq!(reasons(&parsed), vec![("3".to_owned(), "the limit of 1 families is reached: header ignored".to_owned())]);
 
-        let limits = ParseLimits { max_skipped_reports: 3, ..ParseLimits::default() };
+        let limits = ParseLimits::builder().max_skipped_reports(3).build().unwrap();
         let garbage = "x y z\n".repeat(50);
         let parsed = parse(garbage.as_bytes(), &limits).unwrap();
         assert_eq!((parsed.skipped.len(), parsed.skipped_lines), (3, 50));
         let c = to_samples(&parsed, scope(), &Labels::empty(), Timestamp::UNIX_EPOCH);
         assert_eq!(c.skipped.len(), 4);
         assert_eq!(c.skipped[3].reason, "47 more skipped line(s) not listed");
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let d = ParseLimits::builder().build().unwrap();
+        assert_eq!(d, ParseLimits::default());
+        assert_eq!(
+            (d.max_body_bytes(), d.max_line_len(), d.max_samples(), d.max_families(), d.max_skipped_reports()),
+            (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_LINE_LEN, DEFAULT_MAX_SAMPLES, DEFAULT_MAX_FAMILIES, DEFAULT_MAX_SKIPPED_REPORTS)
+        );
+        let field = |b: ParseLimitsBuilder| match b.build() {
+            Err(Error::Core(ecp_core::Error::InvalidInput { field, .. })) => field.into_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(ParseLimits::builder().max_body_bytes(0)), "max_body_bytes");
+        assert_eq!(field(ParseLimits::builder().max_line_len(0)), "max_line_len");
+        assert_eq!(field(ParseLimits::builder().max_samples(0)), "max_samples");
+        ParseLimits::builder().max_families(0).max_skipped_reports(0).build().unwrap();
     }
 
     fn scope() -> MetricScope {

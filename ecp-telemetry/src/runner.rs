@@ -15,11 +15,11 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //!
-//! use ecp_telemetry::ecp_core::SystemClock;
+//! use ecp_core::SystemClock;
 //! use ecp_telemetry::{CollectorOptions, CollectorRunner};
 //!
 //! let runner = CollectorRunner::new(sink, Arc::new(SystemClock));
-//! runner.add(collector, CollectorOptions::new().interval(Duration::from_secs(30)))?;
+//! runner.add(collector, CollectorOptions::builder().interval(Duration::from_secs(30)).build()?)?;
 //! for status in runner.statuses() {
 //!     println!("{}: {} collections, {} consecutive failures", status.name, status.collections, status.consecutive_failures);
 //! }
@@ -52,19 +52,16 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// At most this many bytes of an error are kept in a status.
 const MAX_ERROR_LEN: usize = 1024;
 
-/// How one collector is run: a builder whose setters never fail, checked by
-/// [`CollectorRunner::add`].
+/// How one collector is run. Build with [`CollectorOptions::builder`]; `build()` validates. The
+/// default is what `CollectorOptions::builder().build()` gives: every 15 s, 15 s timeout, no `up`
+/// series, jittered first tick.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CollectorOptions {
-    /// How often to collect.
-    pub interval: Duration,
-    /// How long one collection may take before it is dropped and counted as failed.
-    pub timeout: Duration,
-    /// The series written 1 after each successful collection and 0 after each failed one.
-    pub up: Option<SeriesKey>,
-    /// Whether the first collection waits a random part of one interval.
-    pub jitter: bool,
+    interval: Duration,
+    timeout: Duration,
+    up: Option<SeriesKey>,
+    jitter: bool,
 }
 
 impl Default for CollectorOptions {
@@ -79,43 +76,79 @@ impl CollectorOptions {
     /// The default timeout of one collection: 15 s.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
-    /// The defaults: every 15 s, 15 s timeout, no `up` series, jittered first tick.
-    pub fn new() -> Self {
-        Self::default()
+    /// A builder starting from the defaults: every 15 s, 15 s timeout, no `up` series, jittered
+    /// first tick.
+    pub fn builder() -> CollectorOptionsBuilder {
+        CollectorOptionsBuilder(Self::default())
     }
 
-    /// How often to collect (1 ms to 24 h).
+    /// How often to collect.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// How long one collection may take before it is dropped and counted as failed.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The series written 1 after each successful collection and 0 after each failed one.
+    pub fn up(&self) -> Option<&SeriesKey> {
+        self.up.as_ref()
+    }
+
+    /// Whether the first collection waits a random part of one interval.
+    pub fn jitter(&self) -> bool {
+        self.jitter
+    }
+}
+
+/// Builds [`CollectorOptions`]; setters never fail, [`build`](Self::build) checks.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct CollectorOptionsBuilder(CollectorOptions);
+
+impl CollectorOptionsBuilder {
+    /// How often to collect (default 15 s, [`CollectorOptions::DEFAULT_INTERVAL`]; 1 ms to 24 h).
     pub fn interval(mut self, interval: Duration) -> Self {
-        self.interval = interval;
+        self.0.interval = interval;
         self
     }
 
-    /// How long one collection may take (1 ms to 1 h).
+    /// How long one collection may take before it is dropped and counted as failed (default 15 s,
+    /// [`CollectorOptions::DEFAULT_TIMEOUT`]; 1 ms to 1 h).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.0.timeout = timeout;
         self
     }
 
-    /// Writes `series` 1 after each successful collection and 0 after each failed one.
+    /// Writes `series` 1 after each successful collection and 0 after each failed one (default:
+    /// no `up` series).
     pub fn up(mut self, series: SeriesKey) -> Self {
-        self.up = Some(series);
+        self.0.up = Some(series);
         self
     }
 
     /// Whether the first collection waits a random part of one interval (default true).
     pub fn jitter(mut self, jitter: bool) -> Self {
-        self.jitter = jitter;
+        self.0.jitter = jitter;
         self
     }
 
-    fn check(&self) -> Result<()> {
-        if self.interval < Duration::from_millis(1) || self.interval > MAX_INTERVAL {
+    /// The options.
+    ///
+    /// # Errors
+    /// [`Error::Core`] (invalid input) on `interval` outside 1 ms..=24 h or `timeout` outside
+    /// 1 ms..=1 h.
+    pub fn build(self) -> Result<CollectorOptions> {
+        let o = self.0;
+        if o.interval < Duration::from_millis(1) || o.interval > MAX_INTERVAL {
             return Err(Error::invalid("interval", "must be between 1 ms and 24 hours"));
         }
-        if self.timeout < Duration::from_millis(1) || self.timeout > MAX_TIMEOUT {
+        if o.timeout < Duration::from_millis(1) || o.timeout > MAX_TIMEOUT {
             return Err(Error::invalid("timeout", "must be between 1 ms and 1 hour"));
         }
-        Ok(())
+        Ok(o)
     }
 }
 
@@ -239,11 +272,10 @@ impl CollectorRunner {
     /// Must be called within a Tokio runtime (the collector's task is spawned on it).
     ///
     /// # Errors
-    /// [`Error::Core`]: invalid input for an empty name, invalid options, or no Tokio runtime;
+    /// [`Error::Core`]: invalid input for an empty name or no Tokio runtime;
     /// a conflict if a collector of that name is running or after [`shutdown`](Self::shutdown);
     /// limit exceeded past the collector limit.
     pub fn add(&self, collector: Arc<dyn Collector>, options: CollectorOptions) -> Result<()> {
-        options.check()?;
         let name = collector.name().to_owned();
         if name.is_empty() {
             return Err(Error::invalid("collector name", "must not be empty"));
@@ -452,13 +484,16 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        assert!(CollectorOptions::new().check().is_ok());
-        assert!(CollectorOptions::new().interval(Duration::ZERO).check().is_err());
-        assert!(CollectorOptions::new().interval(Duration::from_secs(90_000)).check().is_err());
-        assert!(CollectorOptions::new().timeout(Duration::ZERO).check().is_err());
-        assert!(CollectorOptions::new().timeout(Duration::from_secs(7200)).check().is_err());
-        let o = CollectorOptions::new();
-        assert_eq!((o.interval, o.timeout, o.jitter), (Duration::from_secs(15), Duration::from_secs(15), true));
+        let b = CollectorOptions::builder;
+        assert!(b().build().is_ok());
+        assert!(b().interval(Duration::ZERO).build().is_err());
+        assert!(b().interval(Duration::from_secs(90_000)).build().is_err());
+        assert!(b().timeout(Duration::ZERO).build().is_err());
+        assert!(b().timeout(Duration::from_secs(7200)).build().is_err());
+        let o = b().build().unwrap();
+        assert_eq!((o.interval(), o.timeout(), o.jitter(), o.up()), (Duration::from_secs(15), Duration::from_secs(15), true, None));
+        let o = b().interval(Duration::from_millis(5)).timeout(Duration::from_millis(3)).jitter(false).build().unwrap();
+        assert_eq!((o.interval(), o.timeout(), o.jitter()), (Duration::from_millis(5), Duration::from_millis(3), false));
     }
 
     #[test]

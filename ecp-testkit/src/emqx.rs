@@ -58,6 +58,8 @@ struct Sim {
     stopped: Mutex<Vec<bool>>,
     /// Whether the whole API answers 503 on `/status`.
     down: Mutex<bool>,
+    /// The license's dynamic connection limit (EMQX Enterprise 5.7+, business-critical).
+    dynamic_max: Mutex<u64>,
 }
 
 /// A running simulated EMQX cluster; stops when dropped.
@@ -87,7 +89,12 @@ impl EmqxSim {
     pub async fn start(config: EmqxSimConfig) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let sim = Arc::new(Sim { stopped: Mutex::new(vec![false; config.nodes.max(1)]), down: Mutex::new(false), config });
+        let sim = Arc::new(Sim {
+            stopped: Mutex::new(vec![false; config.nodes.max(1)]),
+            down: Mutex::new(false),
+            dynamic_max: Mutex::new(config.license_connections),
+            config,
+        });
         let app = Router::new()
             .route("/status", get(status))
             .route("/api/v5/status", get(status))
@@ -99,12 +106,18 @@ impl EmqxSim {
             .route("/api/v5/clients", get(clients))
             .route("/api/v5/alarms", get(alarms))
             .route("/api/v5/license", get(license))
+            .route("/api/v5/license/setting", get(license_setting).put(put_license_setting))
             .fallback(not_found)
             .with_state(sim.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Ok(Self { addr, sim, task })
+    }
+
+    /// The dynamic connection limit the cluster was last given (`PUT /api/v5/license/setting`).
+    pub fn connection_limit(&self) -> u64 {
+        *self.sim.dynamic_max.lock()
     }
 
     /// The base URL (`http://127.0.0.1:PORT`), without `/api/v5`.
@@ -311,6 +324,30 @@ async fn license(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
     ok(json!({"customer": "Acme", "email": "ops@acme.example", "deployment": "plant", "customer_type": 10, "type": "official",
         "start_at": "2026-01-01", "expiry_at": "2027-12-31", "expiry": false, "max_sessions": sim.config.license_connections,
         "max_connections": sim.config.license_connections}))
+}
+
+/// `GET /api/v5/license/setting` of a business-critical license: the watermarks and the dynamic
+/// connection limit.
+async fn license_setting(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
+    if let Some(r) = auth(&sim, &headers) {
+        return r;
+    }
+    let max = *sim.dynamic_max.lock();
+    ok(json!({"connection_low_watermark": "75%", "connection_high_watermark": "80%", "dynamic_max_connections": max}))
+}
+
+/// `PUT /api/v5/license/setting`: takes `dynamic_max_connections` and answers the setting.
+async fn put_license_setting(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Some(r) = auth(&sim, &headers) {
+        return r;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "invalid JSON");
+    };
+    if let Some(n) = v.get("dynamic_max_connections").and_then(Value::as_u64) {
+        *sim.dynamic_max.lock() = n;
+    }
+    license_setting(State(sim), headers).await
 }
 
 async fn not_found(headers: HeaderMap) -> Response {

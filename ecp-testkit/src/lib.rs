@@ -29,6 +29,7 @@ pub mod docker;
 pub mod emqx;
 #[cfg(feature = "kube")]
 pub mod kube;
+pub mod methods;
 pub mod mosquitto;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use ecp_core::edge::{AgentId, Credentials, EdgeKind};
-use ecp_edge::agent::{EdgeAgent, EdgeAgentConfig, LocalServiceConfig, MqttConfig, MqttTls, Topics};
+use ecp_agent::{AgentId, Credentials, EdgeAgent, EdgeAgentConfig, EdgeKind, LocalServiceConfig, MqttConfig, MqttTls, Topics};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -46,6 +45,9 @@ struct Cli {
     /// A file holding the broker secret (else the `ECP_AGENT_SECRET` environment variable).
     #[arg(long, value_name = "path")]
     secret_file: Option<PathBuf>,
+    /// Speaks MQTT in cleartext (overrides `[broker] insecure`); logged as a warning.
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// The configuration file.
@@ -79,6 +81,8 @@ struct BrokerSection {
     port: Option<u16>,
     username: Option<String>,
     tls_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,11 +121,11 @@ fn service(s: ServiceSection) -> anyhow::Result<LocalServiceConfig> {
         (None, None, None) => Credentials::None,
         _ => bail!("{what}: give `username` with `password_env`, or `token_env`, or neither"),
     };
-    let mut config = LocalServiceConfig::new(s.name, kind, s.url).credentials(credentials);
+    let mut config = LocalServiceConfig::builder(s.name, kind, s.url).credentials(credentials);
     if let Some(command) = s.restart_command {
         config = config.restart_command(command);
     }
-    Ok(config)
+    config.build().with_context(|| what)
 }
 
 fn agent_config(cli: Cli) -> anyhow::Result<EdgeAgentConfig> {
@@ -131,9 +135,12 @@ fn agent_config(cli: Cli) -> anyhow::Result<EdgeAgentConfig> {
     let id = cli.agent_id.or(file.agent.id).context("no agent id: set `[agent] id` or pass --agent-id")?;
     let agent_id = AgentId::new(id)?;
     let host = cli.broker_host.or(file.broker.host).context("no broker: set `[broker] host` or pass --broker-host")?;
-    let tls = file.broker.tls_ca_file.is_some();
-    let port = cli.broker_port.or(file.broker.port).unwrap_or(if tls { 8883 } else { 1883 });
-    let mut mqtt = MqttConfig::new(host, port);
+    let insecure = cli.insecure || file.broker.insecure;
+    if insecure && file.broker.tls_ca_file.is_some() {
+        bail!("[broker] insecure (cleartext) and tls_ca_file (TLS) contradict each other");
+    }
+    let port = cli.broker_port.or(file.broker.port).unwrap_or(if insecure { 1883 } else { 8883 });
+    let mut mqtt = MqttConfig::builder(host, port).insecure(insecure);
     let secret = match (&cli.secret_file, std::env::var_os(SECRET_ENV)) {
         (Some(path), _) => Some(read_secret_file(path)?),
         (None, Some(_)) => Some(env_secret(SECRET_ENV, "the broker secret")?),
@@ -144,21 +151,23 @@ fn agent_config(cli: Cli) -> anyhow::Result<EdgeAgentConfig> {
         mqtt = mqtt.credentials(username, secret);
     }
     if let Some(ca) = &file.broker.tls_ca_file {
-        let mut settings = MqttTls::default();
-        settings.ca_pem = std::fs::read(ca).with_context(|| format!("reading the broker CA {}", ca.display()))?;
-        mqtt = mqtt.tls(settings);
+        let ca_pem = std::fs::read(ca).with_context(|| format!("reading the broker CA {}", ca.display()))?;
+        let tls = MqttTls::builder(ca_pem).build().with_context(|| format!("the broker CA {}", ca.display()))?;
+        mqtt = mqtt.tls(tls);
     }
+    let mqtt = mqtt.build().context("the broker settings")?;
 
-    let mut config = EdgeAgentConfig::new(agent_id, mqtt);
-    config.heartbeat = Duration::from_secs(file.agent.heartbeat_secs);
-    config.state_file = file.agent.state_file;
+    let mut config = EdgeAgentConfig::builder(agent_id, mqtt).heartbeat(Duration::from_secs(file.agent.heartbeat_secs));
+    if let Some(path) = file.agent.state_file {
+        config = config.state_file(path);
+    }
     if let Some(prefix) = &file.agent.topic_prefix {
-        config.topics = Topics::new(prefix)?;
+        config = config.topics(Topics::new(prefix)?);
     }
     for s in file.services {
-        config.services.push(service(s)?);
+        config = config.service(service(s)?);
     }
-    Ok(config)
+    config.build().context("the agent settings")
 }
 
 #[tokio::main]
@@ -173,9 +182,10 @@ async fn main() -> anyhow::Result<()> {
     let agent = EdgeAgent::new(config).context("starting the agent")?;
     let c = agent.config();
     tracing::info!(
-        agent = %c.agent_id,
-        broker = %format!("{}:{}", c.mqtt.host, c.mqtt.port),
-        tls = c.mqtt.tls.is_some(),
+        agent = %c.agent_id(),
+        broker = %format!("{}:{}", c.mqtt().host(), c.mqtt().port()),
+        tls = !c.mqtt().is_insecure(),
+        pinned_ca = c.mqtt().tls().is_some(),
         services = ?agent.allowed_targets(),
         "edge agent starting"
     );

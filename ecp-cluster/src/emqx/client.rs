@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
+use ecp_http::EgressPolicy;
 use futures::Stream;
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
@@ -18,72 +19,115 @@ use crate::driver::ClusterApi;
 use crate::error::{Error, Result};
 use crate::model::ApiKey;
 
-/// How the client talks to clusters: timeouts and the largest answer accepted. Setters never
-/// fail; [`EmqxClient::new`] checks the values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the client talks to clusters: timeouts, the largest answer accepted, and where it may
+/// connect. Build with [`ClientOptions::builder`]; `build()` validates. The default is what
+/// `ClientOptions::builder().build()` gives: 10 s per request, 5 s to connect, 8 MiB answers, the
+/// strict egress policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientOptions {
-    /// The time of each request, from connecting to the answer's last byte (default 10 s, 1 ms to 1 h).
-    pub timeout: Duration,
-    /// The time to connect (default 5 s; the request timeout bounds it too).
-    pub connect_timeout: Duration,
-    /// The largest answer body, bytes (default 8 MiB; at least 1).
-    pub max_body: usize,
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_body: usize,
+    egress: EgressPolicy,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(10), connect_timeout: Duration::from_secs(5), max_body: 8 << 20 }
+        Self {
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            max_body: 8 << 20,
+            egress: EgressPolicy::default(),
+        }
     }
 }
 
 impl ClientOptions {
-    /// The request timeout.
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
+    /// A builder starting from the defaults: 10 s per request, 5 s to connect, answers of at most
+    /// 8 MiB.
+    pub fn builder() -> ClientOptionsBuilder {
+        ClientOptionsBuilder(Self::default())
     }
 
-    /// The connect timeout.
-    #[must_use]
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
+    /// The time of each request, from connecting to the answer's last byte.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The time to connect (the request timeout bounds it too).
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// The largest answer body, bytes.
-    #[must_use]
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// Where clusters' APIs may be reached.
+    pub fn egress(&self) -> &EgressPolicy {
+        &self.egress
+    }
+
+    /// An HTTP client with these options: ecp-http's one setup (rustls on aws-lc-rs, no
+    /// redirects, no proxy from the environment, the egress policy).
+    pub(crate) fn http_client(&self) -> Result<reqwest::Client> {
+        ecp_http::ClientConfig::new(concat!("ecp-cluster/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.connect_timeout.min(self.timeout))
+            .timeout(self.timeout)
+            .egress(self.egress.clone())
+            .build()
+            .map_err(from_http)
+    }
+}
+
+/// Builds [`ClientOptions`]; setters never fail, [`build`](Self::build) checks.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientOptionsBuilder(ClientOptions);
+
+impl ClientOptionsBuilder {
+    /// The time of each request, from connecting to the answer's last byte (default 10 s; 1 ms to
+    /// 1 h).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.0.timeout = timeout;
         self
     }
 
-    fn validate(&self) -> Result<()> {
-        let range = Duration::from_millis(1)..=Duration::from_secs(3600);
-        if !range.contains(&self.timeout) {
-            return Err(Error::invalid("timeout", "must be between 1 ms and 1 hour"));
-        }
-        if !range.contains(&self.connect_timeout) {
-            return Err(Error::invalid("connect_timeout", "must be between 1 ms and 1 hour"));
-        }
-        if self.max_body == 0 {
-            return Err(Error::invalid("max_body", "must be at least 1 byte"));
-        }
-        Ok(())
+    /// The time to connect (default 5 s; 1 ms to 1 h; the request timeout bounds it too).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.0.connect_timeout = timeout;
+        self
     }
 
-    /// An HTTP client with these options (no redirects, no proxy from the environment).
-    pub(crate) fn http_client(&self) -> Result<reqwest::Client> {
-        self.validate()?;
-        reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout.min(self.timeout))
-            .timeout(self.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("ecp-cluster/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Backend { backend: "existing", operation: "http client", status: None, source: Box::new(e) })
+    /// The largest answer body, bytes (default 8 MiB; at least 1).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.0.max_body = bytes;
+        self
+    }
+
+    /// Where clusters' APIs may be reached (default [`EgressPolicy::default`]: no loopback,
+    /// link-local, metadata or other special addresses; private ranges allowed). Tests and
+    /// single-machine demos opt in to loopback.
+    pub fn egress(mut self, policy: EgressPolicy) -> Self {
+        self.0.egress = policy;
+        self
+    }
+
+    /// The options.
+    ///
+    /// # Errors
+    /// `InvalidInput` on `timeout` or `connect_timeout` outside 1 ms..=1 h, on `max_body` when it
+    /// is 0.
+    pub fn build(self) -> Result<ClientOptions> {
+        let o = self.0;
+        ecp_http::check_timeout("timeout", o.timeout).map_err(from_http)?;
+        ecp_http::check_timeout("connect_timeout", o.connect_timeout).map_err(from_http)?;
+        if o.max_body == 0 {
+            return Err(Error::invalid("max_body", "must be at least 1 byte"));
+        }
+        Ok(o)
     }
 }
 
@@ -97,6 +141,7 @@ pub struct EmqxClient {
     base: url::Url,
     key: ApiKey,
     max_body: usize,
+    egress: EgressPolicy,
 }
 
 impl fmt::Debug for EmqxClient {
@@ -121,14 +166,20 @@ impl EmqxClient {
     ///
     /// # Errors
     /// `InvalidInput` for a base URL that is not `http`/`https` with a host, or holds credentials,
-    /// a query or a fragment, or for bad options; `Backend` if the HTTP client cannot be set up.
+    /// a query or a fragment; `Backend` if the HTTP client cannot be set up.
     pub fn new(api: &ClusterApi, options: &ClientOptions) -> Result<Self> {
-        Self::with_http(api, options.http_client()?, options.max_body)
+        Self::with_http(api, options.http_client()?, options)
     }
 
-    /// A client sharing `http`'s connection pool.
-    pub(crate) fn with_http(api: &ClusterApi, http: reqwest::Client, max_body: usize) -> Result<Self> {
-        Ok(Self { http, base: check_base_url(&api.base_url)?, key: api.key.clone(), max_body })
+    /// A client sharing `http`'s connection pool (made from `options`).
+    pub(crate) fn with_http(api: &ClusterApi, http: reqwest::Client, options: &ClientOptions) -> Result<Self> {
+        Ok(Self {
+            http,
+            base: check_base_url(&api.base_url)?,
+            key: api.key.clone(),
+            max_body: options.max_body,
+            egress: options.egress.clone(),
+        })
     }
 
     /// The base URL.
@@ -154,9 +205,13 @@ impl EmqxClient {
             request::Method::Get => reqwest::Method::GET,
             request::Method::Put => reqwest::Method::PUT,
         };
+        let url = self.url(req);
+        // An IP host (in any spelling) is judged before connecting; names on resolution, and
+        // each connection's peer once more by the client.
+        self.egress.check_url(&url).map_err(|e| Error::Transport { endpoint: req.endpoint(), retryable: false, source: Box::new(e) })?;
         let mut builder = self
             .http
-            .request(method, self.url(req))
+            .request(method, url)
             .basic_auth(&self.key.key, Some(self.key.secret.expose_secret()))
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(body) = &req.body {
@@ -170,9 +225,12 @@ impl EmqxClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = read_limited(&mut response, self.max_body).await.map_err(|e| match e {
-            BodyError::TooLarge(size) => Error::TooLarge { endpoint: req.endpoint(), size, limit: self.max_body },
-            BodyError::Transport(e) => transport(req, e),
+        let body = ecp_http::read_limited(&mut response, self.max_body).await.map_err(|e| match e {
+            ecp_http::Error::TooLarge { size, limit } => Error::TooLarge { endpoint: req.endpoint(), size, limit },
+            ecp_http::Error::Transport { retryable, source } => {
+                Error::Transport { endpoint: req.endpoint(), retryable, source: Box::new(source) }
+            }
+            other => Error::Transport { endpoint: req.endpoint(), retryable: false, source: Box::new(other) },
         })?;
         Ok(Answer { status, retry_after, body })
     }
@@ -180,9 +238,9 @@ impl EmqxClient {
     /// The typed error of a non-2xx answer.
     fn refusal(&self, req: &Request, answer: &Answer) -> Error {
         let ErrorBody { code, message } = ErrorBody::parse(&answer.body);
-        let message = message.map(|m| self.scrub(m));
+        let (code, message) = (code.map(|c| self.scrub(c)), message.map(|m| self.scrub(m)));
         match answer.status {
-            401 | 403 => Error::Unauthorized { endpoint: req.endpoint(), status: answer.status, code },
+            401 | 403 => Error::Unauthorized { endpoint: req.endpoint(), status: answer.status, code, message },
             status => Error::Api { endpoint: req.endpoint(), status, code, message },
         }
     }
@@ -190,7 +248,7 @@ impl EmqxClient {
     /// `text` without the secret or the Basic credentials, should a server echo them.
     fn scrub(&self, text: String) -> String {
         let secret = self.key.secret.expose_secret();
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", self.key.key));
+        let basic = basic_credentials(&self.key.key, secret);
         if text.contains(secret) || text.contains(&basic) { text.replace(&basic, "[REDACTED]").replace(secret, "[REDACTED]") } else { text }
     }
 
@@ -198,12 +256,26 @@ impl EmqxClient {
         serde_json::from_slice(body).map_err(|e| Error::Decode { endpoint: req.endpoint(), reason: self.scrub(e.to_string()) })
     }
 
+    /// A body read for monitoring (the readings of [`super::types`]): `Decode` if it is not JSON,
+    /// or if a reading refuses its overall shape; a malformed field never fails it.
+    fn decode_reading<T: DeserializeOwned>(&self, req: &Request, body: &[u8]) -> Result<T> {
+        let decode = |reason: String| Error::Decode { endpoint: req.endpoint(), reason: self.scrub(reason) };
+        let value = serde_json::from_slice::<serde_json::Value>(body).map_err(|e| decode(format!("not JSON: {e}")))?;
+        T::deserialize(value).map_err(|e| decode(e.to_string()))
+    }
+
     /// Sends `req` and decodes a 2xx answer as JSON (whatever its content type); `None` for a 404
     /// when `absent_on_404`.
     async fn call<T: DeserializeOwned>(&self, req: &Request, absent_on_404: bool) -> Result<Option<T>> {
+        self.exchange(req, absent_on_404, |body| self.decode(req, body)).await
+    }
+
+    /// Sends `req` and gives a 2xx answer's body to `decode`; `None` for a 404 when
+    /// `absent_on_404`, the typed error of any other answer.
+    async fn exchange<T>(&self, req: &Request, absent_on_404: bool, decode: impl FnOnce(&[u8]) -> Result<T>) -> Result<Option<T>> {
         let answer = self.send(req).await?;
         match answer.status {
-            200..=299 => self.decode(req, &answer.body).map(Some),
+            200..=299 => decode(&answer.body).map(Some),
             404 if absent_on_404 => Ok(None),
             _ => Err(self.refusal(req, &answer)),
         }
@@ -214,6 +286,21 @@ impl EmqxClient {
             Some(t) => Ok(t),
             None => Err(Error::Decode { endpoint: req.endpoint(), reason: "no answer".into() }),
         }
+    }
+
+    /// `req`'s answer read for monitoring, as a reading of [`super::types`] (the poller's view):
+    /// a malformed field costs only itself. The errors of [`nodes`](Self::nodes); a body that is
+    /// not JSON is `Decode` with a reason starting `not JSON: `.
+    pub(crate) async fn read<T: DeserializeOwned>(&self, req: &Request) -> Result<T> {
+        match self.exchange(req, false, |body| self.decode_reading(req, body)).await? {
+            Some(t) => Ok(t),
+            None => Err(Error::Decode { endpoint: req.endpoint(), reason: "no answer".into() }),
+        }
+    }
+
+    /// As [`read`](Self::read), but `None` for a 404 (`/api/v5/license` on open source).
+    pub(crate) async fn read_optional<T: DeserializeOwned>(&self, req: &Request) -> Result<Option<T>> {
+        self.exchange(req, true, |body| self.decode_reading(req, body)).await
     }
 
     /// `GET /status?format=json` (the text form is read too): the answering node's health.
@@ -411,24 +498,29 @@ impl EmqxClient {
     }
 }
 
-fn transport(req: &Request, e: reqwest::Error) -> Error {
-    let retryable = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
-    Error::Transport { endpoint: req.endpoint(), retryable, source: Box::new(e.without_url()) }
+/// The `user:password` of HTTP Basic as it goes on the wire (base64, standard alphabet, padded),
+/// to scrub from what a server answers.
+fn basic_credentials(user: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
 }
 
-use ecp_telemetry::body::{BodyError, read_limited};
+fn transport(req: &Request, e: reqwest::Error) -> Error {
+    Error::Transport { endpoint: req.endpoint(), retryable: ecp_http::is_retryable(&e), source: Box::new(e.without_url()) }
+}
 
-/// Checks and normalises a base URL: `http`/`https`, a host, no credentials, query or fragment;
-/// a path prefix (behind a proxy) is kept, without its trailing `/`.
+/// An error of ecp-http checking a setting: `InvalidInput` on the same field, or `Backend` when
+/// the HTTP client cannot be set up.
+fn from_http(e: ecp_http::Error) -> Error {
+    match e {
+        ecp_http::Error::InvalidInput { field, reason } if field != "http_client" => Error::Core(ecp_core::Error::invalid(field, reason)),
+        other => Error::Backend { backend: "existing", operation: "http client", status: None, source: Box::new(other) },
+    }
+}
+
+/// Checks a base URL with ecp-http (`http`/`https`, a host, no credentials, query or fragment; a
+/// path prefix behind a proxy is kept), forgiving blanks around it.
 fn check_base_url(raw: &str) -> Result<url::Url> {
-    let url = url::Url::parse(raw.trim()).map_err(|_| Error::invalid("base_url", "is not a URL"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(Error::invalid("base_url", "must be http:// or https:// with a host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
-        return Err(Error::invalid("base_url", "must hold no credentials, query or fragment"));
-    }
-    Ok(url)
+    ecp_http::check_base_url(raw.trim()).map_err(from_http)
 }
 
 #[cfg(test)]
@@ -436,6 +528,14 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
+
+    #[test]
+    fn basic_credentials_are_base64() {
+        // RFC 7617's example.
+        assert_eq!(basic_credentials("Aladdin", "open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(basic_credentials("a", "b"), "YTpi");
+        assert_eq!(basic_credentials("ab", "c"), "YWI6Yw==");
+    }
 
     #[test]
     fn base_urls() {
@@ -449,7 +549,20 @@ mod tests {
         for bad in ["ftp://h", "http://u:p@h", "http://h/?q=1", "http://h/#f", "h:18083", ""] {
             assert!(EmqxClient::new(&api(bad), &ClientOptions::default()).is_err(), "{bad}");
         }
-        assert!(EmqxClient::new(&api("http://h"), &ClientOptions::default().max_body(0)).is_err());
-        assert!(EmqxClient::new(&api("http://h"), &ClientOptions::default().timeout(Duration::ZERO)).is_err());
+        assert_eq!(ClientOptions::builder().build().unwrap(), ClientOptions::default());
+        let field = |b: ClientOptionsBuilder| match b.build() {
+            Err(Error::Core(ecp_core::Error::InvalidInput { field, .. })) => field.into_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(ClientOptions::builder().max_body(0)), "max_body");
+        assert_eq!(field(ClientOptions::builder().timeout(Duration::ZERO)), "timeout");
+        assert_eq!(field(ClientOptions::builder().connect_timeout(Duration::from_secs(7200))), "connect_timeout");
+        let o = ClientOptions::builder()
+            .timeout(Duration::from_secs(3))
+            .connect_timeout(Duration::from_secs(1))
+            .max_body(1024)
+            .build()
+            .unwrap();
+        assert_eq!((o.timeout(), o.connect_timeout(), o.max_body()), (Duration::from_secs(3), Duration::from_secs(1), 1024));
     }
 }

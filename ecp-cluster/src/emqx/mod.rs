@@ -12,7 +12,7 @@
 //!
 //! | answer | error |
 //! |---|---|
-//! | 401 (`BAD_API_KEY_OR_SECRET`, `API_KEY_NOT_ALLOW` ...), 403 (`UNAUTHORIZED_ROLE`) | [`Error::Unauthorized`] with the status and code |
+//! | 401 (`BAD_API_KEY_OR_SECRET`, `API_KEY_NOT_ALLOW` ...), 403 (`UNAUTHORIZED_ROLE`) | [`Error::Unauthorized`] with the status, code and message |
 //! | any other non-2xx (`{"code","message"}`, extra keys, text, HTML or nothing) | [`Error::Api`]; 404 is [`Error::is_not_found`], 5xx [`Error::is_retryable`] |
 //! | a 2xx body of the wrong shape | [`Error::Decode`] |
 //! | a body over the limit | [`Error::TooLarge`] |
@@ -20,13 +20,20 @@
 //!
 //! `/api/v5/license` and `/license/setting` answer 404 on open source: that is `Ok(None)`.
 //!
+//! [`poller`]: [`EmqxPoller`], ecp-telemetry's `Collector` of a cluster's gauges and counters,
+//! built on the client; it reads the answers leniently, so that a malformed field costs only
+//! itself.
+//!
 //! ```no_run
 //! # async fn demo() -> ecp_cluster::Result<()> {
+//! use std::time::Duration;
+//!
 //! use ecp_cluster::emqx::{ClientOptions, EmqxClient};
 //! use ecp_cluster::{ApiKey, ClusterApi};
 //!
 //! let api = ClusterApi { base_url: "http://10.0.0.1:18083".into(), key: ApiKey::new("ecp", "s3cret-key".into())? };
-//! let client = EmqxClient::new(&api, &ClientOptions::default())?;
+//! let options = ClientOptions::builder().timeout(Duration::from_secs(5)).build()?;
+//! let client = EmqxClient::new(&api, &options)?;
 //! for node in client.nodes().await? {
 //!     println!("{} {} {:?} bytes used", node.node, node.node_status.as_str(), node.memory_used);
 //! }
@@ -43,10 +50,13 @@
 //! [`Error::is_retryable`]: crate::Error::is_retryable
 
 mod client;
+pub mod poller;
 pub mod request;
 pub mod types;
 
-pub use client::{ClientOptions, EmqxClient};
+pub use client::{ClientOptions, ClientOptionsBuilder, EmqxClient};
+pub use ecp_http::{EgressDenied, EgressPolicy};
+pub use poller::{EmqxPoller, EmqxPollerConfig};
 pub use request::{ClientQuery, ConnState, Method, PageRequest, Request};
 pub use types::{
     Alarm, ClientInfo, ErrorBody, License, LicenseSetting, LicenseType, Limit, ListenerInfo, ListenerRunning, ListenerStatus, Metrics,

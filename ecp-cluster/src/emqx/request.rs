@@ -60,15 +60,23 @@ impl Request {
     pub fn endpoint(&self) -> String {
         self.to_string()
     }
+
+    /// `path?query`, the request's target below the base URL (`/api/v5/metrics?aggregate=true`).
+    pub fn target(&self) -> String {
+        let mut target = self.path.clone();
+        for (i, (k, v)) in self.query.iter().enumerate() {
+            target.push(if i == 0 { '?' } else { '&' });
+            target.push_str(k);
+            target.push('=');
+            target.push_str(&encode(v));
+        }
+        target
+    }
 }
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.method.as_str(), self.path)?;
-        for (i, (k, v)) in self.query.iter().enumerate() {
-            write!(f, "{}{k}={}", if i == 0 { '?' } else { '&' }, encode(v))?;
-        }
-        Ok(())
+        write!(f, "{} {}", self.method.as_str(), self.target())
     }
 }
 
@@ -332,6 +340,8 @@ mod tests {
         assert_eq!(node("a/../b").unwrap().path, "/api/v5/nodes/a%2F..%2Fb");
         assert!(node("").is_err());
         assert_eq!(stats(true).endpoint(), "GET /api/v5/stats?aggregate=true");
+        assert_eq!(metrics(true, None).target(), "/api/v5/metrics?aggregate=true");
+        assert_eq!(nodes().target(), "/api/v5/nodes");
         assert_eq!(metrics(false, Some("emqx@h")).endpoint(), "GET /api/v5/metrics?node=emqx%40h");
         assert_eq!(monitor_current(Some("emqx@h")).unwrap().path, "/api/v5/monitor_current/nodes/emqx@h");
         assert_eq!(listeners(Some("tcp")).endpoint(), "GET /api/v5/listeners?type=tcp");

@@ -16,7 +16,9 @@
 //! | state | `GET`, mapped as below |
 //!
 //! Every request is built by a pure function of this module (the objects and patches), executed
-//! by kube-rs. All objects carry the labels `io.ecp.project` and `io.ecp.cluster` (and the spec's own
+//! by kube-rs on the API server of a [`KubeConnection`]. A failed request is
+//! [`Error::Hosting`] with the API server's status (404 is `is_not_found`; 409, 429 and 5xx are
+//! retryable), the API key cut out of the server's message on writes that carry it. All objects carry the labels `io.ecp.project` and `io.ecp.cluster` (and the spec's own
 //! labels), and the node and Service templates pass them on to the pods and Services.
 //!
 //! # From status to [`ClusterStatus`]
@@ -41,12 +43,12 @@ mod crd;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ecp_core::{Clock, SystemClock, Timestamp};
+use ecp_hosting::kubernetes::{KubeConnection, error as kube_error, error_redacting, validate_field_manager, validate_namespace};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Secret, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -63,8 +65,6 @@ use crate::model::{
     validate_image,
 };
 use crd::{BootstrapApiKey, BootstrapSecretRef, Emqx, EmqxConfig, EmqxSpec, NodeSpec, NodeTemplate, SecretKeyRef, ServiceTemplate};
-
-const BACKEND: &str = "kubernetes";
 
 /// The label naming the project of everything the driver creates.
 pub const LABEL_PROJECT: &str = "io.ecp.project";
@@ -175,12 +175,8 @@ impl KubernetesConfigBuilder {
     /// `InvalidInput` for a namespace that is not a DNS-1123 label, an empty or odd field manager, or
     /// a zero deadline.
     pub fn build(self) -> Result<KubernetesConfig> {
-        if !is_dns_label(&self.namespace) {
-            return Err(Error::invalid("namespace", "must be a DNS-1123 label: 1..=63 of [a-z0-9-], alphanumeric at both ends"));
-        }
-        if self.field_manager.is_empty() || self.field_manager.len() > 128 || !self.field_manager.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::invalid("field_manager", "must be 1..=128 printable ASCII characters"));
-        }
+        validate_namespace(&self.namespace)?;
+        validate_field_manager(&self.field_manager)?;
         if self.progress_deadline.is_zero() {
             return Err(Error::invalid("progress_deadline", "must be more than zero"));
         }
@@ -191,14 +187,6 @@ impl KubernetesConfigBuilder {
             clock: self.clock,
         })
     }
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// The [`ClusterDriver`] of the EMQX Operator (see the [module docs](self) for what each operation
@@ -216,27 +204,13 @@ impl fmt::Debug for KubernetesDriver {
 }
 
 impl KubernetesDriver {
-    /// A driver with the configuration kube-rs infers: the in-cluster service account, else
-    /// `$KUBECONFIG` or `~/.kube/config` with its current context.
+    /// A driver on the API server of `connection` (see [`KubeConnection`]: inferred from the
+    /// environment, a kubeconfig file and context, or the host's client). No request is sent.
     ///
     /// # Errors
-    /// `Backend` (operation `connect`) when no configuration is found or it is unusable.
-    pub async fn infer(config: KubernetesConfig) -> Result<Self> {
-        let kc = kube::Config::infer().await.map_err(|e| connect_error(Box::new(e)))?;
-        let client = kube::Client::try_from(kc).map_err(|e| connect_error(Box::new(e)))?;
-        Ok(Self { client, config })
-    }
-
-    /// A driver from a kubeconfig file, with `context` or its current context.
-    ///
-    /// # Errors
-    /// `Backend` (operation `connect`) when the file cannot be read or its context is unusable.
-    pub async fn from_kubeconfig(path: impl AsRef<Path>, context: Option<&str>, config: KubernetesConfig) -> Result<Self> {
-        let file = kube::config::Kubeconfig::read_from(path.as_ref()).map_err(|e| connect_error(Box::new(e)))?;
-        let options = kube::config::KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
-        let kc = kube::Config::from_custom_kubeconfig(file, &options).await.map_err(|e| connect_error(Box::new(e)))?;
-        let client = kube::Client::try_from(kc).map_err(|e| connect_error(Box::new(e)))?;
-        Ok(Self { client, config })
+    /// [`Error::Hosting`] (operation `connect`) when no configuration is found or it is unusable.
+    pub async fn connect(connection: &KubeConnection, config: KubernetesConfig) -> Result<Self> {
+        Ok(Self { client: connection.client().await?, config })
     }
 
     /// A driver over a `kube::Client` the host already has (or a scripted one in tests). This is the
@@ -267,64 +241,13 @@ impl KubernetesDriver {
     }
 
     async fn get(&self, op: &'static str, name: &str) -> Result<Emqx> {
-        self.emqxes().get(name).await.map_err(|e| kube_error(op, e, None))
+        Ok(self.emqxes().get(name).await.map_err(|e| kube_error(op, e))?)
     }
 
     async fn merge(&self, op: &'static str, name: &str, patch: &Value) -> Result<()> {
-        self.emqxes().patch(name, &self.patch_params(), &Patch::Merge(patch)).await.map_err(|e| kube_error(op, e, None))?;
+        self.emqxes().patch(name, &self.patch_params(), &Patch::Merge(patch)).await.map_err(|e| kube_error(op, e))?;
         Ok(())
     }
-}
-
-fn connect_error(source: ecp_core::BoxError) -> Error {
-    Error::Backend { backend: BACKEND, operation: "connect", status: None, source }
-}
-
-/// The API server's `Status` of a failed request, without kube types.
-#[derive(Debug)]
-struct ApiStatus {
-    code: u16,
-    reason: String,
-    message: String,
-}
-
-impl fmt::Display for ApiStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let reason = if self.reason.is_empty() { "Failure" } else { &self.reason };
-        write!(f, "{} {reason}: {}", self.code, self.message)
-    }
-}
-
-impl std::error::Error for ApiStatus {}
-
-/// A kube error as this crate's: API statuses become `Backend` with their code, transport failures
-/// `Transport` (retryable), undecodable answers `Decode`. `secret`, when given, is cut out of the
-/// server's message.
-fn kube_error(op: &'static str, e: kube::Error, secret: Option<&str>) -> Error {
-    match e {
-        kube::Error::Api(status) => {
-            let mut message = status.message.clone();
-            if let Some(s) = secret.filter(|s| !s.is_empty()) {
-                message = message.replace(s, "[REDACTED]");
-            }
-            let code = status.code;
-            Error::Backend {
-                backend: BACKEND,
-                operation: op,
-                status: (code != 0).then_some(code),
-                source: Box::new(ApiStatus { code, reason: status.reason.clone(), message }),
-            }
-        }
-        kube::Error::HyperError(_) | kube::Error::Service(_) => {
-            Error::Transport { endpoint: format!("kubernetes {op}"), retryable: true, source: Box::new(e) }
-        }
-        kube::Error::SerdeError(err) => Error::Decode { endpoint: format!("kubernetes {op}"), reason: err.to_string() },
-        other => Error::Backend { backend: BACKEND, operation: op, status: None, source: Box::new(other) },
-    }
-}
-
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
 fn to_i32(field: &'static str, n: u32) -> Result<i32> {
@@ -691,20 +614,20 @@ impl ClusterDriver for KubernetesDriver {
         if let Some(key) = &spec.api_key {
             let secret = api_key_secret(cluster, key, &labels(cluster, &spec.labels));
             let exposed = key.secret.expose_secret();
-            match self.secrets().create(&self.post_params(), &secret).await {
+            match self.secrets().create(&self.post_params(), &secret).await.map_err(|e| error_redacting("create", e, exposed)) {
                 Ok(_) => {}
-                Err(e) if is_status(&e, 409) => {
-                    let existing = self.secrets().get(&secret_name(cluster)).await.map_err(|e| kube_error("create", e, Some(exposed)))?;
+                Err(e) if e.status() == Some(409) => {
+                    let existing = self.secrets().get(&secret_name(cluster)).await.map_err(|e| error_redacting("create", e, exposed))?;
                     if !secret_holds(&existing, key) {
                         return Err(Error::Core(ecp_core::Error::conflict("secret", secret_name(cluster), "exists with another api key")));
                     }
                 }
-                Err(e) => return Err(kube_error("create", e, Some(exposed))),
+                Err(e) => return Err(e.into()),
             }
         }
-        match self.emqxes().create(&self.post_params(), &desired).await {
+        match self.emqxes().create(&self.post_params(), &desired).await.map_err(|e| kube_error("create", e)) {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 409) => {
+            Err(e) if e.status() == Some(409) => {
                 let existing = self.get("create", &cluster.resource_name()).await?;
                 if managed_view(&existing) == managed_view(&desired) {
                     Ok(())
@@ -712,7 +635,7 @@ impl ClusterDriver for KubernetesDriver {
                     Err(Error::Core(ecp_core::Error::conflict("cluster", cluster.resource_name(), "exists with another spec")))
                 }
             }
-            Err(e) => Err(kube_error("create", e, None)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -771,15 +694,15 @@ impl ClusterDriver for KubernetesDriver {
     }
 
     async fn delete(&self, cluster: &ClusterRef) -> Result<()> {
-        match self.emqxes().delete(&cluster.resource_name(), &DeleteParams::default()).await {
+        match self.emqxes().delete(&cluster.resource_name(), &DeleteParams::default()).await.map_err(|e| kube_error("delete", e)) {
             Ok(_) => {}
-            Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(kube_error("delete", e, None)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
         }
-        match self.secrets().delete(&secret_name(cluster), &DeleteParams::default()).await {
+        match self.secrets().delete(&secret_name(cluster), &DeleteParams::default()).await.map_err(|e| kube_error("delete", e)) {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) => Ok(()),
-            Err(e) => Err(kube_error("delete", e, None)),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -443,7 +443,7 @@ pub async fn verify_chain(reader: &dyn ChainReader, anchor: Option<&ChainHead>) 
 
 /// Appends the failure record of an operation. A failure to append is logged (the caller returns the
 /// operation's own error, which matters more to its caller).
-pub async fn record_failure(store: &dyn crate::store::AuditStore, event: AuditEvent, err: &dyn fmt::Display) {
+pub async fn record_failure(store: &dyn crate::store::AuditStore, event: AuditEvent, err: &(dyn fmt::Display + Sync)) {
     let operation = event.operation.clone();
     if let Err(e) = store.append_audit(&event.failed(err)).await {
         tracing::warn!(error = %e, %operation, "could not append the audit record of a failed operation");

@@ -166,6 +166,14 @@ pub trait IdentityStore: Send + Sync {
         bindings: &[Binding],
         audit: &AuditEvent,
     ) -> Result<()>;
+    /// Creates the store's first system administrator (with its password hash and its binding at
+    /// system scope) in one transaction that claims the store's one bootstrap: of two concurrent
+    /// calls one succeeds, and every later call, or one on a store that has a system administrator
+    /// already, gets `Conflict`.
+    ///
+    /// # Errors
+    /// `Conflict`, `InvalidInput` for a binding that is not the user's at system scope, `Backend`.
+    async fn create_first_admin(&self, user: &User, password: &PasswordHash, binding: &Binding, audit: &AuditEvent) -> Result<()>;
     /// One user.
     ///
     /// # Errors
@@ -266,11 +274,24 @@ pub trait IdentityStore: Send + Sync {
     /// # Errors
     /// `InvalidInput`, `Backend`.
     async fn all_bindings(&self, page: &PageRequest) -> Result<Page<Binding>>;
-    /// Subjects that may not act: disabled users and revoked or expired API keys.
+    /// Subjects that may not act: disabled users, and API keys that are revoked or expired or
+    /// whose creator may not act (a user disabled or deleted, or the key that minted them, for
+    /// the same reasons, however far up).
     ///
     /// # Errors
     /// `Backend`.
     async fn inactive_subjects(&self, now: Timestamp) -> Result<Vec<Subject>>;
+    /// The API keys that expire, each with the earliest expiry of itself and the keys that minted
+    /// it (a key minted by a key stops when its parent does).
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn api_key_expiries(&self) -> Result<Vec<(ApiKeyId, Timestamp)>>;
+    /// The API keys `creator` made itself (not those its keys minted).
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn api_keys_created_by(&self, creator: Subject) -> Result<Vec<ApiKeyId>>;
 
     /// Starts a session.
     ///
@@ -282,7 +303,8 @@ pub trait IdentityStore: Send + Sync {
     /// # Errors
     /// `Backend`.
     async fn session_by_access(&self, hash: &TokenHash) -> Result<Option<SessionRecord>>;
-    /// The session whose current or previous refresh token has this hash.
+    /// The session whose current refresh token has this hash, or that rotated it away (however
+    /// many rotations ago): a token that comes back after a rotation is reuse.
     ///
     /// # Errors
     /// `Backend`.
@@ -401,6 +423,12 @@ pub trait TaskStore: Send + Sync {
     /// # Errors
     /// `NotFound`, `Backend`.
     async fn get_task(&self, id: TaskId) -> Result<Task>;
+    /// A task's secrets (opened): for the engine that runs it, never for display. `None` for a
+    /// task created without.
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend` (an integrity failure for secrets no key opens).
+    async fn task_secrets(&self, id: TaskId) -> Result<Option<crate::task::TaskSecrets>>;
     /// A project's tasks, newest first.
     ///
     /// # Errors
@@ -453,7 +481,9 @@ pub trait TaskStore: Send + Sync {
 pub trait EdgeStore: Send + Sync {
     /// Registers edge services in one project, each all or nothing: a row that fails (a taken name,
     /// the project's tag limit) is reported in its place and leaves nothing behind; the others are
-    /// stored. Tags that do not exist yet are created. One audit record covers the whole call.
+    /// stored. Tags that do not exist yet are created. One audit record covers the whole call,
+    /// written in its transaction when at least one row is stored; a call that stores nothing
+    /// writes none (its caller records the refusal).
     ///
     /// # Errors
     /// `NotFound` for the project, `InvalidInput` for services of several projects, `Backend`.
@@ -525,7 +555,7 @@ pub trait EdgeStore: Send + Sync {
     ///
     /// # Errors
     /// `NotFound`, `Backend`.
-    async fn get_template(&self, id: uuid::Uuid, version: Option<u32>) -> Result<TemplateRecord>;
+    async fn get_template(&self, id: crate::id::TemplateId, version: Option<u32>) -> Result<TemplateRecord>;
     /// The latest version of every template of a project, by name.
     ///
     /// # Errors
@@ -537,11 +567,20 @@ pub trait EdgeStore: Send + Sync {
 #[async_trait]
 pub trait AgentStore: Send + Sync {
     /// Records an agent's hello: creates it, unmanaged, on first contact; otherwise updates its
-    /// version, hello and last-seen time. Either way it is online.
+    /// version, hello and last-seen time. Either way it is online. An agent never seen is created
+    /// only while fewer than `max_unmanaged` agents are unmanaged (`Ok(None)` otherwise, nothing
+    /// stored), so that clients of an open broker cannot fill the store with agents.
     ///
     /// # Errors
     /// `Backend`.
-    async fn agent_hello(&self, id: &AgentId, version: &str, hello: &serde_json::Value, at: Timestamp) -> Result<Agent>;
+    async fn agent_hello(
+        &self,
+        id: &AgentId,
+        version: &str,
+        hello: &serde_json::Value,
+        at: Timestamp,
+        max_unmanaged: u64,
+    ) -> Result<Option<Agent>>;
     /// Records presence (a status message, a heartbeat, or missed heartbeats); unknown agents are
     /// ignored (`Ok(false)`).
     ///
@@ -558,7 +597,9 @@ pub trait AgentStore: Send + Sync {
     /// # Errors
     /// `InvalidInput` for a bad page, `Backend`.
     async fn list_agents(&self, filter: &AgentFilter, page: &PageRequest) -> Result<Page<Agent>>;
-    /// Manages an agent into a project under `name`, or transfers a managed one to another project.
+    /// Manages an agent into a project under `name`, or transfers a managed one to another project
+    /// (an unused claim code is used up either way). The caller decides who may: see
+    /// [`claim_agent`](Self::claim_agent) for the proof an unmanaged agent needs.
     ///
     /// # Errors
     /// `NotFound` for the agent or project, `Conflict` when it is transferred while services of
@@ -574,12 +615,30 @@ pub trait AgentStore: Send + Sync {
     /// # Errors
     /// `NotFound`, `Conflict` while a service is reached through it, `Backend`.
     async fn delete_agent(&self, id: &AgentId, audit: &AuditEvent) -> Result<()>;
-    /// Stores the hash of an agent's broker secret (`None` revokes it), creating the agent,
-    /// unmanaged, when it was never seen (credentials are issued before the agent first connects).
+    /// Stores the hash of an agent's broker secret and the digest of its claim code (`None`s
+    /// revoke them), creating the agent, unmanaged, when it was never seen (credentials are issued
+    /// before the agent first connects). The claim digest of a managed agent is not stored: it is
+    /// already claimed.
     ///
     /// # Errors
     /// `Backend`.
-    async fn set_agent_secret(&self, id: &AgentId, hash: Option<&str>, at: Timestamp, audit: &AuditEvent) -> Result<()>;
+    async fn set_agent_secret(
+        &self,
+        id: &AgentId,
+        hash: Option<&str>,
+        claim_digest: Option<&str>,
+        at: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<()>;
+    /// Manages an unmanaged agent into `project` under `name` if `claim_digest` is the digest of
+    /// its unused claim code ([`ClaimCode::digest`](crate::edge::ClaimCode::digest)), and uses the
+    /// code up, in one transaction: of two concurrent claims one wins.
+    ///
+    /// # Errors
+    /// `NotFound` alike for an unknown agent, a managed one, one without a claim code and a wrong
+    /// code (a guesser learns nothing), `NotFound` for the project, `InvalidInput` for a bad
+    /// name, `Backend`.
+    async fn claim_agent(&self, id: &AgentId, project: ProjectId, name: &str, claim_digest: &str, audit: &AuditEvent) -> Result<Agent>;
     /// Every agent's secret hash, for the broker's password file.
     ///
     /// # Errors

@@ -22,9 +22,9 @@ mod engine;
 mod model;
 
 pub use engine::{
-    EngineEvent, NewTarget, NewTask, TargetError, TargetExecutor, TaskEngine, TaskEngineConfig, TaskEvent, TaskHandle, TaskKind,
+    EngineEvent, NewTarget, NewTask, TargetError, TargetExecutor, TaskEngine, TaskEngineBuilder, TaskEvent, TaskHandle, TaskKind,
 };
 pub use model::{
-    AbortRule, IdempotencyKey, RetryPolicy, RolloutPolicy, RolloutPolicyBuilder, StartRate, TargetState, TargetUpdate, Task, TaskState,
-    TaskTarget, TaskTotals,
+    AbortRule, IdempotencyKey, RetryPolicy, RolloutPolicy, RolloutPolicyBuilder, StartRate, TargetState, TargetUpdate, Task, TaskSecrets,
+    TaskState, TaskTarget, TaskTotals,
 };

@@ -13,6 +13,7 @@ use crate::id::{OrgId, ProjectId, TaskId};
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TaskState {
     /// Accepted, not started.
     Pending,
@@ -76,6 +77,7 @@ impl fmt::Display for TaskState {
 /// Where one target of a task is. Every target ends in a terminal state: a stuck target times out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TargetState {
     /// Waiting to start (or for its next attempt).
     Pending,
@@ -144,6 +146,7 @@ impl fmt::Display for TargetState {
 /// How fast targets start.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StartRate {
     /// As fast as the in-flight window allows.
     Unlimited,
@@ -184,6 +187,7 @@ impl StartRate {
 /// When to give up on a task: once at least `min_finished` targets have finished and the share of
 /// failures (failed or timed out) among them reaches `failure_ratio`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AbortRule {
     /// The failure share that aborts, in (0, 1].
     pub failure_ratio: f64,
@@ -195,6 +199,7 @@ pub struct AbortRule {
 /// timeouts), up to `max_attempts` attempts in all, waiting an exponential backoff with full jitter
 /// (a uniform wait in `[0, min(max_backoff, base_backoff × 2^(attempt-1))]`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, including the first (1 = no retry).
     pub max_attempts: u32,
@@ -463,31 +468,166 @@ impl TaskTotals {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     /// Its id.
-    pub id: TaskId,
+    pub(crate) id: TaskId,
     /// Its organization.
-    pub org: OrgId,
+    pub(crate) org: OrgId,
     /// Its project.
-    pub project: ProjectId,
+    pub(crate) project: ProjectId,
     /// What it does: the name of the [`TaskKind`](crate::task::TaskKind) that runs it.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Where it is.
-    pub state: TaskState,
+    pub(crate) state: TaskState,
     /// What the kind needs to run it (a template and its parameters, an image ...), as JSON.
-    pub spec: serde_json::Value,
+    pub(crate) spec: serde_json::Value,
     /// How it runs.
-    pub policy: RolloutPolicy,
+    pub(crate) policy: RolloutPolicy,
     /// Who created it.
-    pub created_by: Actor,
+    pub(crate) created_by: Actor,
     /// Why it ended as it did, when that needs saying.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// When it was created.
-    pub created_at: Timestamp,
+    pub(crate) created_at: Timestamp,
     /// When it last changed.
-    pub updated_at: Timestamp,
+    pub(crate) updated_at: Timestamp,
     /// When it first started.
-    pub started_at: Option<Timestamp>,
+    pub(crate) started_at: Option<Timestamp>,
     /// When it ended.
-    pub finished_at: Option<Timestamp>,
+    pub(crate) finished_at: Option<Timestamp>,
+    /// What it needs that its readers must not see; only on a task the engine made or loaded to
+    /// run it, never on one read for display.
+    pub(crate) secrets: Option<TaskSecrets>,
+}
+
+/// What a task needs that readers of its spec must not see (a hosted install's environment):
+/// stored apart from the spec and sealed, given to the task's kind when the engine runs it, and
+/// redacted in `Debug`.
+#[derive(Clone, PartialEq)]
+pub struct TaskSecrets(serde_json::Value);
+
+impl TaskSecrets {
+    /// Secrets as JSON.
+    pub fn new(value: serde_json::Value) -> Self {
+        TaskSecrets(value)
+    }
+
+    /// The secrets.
+    pub fn expose(&self) -> &serde_json::Value {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TaskSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TaskSecrets([REDACTED])")
+    }
+}
+
+impl Task {
+    /// A new pending task of `project` (of `org`) of kind `kind`, created by `created_by` at
+    /// `now`: what a store is given to create. The task engine makes these from a
+    /// [`NewTask`](crate::task::NewTask) (with the organization read from the store); stores and
+    /// their tests make them directly.
+    pub fn pending(
+        org: OrgId,
+        project: ProjectId,
+        kind: impl Into<String>,
+        spec: serde_json::Value,
+        policy: RolloutPolicy,
+        created_by: Actor,
+        now: Timestamp,
+    ) -> Self {
+        Task {
+            id: TaskId::new(),
+            org,
+            project,
+            kind: kind.into(),
+            state: TaskState::Pending,
+            spec,
+            policy,
+            created_by,
+            reason: None,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            secrets: None,
+        }
+    }
+
+    /// The task's secrets: present on a task the engine runs (its kind reads them in
+    /// [`TaskKind::executor`](crate::task::TaskKind::executor)), absent on a task read for
+    /// display.
+    pub fn secrets(&self) -> Option<&TaskSecrets> {
+        self.secrets.as_ref()
+    }
+}
+
+// Read-only outside this crate: a value comes from the store or from a constructor that checks it.
+impl Task {
+    /// Its id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Its organization.
+    pub fn org(&self) -> OrgId {
+        self.org
+    }
+
+    /// Its project.
+    pub fn project(&self) -> ProjectId {
+        self.project
+    }
+
+    /// What it does: the name of the [`TaskKind`](crate::task::TaskKind) that runs it.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// Where it is.
+    pub fn state(&self) -> TaskState {
+        self.state
+    }
+
+    /// What the kind needs to run it (a template and its parameters, an image ...), as JSON.
+    pub fn spec(&self) -> &serde_json::Value {
+        &self.spec
+    }
+
+    /// How it runs.
+    pub fn policy(&self) -> &RolloutPolicy {
+        &self.policy
+    }
+
+    /// Who created it.
+    pub fn created_by(&self) -> &Actor {
+        &self.created_by
+    }
+
+    /// Why it ended as it did, when that needs saying.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    /// When it was created.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// When it last changed.
+    pub fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+
+    /// When it first started.
+    pub fn started_at(&self) -> Option<Timestamp> {
+        self.started_at
+    }
+
+    /// When it ended.
+    pub fn finished_at(&self) -> Option<Timestamp> {
+        self.finished_at
+    }
 }
 
 /// One target of a task as stored.

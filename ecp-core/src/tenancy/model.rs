@@ -33,8 +33,19 @@ pub fn validate_name(field: &'static str, name: &str, max_chars: usize) -> Resul
 /// The longest name of a registered project resource (cluster, edge service ...), in characters.
 pub const MAX_RESOURCE_NAME_CHARS: usize = 200;
 
-/// Checks a resource name: 1–200 characters, no control characters, not starting or ending with
-/// whitespace.
+/// Whether `c` is invisible or reorders text: format characters (zero-width spaces and joiners,
+/// bidirectional embeddings, overrides and isolates, the byte order mark, soft hyphens, tags) and
+/// blank fillers. Two names that differ only by one look alike.
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Checks a resource name: 1–200 characters, no control or invisible characters (zero-width,
+/// bidirectional formatting, byte order marks, fillers), not starting or ending with whitespace, and not starting as a spreadsheet
+/// formula (`=`, `+`, `-`, `@`), since names travel in CSV exports.
 ///
 /// # Errors
 /// [`Error::InvalidInput`] on the field `name`.
@@ -45,6 +56,12 @@ pub fn validate_resource_name(name: &str) -> Result<()> {
     }
     if name.chars().any(char::is_control) {
         return Err(Error::invalid("name", "must not contain control characters"));
+    }
+    if name.chars().any(is_invisible) {
+        return Err(Error::invalid("name", "must not contain invisible or bidirectional formatting characters"));
+    }
+    if name.starts_with(['=', '+', '-', '@']) {
+        return Err(Error::invalid("name", "must not start with '=', '+', '-' or '@' (a spreadsheet formula)"));
     }
     if name.trim() != name {
         return Err(Error::invalid("name", "must not start or end with whitespace"));
@@ -91,15 +108,43 @@ impl Organization {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Project {
     /// Its id.
-    pub id: ProjectId,
+    pub(crate) id: ProjectId,
     /// Its organization.
-    pub org: OrgId,
+    pub(crate) org: OrgId,
     /// Its name, unique within the organization regardless of case.
-    pub name: String,
+    pub(crate) name: String,
     /// When it was created.
-    pub created_at: Timestamp,
+    pub(crate) created_at: Timestamp,
     /// When it was last changed.
-    pub updated_at: Timestamp,
+    pub(crate) updated_at: Timestamp,
+}
+
+// Read-only outside this crate: a value comes from the store or from a constructor that checks it.
+impl Project {
+    /// Its id.
+    pub fn id(&self) -> ProjectId {
+        self.id
+    }
+
+    /// Its organization.
+    pub fn org(&self) -> OrgId {
+        self.org
+    }
+
+    /// Its name, unique within the organization regardless of case.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// When it was created.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// When it was last changed.
+    pub fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
 }
 
 impl Project {
@@ -118,17 +163,16 @@ impl Project {
     }
 }
 
-/// How many organizations and projects may exist. Defaults are the product's: 100 organizations,
-/// 100 projects per organization, 1,000 projects in all.
+/// How many organizations and projects may exist. Build with [`TenancyLimits::builder`]; `build()`
+/// validates. The default is what `TenancyLimits::builder().build()` gives, the product's limits:
+/// 100 organizations, 100 projects per organization, 1,000 projects in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "TenancyLimitsWire")]
 #[non_exhaustive]
 pub struct TenancyLimits {
-    /// Organizations in the system.
-    pub max_organizations: u64,
-    /// Projects in one organization.
-    pub max_projects_per_org: u64,
-    /// Projects in the system.
-    pub max_projects: u64,
+    pub(crate) max_organizations: u64,
+    pub(crate) max_projects_per_org: u64,
+    pub(crate) max_projects: u64,
 }
 
 impl Default for TenancyLimits {
@@ -138,30 +182,47 @@ impl Default for TenancyLimits {
 }
 
 impl TenancyLimits {
-    /// A builder starting from the defaults.
+    /// A builder starting from the defaults (the product's): 100 organizations, 100 projects per
+    /// organization, 1,000 projects in all.
     pub fn builder() -> TenancyLimitsBuilder {
         TenancyLimitsBuilder(Self::default())
     }
+
+    /// Organizations in the system.
+    pub fn max_organizations(&self) -> u64 {
+        self.max_organizations
+    }
+
+    /// Projects in one organization.
+    pub fn max_projects_per_org(&self) -> u64 {
+        self.max_projects_per_org
+    }
+
+    /// Projects in the system.
+    pub fn max_projects(&self) -> u64 {
+        self.max_projects
+    }
 }
 
-/// Builds [`TenancyLimits`]; [`build`](Self::build) validates.
+/// Builds [`TenancyLimits`]; setters never fail, [`build`](Self::build) validates.
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct TenancyLimitsBuilder(TenancyLimits);
 
 impl TenancyLimitsBuilder {
-    /// Organizations in the system.
+    /// Organizations in the system (default 100; 1 to 2^53).
     pub fn max_organizations(mut self, n: u64) -> Self {
         self.0.max_organizations = n;
         self
     }
 
-    /// Projects in one organization.
+    /// Projects in one organization (default 100; 1 to 2^53).
     pub fn max_projects_per_org(mut self, n: u64) -> Self {
         self.0.max_projects_per_org = n;
         self
     }
 
-    /// Projects in the system.
+    /// Projects in the system (default 1,000; 1 to 2^53).
     pub fn max_projects(mut self, n: u64) -> Self {
         self.0.max_projects = n;
         self
@@ -184,6 +245,26 @@ impl TenancyLimitsBuilder {
             }
         }
         Ok(l)
+    }
+}
+
+/// The serialized form of [`TenancyLimits`], deserialized through its builder.
+#[derive(Deserialize)]
+struct TenancyLimitsWire {
+    max_organizations: u64,
+    max_projects_per_org: u64,
+    max_projects: u64,
+}
+
+impl TryFrom<TenancyLimitsWire> for TenancyLimits {
+    type Error = Error;
+
+    fn try_from(w: TenancyLimitsWire) -> Result<Self> {
+        TenancyLimits::builder()
+            .max_organizations(w.max_organizations)
+            .max_projects_per_org(w.max_projects_per_org)
+            .max_projects(w.max_projects)
+            .build()
     }
 }
 
@@ -269,6 +350,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn resource_names_refuse_look_alikes_and_formulas() {
+        for ok in ["line 1", "東京-ライン 1", "O'Brien \"quoted\"", "emoji 🚀", "a-b", "a=b"] {
+            validate_resource_name(ok).unwrap();
+        }
+        for bad in [
+            "line\u{200B}1",
+            "\u{202E}1 enil",
+            "line\u{2066}1\u{2069}",
+            "\u{FEFF}line",
+            "soft\u{00AD}hyphen",
+            "tag\u{E0041}",
+            "=HYPERLINK(\"x\")",
+            "+1",
+            "-1",
+            "@SUM(A1)",
+            "nul\0",
+        ] {
+            assert!(validate_resource_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn names_follow_the_product_rule() {
         for ok in ["a", "Plant-7_line 2", "工厂一", &"x".repeat(50)] {
             validate_name("name", ok, 50).unwrap();
@@ -283,6 +386,11 @@ mod tests {
         assert_eq!(TenancyLimits::default(), TenancyLimits::builder().build().unwrap());
         assert!(TenancyLimits::builder().max_projects(0).build().is_err());
         let l = TenancyLimits::builder().max_organizations(3).build().unwrap();
-        assert_eq!(l.max_organizations, 3);
+        assert_eq!((l.max_organizations(), l.max_projects_per_org(), l.max_projects()), (3, 100, 1000));
+        let json = serde_json::to_value(l).unwrap();
+        assert_eq!(serde_json::from_value::<TenancyLimits>(json.clone()).unwrap(), l);
+        let mut zero = json;
+        zero["max_projects"] = 0.into();
+        assert!(serde_json::from_value::<TenancyLimits>(zero).is_err());
     }
 }

@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::id::{OrgId, ProjectId};
 use crate::page::{Page, PageRequest};
+use crate::scoped::{Audit, audit_outcome, audited};
 use crate::store::{ProjectFilter, Store};
 use crate::tenancy::{Organization, Project, ProjectUsage, TenancyLimits};
 
@@ -53,11 +54,6 @@ impl Tenancy {
         &self.limits
     }
 
-    async fn fail<T>(&self, event: AuditEvent, err: Error) -> Result<T> {
-        crate::audit::record_failure(self.store.as_ref(), event, &err).await;
-        Err(err)
-    }
-
     /// Creates an organization. Needs `edit organization` at system scope.
     ///
     /// # Errors
@@ -66,18 +62,14 @@ impl Tenancy {
     pub async fn create_org(&self, principal: &Principal, name: &str) -> Result<Organization> {
         let mut event = AuditEvent::new(principal, ResourceKind::Organization, ops::ORG_CREATE);
         event.resource_name = Some(truncated(name));
-        if let Err(e) = self.authz.check(principal, Permission::edit(ResourceKind::Organization), &Scope::System) {
-            return self.fail(event, e.into_error(principal, Permission::edit(ResourceKind::Organization), &Scope::System)).await;
-        }
-        let org = match Organization::new(name, self.clock.now()) {
-            Ok(org) => org,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let event = event.org(org.id, &org.name).resource(org.id, Some(&org.name));
-        match self.store.create_org(&org, &self.limits, &event).await {
-            Ok(()) => Ok(org),
-            Err(e) => self.fail(event, e).await,
-        }
+        let perm = Permission::edit(ResourceKind::Organization);
+        audited(self.store.as_ref(), self.authz.as_ref(), principal, &Scope::System, perm, event, async |audit| {
+            let org = Organization::new(name, self.clock.now())?;
+            audit.org(org.id, &org.name).resource(org.id, Some(&org.name));
+            self.store.create_org(&org, &self.limits, audit.in_transaction()).await?;
+            Ok(org)
+        })
+        .await
     }
 
     /// One organization. Needs `view organization` in it (project admins have it for their
@@ -113,25 +105,18 @@ impl Tenancy {
     /// `NotFound`, `PermissionDenied`, `InvalidInput`, `Conflict`, `Backend`.
     pub async fn rename_org(&self, principal: &Principal, id: OrgId, name: &str) -> Result<Organization> {
         let event = AuditEvent::new(principal, ResourceKind::Organization, ops::ORG_RENAME).resource(id, None);
-        let perm = Permission::edit(ResourceKind::Organization);
-        if let Err(e) = authorize(self.authz.as_ref(), principal, perm, &Scope::Org { org: id }, "organization", &id) {
-            return self.fail(event, e).await;
-        }
-        let org = match self.store.get_org(id).await {
-            Ok(org) => org,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let event = event
-            .org(org.id, &org.name)
-            .resource(org.id, Some(&org.name))
-            .details(serde_json::json!({ "from": org.name, "to": truncated(name) }));
-        if let Err(e) = crate::tenancy::validate_name("organization name", name, crate::tenancy::MAX_TENANT_NAME_CHARS) {
-            return self.fail(event, e).await;
-        }
-        match self.store.rename_org(id, name, self.clock.now(), &event).await {
-            Ok(org) => Ok(org),
-            Err(e) => self.fail(event, e).await,
-        }
+        audit_outcome(self.store.as_ref(), event, async |audit| {
+            let perm = Permission::edit(ResourceKind::Organization);
+            authorize(self.authz.as_ref(), principal, perm, &Scope::Org { org: id }, "organization", &id)?;
+            let org = self.store.get_org(id).await?;
+            audit
+                .org(org.id, &org.name)
+                .resource(org.id, Some(&org.name))
+                .details(serde_json::json!({ "from": org.name, "to": truncated(name) }));
+            crate::tenancy::validate_name("organization name", name, crate::tenancy::MAX_TENANT_NAME_CHARS)?;
+            self.store.rename_org(id, name, self.clock.now(), audit.in_transaction()).await
+        })
+        .await
     }
 
     /// Deletes an organization without projects. Needs `edit organization` at system scope.
@@ -140,27 +125,22 @@ impl Tenancy {
     /// `NotFound`, `PermissionDenied`, `Conflict` while it has projects, `Backend`.
     pub async fn delete_org(&self, principal: &Principal, id: OrgId) -> Result<()> {
         let event = AuditEvent::new(principal, ResourceKind::Organization, ops::ORG_DELETE).resource(id, None);
-        let perm = Permission::edit(ResourceKind::Organization);
-        if let Err(e) = self.authz.check(principal, perm, &Scope::System) {
-            let err = if self.authz.has_access(principal, &Scope::Org { org: id }) {
-                e.into_error(principal, perm, &Scope::System)
-            } else {
-                Error::not_found("organization", id)
-            };
-            return self.fail(event, err).await;
-        }
-        let org = match self.store.get_org(id).await {
-            Ok(org) => org,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let event = event.org(org.id, &org.name).resource(org.id, Some(&org.name));
-        match self.store.delete_org(id, &event).await {
-            Ok(()) => {
-                self.authz.scope_removed(&Scope::Org { org: id });
-                Ok(())
+        audit_outcome(self.store.as_ref(), event, async |audit| {
+            let perm = Permission::edit(ResourceKind::Organization);
+            if let Err(e) = self.authz.check(principal, perm, &Scope::System) {
+                return Err(if self.authz.has_access(principal, &Scope::Org { org: id }) {
+                    e.into_error(principal, perm, &Scope::System)
+                } else {
+                    Error::not_found("organization", id)
+                });
             }
-            Err(e) => self.fail(event, e).await,
-        }
+            let org = self.store.get_org(id).await?;
+            audit.org(org.id, &org.name).resource(org.id, Some(&org.name));
+            self.store.delete_org(id, audit.in_transaction()).await?;
+            self.authz.scope_removed(&Scope::Org { org: id });
+            Ok(())
+        })
+        .await
     }
 
     /// Creates a project in an organization. Needs `edit project` in the organization.
@@ -170,24 +150,17 @@ impl Tenancy {
     pub async fn create_project(&self, principal: &Principal, org: OrgId, name: &str) -> Result<Project> {
         let mut event = AuditEvent::new(principal, ResourceKind::Project, ops::PROJECT_CREATE);
         event.resource_name = Some(truncated(name));
-        let perm = Permission::edit(ResourceKind::Project);
-        if let Err(e) = authorize(self.authz.as_ref(), principal, perm, &Scope::Org { org }, "organization", &org) {
-            return self.fail(event, e).await;
-        }
-        let organization = match self.store.get_org(org).await {
-            Ok(o) => o,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let event = event.org(org, &organization.name);
-        let project = match Project::new(org, name, self.clock.now()) {
-            Ok(p) => p,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let event = event.project(project.id, &project.name).resource(project.id, Some(&project.name));
-        match self.store.create_project(&project, &self.limits, &event).await {
-            Ok(()) => Ok(project),
-            Err(e) => self.fail(event, e).await,
-        }
+        audit_outcome(self.store.as_ref(), event, async |audit| {
+            let perm = Permission::edit(ResourceKind::Project);
+            authorize(self.authz.as_ref(), principal, perm, &Scope::Org { org }, "organization", &org)?;
+            let organization = self.store.get_org(org).await?;
+            audit.org(org, &organization.name);
+            let project = Project::new(org, name, self.clock.now())?;
+            audit.project(project.id, &project.name).resource(project.id, Some(&project.name));
+            self.store.create_project(&project, &self.limits, audit.in_transaction()).await?;
+            Ok(project)
+        })
+        .await
     }
 
     /// Loads a project and authorizes `perm` at its scope, or at its organization's scope when
@@ -234,18 +207,14 @@ impl Tenancy {
     /// `NotFound`, `PermissionDenied`, `InvalidInput`, `Conflict`, `Backend`.
     pub async fn rename_project(&self, principal: &Principal, id: ProjectId, name: &str) -> Result<Project> {
         let event = AuditEvent::new(principal, ResourceKind::Project, ops::PROJECT_RENAME).resource(id, None);
-        let project = match self.authorized_project(principal, id, Permission::edit(ResourceKind::Project), false).await {
-            Ok(p) => p,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let event = self.project_event(event, &project).await.details(serde_json::json!({ "from": project.name, "to": truncated(name) }));
-        if let Err(e) = crate::tenancy::validate_name("project name", name, crate::tenancy::MAX_TENANT_NAME_CHARS) {
-            return self.fail(event, e).await;
-        }
-        match self.store.rename_project(id, name, self.clock.now(), &event).await {
-            Ok(p) => Ok(p),
-            Err(e) => self.fail(event, e).await,
-        }
+        audit_outcome(self.store.as_ref(), event, async |audit| {
+            let project = self.authorized_project(principal, id, Permission::edit(ResourceKind::Project), false).await?;
+            self.name_project(audit, &project).await;
+            audit.details(serde_json::json!({ "from": project.name, "to": truncated(name) }));
+            crate::tenancy::validate_name("project name", name, crate::tenancy::MAX_TENANT_NAME_CHARS)?;
+            self.store.rename_project(id, name, self.clock.now(), audit.in_transaction()).await
+        })
+        .await
     }
 
     /// Deletes a project that holds no cluster, edge service or other resource. Needs `edit project`
@@ -255,18 +224,14 @@ impl Tenancy {
     /// `NotFound`, `PermissionDenied`, `Conflict` while it holds resources, `Backend`.
     pub async fn delete_project(&self, principal: &Principal, id: ProjectId) -> Result<()> {
         let event = AuditEvent::new(principal, ResourceKind::Project, ops::PROJECT_DELETE).resource(id, None);
-        let project = match self.authorized_project(principal, id, Permission::edit(ResourceKind::Project), true).await {
-            Ok(p) => p,
-            Err(e) => return self.fail(event, e).await,
-        };
-        let event = self.project_event(event, &project).await;
-        match self.store.delete_project(id, &event).await {
-            Ok(()) => {
-                self.authz.scope_removed(&project.scope());
-                Ok(())
-            }
-            Err(e) => self.fail(event, e).await,
-        }
+        audit_outcome(self.store.as_ref(), event, async |audit| {
+            let project = self.authorized_project(principal, id, Permission::edit(ResourceKind::Project), true).await?;
+            self.name_project(audit, &project).await;
+            self.store.delete_project(id, audit.in_transaction()).await?;
+            self.authz.scope_removed(&project.scope());
+            Ok(())
+        })
+        .await
     }
 
     /// What a project holds. Needs `view project` in it.
@@ -278,10 +243,10 @@ impl Tenancy {
         self.store.project_usage(id).await
     }
 
-    /// Fills in the organization and project of an event about `project`.
-    async fn project_event(&self, event: AuditEvent, project: &Project) -> AuditEvent {
+    /// Fills in the organization and project of the audit record of an operation on `project`.
+    async fn name_project(&self, audit: &mut Audit, project: &Project) {
         let org_name = self.store.get_org(project.org).await.map(|o| o.name).unwrap_or_default();
-        event.org(project.org, org_name).project(project.id, &project.name).resource(project.id, Some(&project.name))
+        audit.org(project.org, &org_name).project(project.id, &project.name).resource(project.id, Some(&project.name));
     }
 }
 

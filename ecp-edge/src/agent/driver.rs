@@ -12,13 +12,14 @@ use ecp_core::edge::{AgentId, EdgeService};
 use ecp_core::task::IdempotencyKey;
 use serde_json::Value;
 
+use ecp_agent_proto::proto::{self, Command, ErrorCode, HttpRequest, HttpResponse, Reply};
+use ecp_edge_api::{EdgeTransport, Error as ApiError, ServiceClient};
+
 use super::hub::AgentHub;
-use super::proto::{self, Command, ErrorCode, HttpRequest, HttpResponse, Reply};
 use crate::driver::{Capabilities, EdgeDriver, EdgeInfo, EdgeOperation, Health};
 use crate::error::{Error, Result};
-use crate::managed::{self, Client, Clients};
+use crate::managed::Clients;
 use crate::template::ConfigChange;
-use crate::transport::EdgeTransport;
 
 /// The JSON and base64 overhead of a tunnelled request or answer, beyond its body.
 const ENVELOPE_OVERHEAD: usize = 4096;
@@ -76,12 +77,16 @@ pub(crate) fn split_endpoint(endpoint: &str) -> Result<(String, String)> {
 
 #[async_trait]
 impl EdgeTransport for TunnelTransport {
-    async fn send(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+    async fn send(&self, request: http::Request<Bytes>) -> ecp_edge_api::Result<http::Response<Bytes>> {
         let endpoint = format!("{} {}", request.method(), request.uri().path());
         let (parts, body) = request.into_parts();
         let encoded = body.len().div_ceil(3) * 4 + ENVELOPE_OVERHEAD;
         if encoded > self.max_payload {
-            return Err(Error::TooLarge { endpoint, size: body.len(), limit: self.max_payload.saturating_sub(ENVELOPE_OVERHEAD) / 4 * 3 });
+            return Err(ApiError::TooLarge {
+                endpoint,
+                size: body.len(),
+                limit: self.max_payload.saturating_sub(ENVELOPE_OVERHEAD) / 4 * 3,
+            });
         }
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let headers = parts
@@ -97,24 +102,20 @@ impl EdgeTransport for TunnelTransport {
             headers,
             body: (!body.is_empty()).then(|| proto::encode_body(&body)),
         });
-        let reply = self.hub.request(&self.agent, command, self.timeout).await.map_err(|e| match e {
-            Error::Transport { retryable, source, .. } => Error::Transport { endpoint: endpoint.clone(), retryable, source },
-            Error::TooLarge { size, limit, .. } => Error::TooLarge { endpoint: endpoint.clone(), size, limit },
-            other => other,
-        })?;
+        let reply = self.hub.request(&self.agent, command, self.timeout).await.map_err(|e| as_transport_error(&endpoint, e))?;
         let result = match reply {
             Reply::Ok { result } => result,
             Reply::Error { code, message } => return Err(reply_error(&endpoint, &self.agent, code, message, self.max_payload)),
         };
         let answer: HttpResponse = serde_json::from_value(result)
-            .map_err(|e| Error::Decode { endpoint: endpoint.clone(), reason: format!("agent answer: {e}") })?;
+            .map_err(|e| ApiError::Decode { endpoint: endpoint.clone(), reason: format!("agent answer: {e}") })?;
         let body = proto::decode_body(&answer.body)
-            .map_err(|e| Error::Decode { endpoint: endpoint.clone(), reason: format!("agent body: {e}") })?;
+            .map_err(|e| ApiError::Decode { endpoint: endpoint.clone(), reason: format!("agent body: {e}") })?;
         let mut response = http::Response::builder().status(answer.status);
         for (name, value) in &answer.headers {
             response = response.header(name, value);
         }
-        response.body(Bytes::from(body)).map_err(|e| Error::Decode { endpoint, reason: format!("agent answer: {e}") })
+        response.body(Bytes::from(body)).map_err(|e| ApiError::Decode { endpoint, reason: format!("agent answer: {e}") })
     }
 
     fn describe(&self) -> String {
@@ -122,16 +123,28 @@ impl EdgeTransport for TunnelTransport {
     }
 }
 
-fn reply_error(endpoint: &str, agent: &AgentId, code: ErrorCode, message: String, limit: usize) -> Error {
+/// A hub error as the tunnel's: the hub's transport failures and size refusals name the tunnelled
+/// call; anything else (the store, an unknown agent) is a transport failure carrying it.
+fn as_transport_error(endpoint: &str, e: Error) -> ApiError {
+    let endpoint = endpoint.to_owned();
+    match e {
+        Error::Service(ApiError::Transport { retryable, source, .. }) => ApiError::Transport { endpoint, retryable, source },
+        Error::Service(ApiError::TooLarge { size, limit, .. }) => ApiError::TooLarge { endpoint, size, limit },
+        Error::Service(other) => other,
+        other => ApiError::Transport { endpoint, retryable: other.is_retryable(), source: Box::new(other) },
+    }
+}
+
+fn reply_error(endpoint: &str, agent: &AgentId, code: ErrorCode, message: String, limit: usize) -> ApiError {
     let endpoint = endpoint.to_owned();
     match code {
-        ErrorCode::TooLarge => Error::TooLarge { endpoint, size: limit, limit },
-        ErrorCode::Unreachable => Error::Transport { endpoint, retryable: true, source: format!("agent {agent}: {message}").into() },
-        ErrorCode::Unsupported => Error::Core(ecp_core::Error::unsupported("agent command", "agent")),
+        ErrorCode::TooLarge => ApiError::TooLarge { endpoint, size: limit, limit },
+        ErrorCode::Unreachable => ApiError::Transport { endpoint, retryable: true, source: format!("agent {agent}: {message}").into() },
+        ErrorCode::Unsupported => ApiError::Unsupported { operation: "agent command", backend: "agent" },
         ErrorCode::Forbidden => {
-            Error::Api { endpoint, status: 403, code: None, message: Some(format!("agent {agent} refused: {message}")) }
+            ApiError::Api { endpoint, status: 403, product: None, code: None, message: Some(format!("agent {agent} refused: {message}")) }
         }
-        _ => Error::Api { endpoint, status: 502, code: None, message: Some(format!("agent {agent}: {message}")) },
+        _ => ApiError::Api { endpoint, status: 502, product: None, code: None, message: Some(format!("agent {agent}: {message}")) },
     }
 }
 
@@ -150,12 +163,6 @@ pub struct AgentDriver {
     max_payload: usize,
 }
 
-impl std::fmt::Debug for Clients {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Clients").field("len", &self.len()).finish()
-    }
-}
-
 impl AgentDriver {
     /// A driver over `hub`; configuration deliveries wait `apply_timeout` for the agent's report.
     pub fn new(hub: AgentHub, apply_timeout: Duration, max_payload: usize) -> Self {
@@ -163,13 +170,13 @@ impl AgentDriver {
     }
 
     fn agent_of(service: &EdgeService) -> Result<&AgentId> {
-        service.agent.as_ref().ok_or_else(|| Error::Core(ecp_core::Error::invalid("service", "is not reached through an agent")))
+        service.agent().ok_or_else(|| Error::Core(ecp_core::Error::invalid("service", "is not reached through an agent")))
     }
 
-    fn client(&self, service: &EdgeService) -> Result<Client> {
+    fn client(&self, service: &EdgeService) -> Result<ServiceClient> {
         let agent = Self::agent_of(service)?.clone();
         self.clients.get(service, || {
-            Ok(Arc::new(TunnelTransport::new(self.hub.clone(), agent, &service.endpoint, self.max_payload)?) as Arc<dyn EdgeTransport>)
+            Ok(Arc::new(TunnelTransport::new(self.hub.clone(), agent, service.endpoint(), self.max_payload)?) as Arc<dyn EdgeTransport>)
         })
     }
 }
@@ -188,6 +195,7 @@ pub fn desired_key(target: &str, change: &ConfigChange) -> String {
         ConfigChange::EkuiperRule { id, .. } => format!("rule:{id}"),
         ConfigChange::NanoMqConfig { .. } => "nanomq:config".to_owned(),
         ConfigChange::RawApiCall { method, path, .. } => format!("call:{} {path}", method.to_uppercase()),
+        other => other.kind().as_str().to_owned(),
     };
     let mut key = format!("{target} {what}");
     if key.len() > MAX_KEY_BYTES {
@@ -213,22 +221,22 @@ impl EdgeDriver for AgentDriver {
     }
 
     fn forget(&self, service: &EdgeService) {
-        self.clients.forget(service.id);
+        self.clients.forget(service.id());
     }
 
     async fn probe(&self, service: &EdgeService) -> Result<Health> {
-        managed::probe(&self.client(service)?).await
+        Ok(self.client(service)?.probe().await?)
     }
 
     async fn sync_info(&self, service: &EdgeService) -> Result<EdgeInfo> {
-        managed::sync_info(&self.client(service)?, "agent (custom service)").await
+        Ok(self.client(service)?.sync_info().await?)
     }
 
     async fn apply(&self, service: &EdgeService, change: &ConfigChange, key: &IdempotencyKey) -> Result<Value> {
         let _ = key; // The agent deduplicates by item key and version.
         change.validate()?;
         let agent = Self::agent_of(service)?;
-        let (target, _) = split_endpoint(&service.endpoint)?;
+        let (target, _) = split_endpoint(service.endpoint())?;
         let item = desired_key(&target, change);
         let applied = self.hub.deliver(agent, &item, &target, change, self.apply_timeout).await?;
         if applied.ok {
@@ -238,21 +246,22 @@ impl EdgeDriver for AgentDriver {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            Err(Error::Api {
+            Err(Error::Service(ApiError::Api {
                 endpoint: format!("agent {agent}: apply {item} v{}", applied.version),
                 status: 422,
+                product: None,
                 code: None,
                 message: Some(message),
-            })
+            }))
         }
     }
 
     async fn restart(&self, service: &EdgeService) -> Result<()> {
         let agent = Self::agent_of(service)?;
-        let (target, _) = split_endpoint(&service.endpoint)?;
+        let (target, _) = split_endpoint(service.endpoint())?;
         match self.hub.request(agent, Command::Restart { target }, None).await? {
             Reply::Ok { .. } => Ok(()),
-            Reply::Error { code, message } => Err(reply_error("restart", agent, code, message, self.max_payload)),
+            Reply::Error { code, message } => Err(reply_error("restart", agent, code, message, self.max_payload).into()),
         }
     }
 }

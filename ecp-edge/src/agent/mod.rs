@@ -1,29 +1,14 @@
-//! Edge agents over MQTT 5: the protocol (topics, messages, codec), the per-agent broker access
-//! control, and (feature `mqtt`) the cloud-side hub and the edge-side agent.
+//! The cloud side of the agent protocol (feature `mqtt`): the [`AgentHub`] that agents talk to
+//! over MQTT 5, and the [`AgentDriver`] that manages services reached through them.
 //!
-//! The wire protocol is written down in `docs/agent-protocol.md`.
+//! The protocol itself (topics, messages, codec, broker ACL rendering) is `ecp-agent-proto`'s,
+//! the edge side is `ecp-agent`'s; the wire protocol is written down in `docs/agent-protocol.md`.
 
-pub mod acl;
-#[cfg(feature = "mqtt")]
 pub mod driver;
-#[cfg(all(feature = "mqtt", feature = "direct"))]
-pub mod edge;
-#[cfg(feature = "mqtt")]
 pub mod hub;
-#[cfg(feature = "mqtt")]
-pub mod mqtt;
-pub mod proto;
-#[cfg(feature = "mqtt")]
 pub mod samples;
-pub mod topics;
 
-#[cfg(feature = "mqtt")]
 pub use driver::{AgentDriver, TunnelTransport, desired_key};
-#[cfg(all(feature = "mqtt", feature = "direct"))]
-pub use edge::{AgentHandle, AgentStats, EdgeAgent, EdgeAgentConfig, LocalServiceConfig};
-#[cfg(feature = "mqtt")]
-pub use hub::{AgentHub, AgentHubConfig, HubEvent, HubStats};
-#[cfg(feature = "mqtt")]
-pub use mqtt::{MqttConfig, MqttTls};
-pub use proto::{DecodeError, Envelope, Message, RejectReason};
-pub use topics::{AgentId, Channel, Topics};
+pub use ecp_agent_proto::acl::{AgentSecret, BrokerAcl};
+pub use ecp_agent_proto::{AgentId, MqttConfig, MqttTls, Topics};
+pub use hub::{AgentCredentials, AgentHub, AgentHubConfig, HubEvent, HubStats};

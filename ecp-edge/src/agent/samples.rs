@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use ecp_core::Timestamp;
 use ecp_telemetry::{Labels, MetricName, MetricScope, Sample};
 
-use super::proto::Heartbeat;
-use super::topics::AgentId;
+use ecp_agent_proto::AgentId;
+use ecp_agent_proto::proto::Heartbeat;
 
 /// The most services of one heartbeat turned into samples.
 pub const MAX_SERVICES: usize = 64;
@@ -125,7 +125,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::agent::proto::ServiceHealth;
+    use ecp_agent_proto::proto::ServiceHealth;
 
     fn scope() -> MetricScope {
         MetricScope::new(OrgId::new(), ProjectId::new())

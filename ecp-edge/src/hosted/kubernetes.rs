@@ -16,6 +16,11 @@
 //! `updatedReplicas`. The `Progressing` condition with reason `ProgressDeadlineExceeded`, or the
 //! driver's own `rollout_timeout`, is a failure.
 //!
+//! The API server is reached through a [`KubeConnection`] of ecp-hosting. A failed request is
+//! [`Error::Hosting`], its operation the request (`PATCH /apis/apps/v1/namespaces/...`), with the
+//! API server's status (404 is `is_not_found`; 409, 429 and 5xx are retryable) and
+//! `reason: message` as its source.
+//!
 //! Names: `ecp-edge-` and the service id's 32 hex digits (a DNS-1035 label). Labels:
 //! `io.ecp.project`, `io.ecp.edge-service` (the selector), `io.ecp.kind`,
 //! `app.kubernetes.io/managed-by=ecp`. The API port is the registered endpoint's port, else the
@@ -23,7 +28,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +35,7 @@ use async_trait::async_trait;
 use ecp_core::edge::{EdgeKind, EdgeService};
 use ecp_core::task::IdempotencyKey;
 use ecp_core::{Clock, SystemClock};
+use ecp_hosting::kubernetes::{KubeConnection, is_dns_label, validate_field_manager, validate_namespace};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, TCPSocketAction,
@@ -187,12 +192,8 @@ impl KubeHostingConfigBuilder {
     pub fn build(self) -> Result<KubeHostingConfig> {
         let c = self.config;
         let invalid = |field: &'static str, reason: &'static str| Error::Core(ecp_core::Error::invalid(field, reason));
-        if !is_dns_label(&c.namespace) {
-            return Err(invalid("namespace", "must be a DNS-1123 label"));
-        }
-        if c.field_manager.is_empty() || c.field_manager.len() > 128 || !c.field_manager.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid("field_manager", "must be 1..=128 printable ASCII characters"));
-        }
+        validate_namespace(&c.namespace)?;
+        validate_field_manager(&c.field_manager)?;
         if c.progress_deadline < Duration::from_secs(1) || c.progress_deadline > Duration::from_secs(86_400) {
             return Err(invalid("progress_deadline", "must be 1 s..=1 day"));
         }
@@ -209,14 +210,6 @@ impl KubeHostingConfigBuilder {
         }
         Ok(c)
     }
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// An upgrade (or install) whose rollout failed. Found as the source of the `Error::Core(Backend)`
@@ -260,32 +253,14 @@ impl fmt::Debug for KubernetesEdgeDriver {
 }
 
 impl KubernetesEdgeDriver {
-    /// A driver with the configuration kube-rs infers (in-cluster, else `$KUBECONFIG` or
-    /// `~/.kube/config`); `direct` reaches the services' APIs.
+    /// A driver on the API server of `connection` (see [`KubeConnection`]: inferred from the
+    /// environment, a kubeconfig file and context, or the host's client); `direct` reaches the
+    /// services' APIs. No request is sent.
     ///
     /// # Errors
-    /// `Core(Backend)` when no usable configuration is found.
-    pub async fn infer(config: KubeHostingConfig, direct: DirectDriver) -> Result<Self> {
-        let kc = kube::Config::infer().await.map_err(|e| connect_error(Box::new(e)))?;
-        let client = kube::Client::try_from(kc).map_err(|e| connect_error(Box::new(e)))?;
-        Ok(Self { client, config, direct })
-    }
-
-    /// A driver from a kubeconfig file and `context` (or its current one).
-    ///
-    /// # Errors
-    /// `Core(Backend)` when the file cannot be read or its context is unusable.
-    pub async fn from_kubeconfig(
-        path: impl AsRef<Path>,
-        context: Option<&str>,
-        config: KubeHostingConfig,
-        direct: DirectDriver,
-    ) -> Result<Self> {
-        let file = kube::config::Kubeconfig::read_from(path.as_ref()).map_err(|e| connect_error(Box::new(e)))?;
-        let options = kube::config::KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
-        let kc = kube::Config::from_custom_kubeconfig(file, &options).await.map_err(|e| connect_error(Box::new(e)))?;
-        let client = kube::Client::try_from(kc).map_err(|e| connect_error(Box::new(e)))?;
-        Ok(Self { client, config, direct })
+    /// [`Error::Hosting`] (operation `connect`) when no usable configuration is found.
+    pub async fn connect(connection: &KubeConnection, config: KubeHostingConfig, direct: DirectDriver) -> Result<Self> {
+        Ok(Self { client: connection.client().await?, config, direct })
     }
 
     /// A driver over a `kube::Client` the host already has (or a scripted one in tests): the one
@@ -321,14 +296,15 @@ impl KubernetesEdgeDriver {
     }
 
     async fn get_deployment(&self, name: &str) -> Result<Deployment> {
-        self.deployments().get(name).await.map_err(|e| kube_error("GET", &self.path("deployments", name), e))
+        Ok(self.deployments().get(name).await.map_err(|e| kube_error("GET", &self.path("deployments", name), e))?)
     }
 
     async fn patch_deployment<P: serde::Serialize + fmt::Debug>(&self, name: &str, patch: &Patch<P>) -> Result<Deployment> {
-        self.deployments()
+        Ok(self
+            .deployments()
             .patch(name, &self.patch_params(), patch)
             .await
-            .map_err(|e| kube_error("PATCH", &self.path("deployments", name), e))
+            .map_err(|e| kube_error("PATCH", &self.path("deployments", name), e))?)
     }
 
     /// Follows the rollout of `generation` until it completes, fails or times out.
@@ -355,11 +331,7 @@ impl KubernetesEdgeDriver {
     fn reachable(&self, service: &EdgeService) -> EdgeService {
         match &self.config.endpoint {
             ServiceEndpoint::Registered => service.clone(),
-            ServiceEndpoint::ClusterDns(domain) => {
-                let mut s = service.clone();
-                s.endpoint = in_cluster_endpoint(service, &self.config.namespace, domain);
-                s
-            }
+            ServiceEndpoint::ClusterDns(domain) => service.reached_at(in_cluster_endpoint(service, &self.config.namespace, domain)),
         }
     }
 }
@@ -369,34 +341,14 @@ enum FollowError {
     Failed(String),
 }
 
-fn connect_error(source: ecp_core::BoxError) -> Error {
-    Error::Core(ecp_core::Error::backend(BACKEND, source))
-}
-
-/// A kube error as ecp-edge's: API statuses are `Api` (status, `reason: message`), transport
-/// failures retryable `Transport`, undecodable answers `Decode`.
-fn kube_error(method: &str, path: &str, e: kube::Error) -> Error {
-    let endpoint = format!("{method} {path}");
-    match e {
-        kube::Error::Api(s) => Error::Api {
-            endpoint,
-            status: s.code,
-            code: None,
-            message: Some(if s.reason.is_empty() { s.message.clone() } else { format!("{}: {}", s.reason, s.message) }),
-        },
-        kube::Error::HyperError(_) | kube::Error::Service(_) => Error::Transport { endpoint, retryable: true, source: Box::new(e) },
-        kube::Error::SerdeError(err) => Error::Decode { endpoint, reason: err.to_string() },
-        other => Error::Transport { endpoint, retryable: false, source: Box::new(other) },
-    }
-}
-
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
+/// A kube error of `method path` as ecp-hosting's.
+fn kube_error(method: &str, path: &str, e: kube::Error) -> ecp_hosting::Error {
+    ecp_hosting::kubernetes::error(format!("{method} {path}"), e)
 }
 
 /// The name of a service's Deployment and Service.
 pub fn resource_name(service: &EdgeService) -> String {
-    format!("ecp-edge-{}", service.id.as_uuid().simple())
+    format!("ecp-edge-{}", service.id().as_uuid().simple())
 }
 
 /// The product's default API port.
@@ -412,7 +364,7 @@ fn default_port(kind: EdgeKind) -> u16 {
 
 /// The API port: the registered endpoint's, else the product's default.
 fn api_port(service: &EdgeService) -> u16 {
-    url::Url::parse(&service.endpoint).ok().and_then(|u| u.port()).unwrap_or_else(|| default_port(service.kind))
+    url::Url::parse(service.endpoint()).ok().and_then(|u| u.port()).unwrap_or_else(|| default_port(service.kind()))
 }
 
 /// `http://<name>.<namespace>.svc.<domain>:<port>`.
@@ -422,21 +374,21 @@ fn in_cluster_endpoint(service: &EdgeService, namespace: &str, domain: &str) -> 
 
 fn labels(service: &EdgeService) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (LABEL_PROJECT.to_owned(), service.project.to_string()),
-        (LABEL_SERVICE.to_owned(), service.id.to_string()),
-        (LABEL_KIND.to_owned(), service.kind.as_str().to_owned()),
-        ("app.kubernetes.io/name".to_owned(), service.kind.as_str().to_owned()),
+        (LABEL_PROJECT.to_owned(), service.project().to_string()),
+        (LABEL_SERVICE.to_owned(), service.id().to_string()),
+        (LABEL_KIND.to_owned(), service.kind().as_str().to_owned()),
+        ("app.kubernetes.io/name".to_owned(), service.kind().as_str().to_owned()),
         ("app.kubernetes.io/managed-by".to_owned(), "ecp".to_owned()),
     ])
 }
 
 fn selector(service: &EdgeService) -> BTreeMap<String, String> {
-    BTreeMap::from([(LABEL_SERVICE.to_owned(), service.id.to_string())])
+    BTreeMap::from([(LABEL_SERVICE.to_owned(), service.id().to_string())])
 }
 
 /// The container's name: the product kind.
 fn container_name(service: &EdgeService) -> String {
-    service.kind.as_str().to_owned()
+    service.kind().as_str().to_owned()
 }
 
 /// The Deployment of `service` running `image`.
@@ -599,27 +551,30 @@ impl EdgeDriver for KubernetesEdgeDriver {
         validate_image(image)?;
         let name = resource_name(service);
         let desired = deployment_for(service, image, self.config.progress_deadline);
-        let generation = match self.deployments().create(&self.pp(), &desired).await {
+        let created =
+            self.deployments().create(&self.pp(), &desired).await.map_err(|e| kube_error("POST", &self.path("deployments", ""), e));
+        let generation = match created {
             Ok(d) => d.metadata.generation.unwrap_or(1),
-            Err(e) if is_status(&e, 409) => {
+            Err(e) if e.status() == Some(409) => {
                 let existing = self.get_deployment(&name).await?;
-                let ours = existing.metadata.labels.as_ref().and_then(|l| l.get(LABEL_SERVICE)) == Some(&service.id.to_string());
+                let ours = existing.metadata.labels.as_ref().and_then(|l| l.get(LABEL_SERVICE)) == Some(&service.id().to_string());
                 if !ours || current_image(&existing, &container_name(service)).as_deref() != Some(image) {
                     return Err(Error::Core(ecp_core::Error::conflict("deployment", name, "exists with another service or image")));
                 }
                 existing.metadata.generation.unwrap_or(1)
             }
-            Err(e) => return Err(kube_error("POST", &self.path("deployments", ""), e)),
+            Err(e) => return Err(e.into()),
         };
-        match self.services().create(&self.pp(), &service_for(service)).await {
+        match self.services().create(&self.pp(), &service_for(service)).await.map_err(|e| kube_error("POST", &self.path("services", ""), e))
+        {
             Ok(_) => {}
-            Err(e) if is_status(&e, 409) => {
+            Err(e) if e.status() == Some(409) => {
                 let existing = self.services().get(&name).await.map_err(|e| kube_error("GET", &self.path("services", &name), e))?;
                 if existing.spec.as_ref().and_then(|s| s.selector.as_ref()) != Some(&selector(service)) {
                     return Err(Error::Core(ecp_core::Error::conflict("service", name, "exists with another selector")));
                 }
             }
-            Err(e) => return Err(kube_error("POST", &self.path("services", ""), e)),
+            Err(e) => return Err(e.into()),
         }
         match self.follow_rollout(&name, generation).await {
             Ok(()) => Ok(()),
@@ -674,15 +629,25 @@ impl EdgeDriver for KubernetesEdgeDriver {
 
     async fn uninstall(&self, service: &EdgeService) -> Result<()> {
         let name = resource_name(service);
-        match self.deployments().delete(&name, &DeleteParams::background()).await {
+        match self
+            .deployments()
+            .delete(&name, &DeleteParams::background())
+            .await
+            .map_err(|e| kube_error("DELETE", &self.path("deployments", &name), e))
+        {
             Ok(_) => {}
-            Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(kube_error("DELETE", &self.path("deployments", &name), e)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
         }
-        match self.services().delete(&name, &DeleteParams::default()).await {
+        match self
+            .services()
+            .delete(&name, &DeleteParams::default())
+            .await
+            .map_err(|e| kube_error("DELETE", &self.path("services", &name), e))
+        {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) => Ok(()),
-            Err(e) => Err(kube_error("DELETE", &self.path("services", &name), e)),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -691,20 +656,13 @@ impl EdgeDriver for KubernetesEdgeDriver {
 mod tests {
     use super::*;
     use ecp_core::ProjectId;
-    use ecp_core::edge::{Credentials, ManagementMode};
+    use ecp_core::edge::ManagementMode;
 
     fn service(kind: EdgeKind, endpoint: &str) -> EdgeService {
-        EdgeService::new(
-            ProjectId::new(),
-            "line-1",
-            kind,
-            ManagementMode::Kubernetes,
-            endpoint,
-            Credentials::None,
-            vec![],
-            "2025-06-01T10:00:00Z".parse().unwrap(),
-        )
-        .unwrap()
+        EdgeService::builder(ProjectId::new(), "line-1", kind, endpoint)
+            .mode(ManagementMode::Kubernetes)
+            .build("2025-06-01T10:00:00Z".parse().unwrap())
+            .unwrap()
     }
 
     fn deployment(status: Value, replicas: i32) -> Deployment {
@@ -719,7 +677,7 @@ mod tests {
         assert_eq!(api_port(&s), 8085);
         assert_eq!(
             in_cluster_endpoint(&s, "edge", "cluster.local"),
-            format!("http://ecp-edge-{}.edge.svc.cluster.local:8085", s.id.as_uuid().simple())
+            format!("http://ecp-edge-{}.edge.svc.cluster.local:8085", s.id().as_uuid().simple())
         );
         assert_eq!(api_port(&service(EdgeKind::Ekuiper, "http://ekuiper.local")), 9081);
         assert_eq!(api_port(&service(EdgeKind::NanoMq, "http://n:18081")), 18081);
@@ -779,12 +737,12 @@ mod tests {
     fn the_objects_of_a_service() {
         let s = service(EdgeKind::Neuron, "http://10.0.0.9:7000");
         let d = serde_json::to_value(deployment_for(&s, "emqx/neuron:2.15.0", Duration::from_secs(120))).unwrap();
-        assert_eq!(d["spec"]["selector"]["matchLabels"][LABEL_SERVICE], s.id.to_string());
-        assert_eq!(d["spec"]["template"]["metadata"]["labels"][LABEL_PROJECT], s.project.to_string());
+        assert_eq!(d["spec"]["selector"]["matchLabels"][LABEL_SERVICE], s.id().to_string());
+        assert_eq!(d["spec"]["template"]["metadata"]["labels"][LABEL_PROJECT], s.project().to_string());
         assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"], 7000);
         assert_eq!(d["spec"]["progressDeadlineSeconds"], 120);
         let v = serde_json::to_value(service_for(&s)).unwrap();
-        assert_eq!(v["spec"]["selector"], json!({LABEL_SERVICE: s.id.to_string()}));
+        assert_eq!(v["spec"]["selector"], json!({LABEL_SERVICE: s.id().to_string()}));
         assert_eq!(v["spec"]["ports"][0]["port"], 7000);
     }
 }

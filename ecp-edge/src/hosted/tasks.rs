@@ -6,24 +6,26 @@
 //! deliveries. An install target rolls back by uninstalling; an upgrade target by upgrading back
 //! to the image it ran before (kept in its result).
 //!
-//! The install spec (environment included) is stored with the task, as every task's spec is.
+//! The install spec is stored with the task, as every task's spec is, but for its environment:
+//! the values may be secrets, so they go into the task's secrets (stored apart, sealed, never
+//! shown to readers of the task) and come back to the executor when the task runs.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ecp_core::access::Principal;
+use ecp_core::access::{Permission, ResourceKind};
 use ecp_core::edge::{Credentials, EdgeKind, EdgeService, ManagementMode};
 use ecp_core::task::{
     IdempotencyKey, NewTarget, NewTask, RolloutPolicy, TargetError, TargetExecutor, Task, TaskEngine, TaskHandle, TaskKind, TaskTarget,
 };
-use ecp_core::{EdgeServiceId, Project, Store};
+use ecp_core::{EdgeServiceId, ProjectId, Store};
 use serde_json::{Value, json};
 
 use super::docker::DockerDriver;
 use super::{HostedSpec, valid_image, valid_name};
 use crate::driver::EdgeDriver;
 use crate::error::{Error, Result};
-use crate::fleet::{NewEdgeService, ProjectFleet, with_causes};
+use crate::fleet::{NewEdgeService, ProjectFleet, ops, with_causes};
 
 /// The name of the batch install task kind.
 pub const INSTALL_KIND: &str = "edge_install";
@@ -100,20 +102,34 @@ impl HostedTasks {
 
     /// Registers one service per node in `fleet`'s project (mode `docker`, endpoint
     /// `http://<prefix>-<node>:<port>` as a placeholder: the driver resolves the real one) and
-    /// installs them as one task under `policy`. Services registered before a failing one stay
+    /// installs them as one task under `policy`, as `fleet`'s principal. Needs `edit edge
+    /// service` in the project; the batch is audited as `edge_service.install_batch` (success or
+    /// failure) and each registration as its own. Services registered before a failing one stay
     /// registered, not installed.
     ///
     /// # Errors
-    /// `InvalidInput` for a bad spec, prefix or node, `NotFound` for an unknown node, the
-    /// fleet's registration errors (`PermissionDenied`, `Conflict` for a taken name, limits), the
+    /// `PermissionDenied`, `InvalidInput` for a bad spec, prefix or node, `NotFound` for an
+    /// unknown node, the fleet's registration errors (`Conflict` for a taken name, limits), the
     /// engine's submission errors.
     pub async fn install_batch(
         &self,
         fleet: &ProjectFleet,
-        principal: &Principal,
         batch: &BatchInstall,
         policy: RolloutPolicy,
     ) -> Result<(Vec<EdgeService>, TaskHandle)> {
+        let scope = fleet.scoped();
+        let mut event = scope.event(ResourceKind::EdgeService, ops::INSTALL_BATCH);
+        event.resource_name = Some(batch.name_prefix.chars().take(200).collect());
+        scope
+            .audited_event(Permission::edit(ResourceKind::EdgeService), event, async |audit| {
+                // The environment may hold secrets: the record names the image and nodes only.
+                audit.details(json!({ "image": batch.spec.image, "nodes": batch.nodes, "kind": batch.kind }));
+                self.install(fleet, batch, policy).await
+            })
+            .await
+    }
+
+    async fn install(&self, fleet: &ProjectFleet, batch: &BatchInstall, policy: RolloutPolicy) -> Result<(Vec<EdgeService>, TaskHandle)> {
         batch.spec.validate()?;
         let nodes: Vec<String> =
             if batch.nodes.is_empty() { self.driver.node_names().map(str::to_owned).collect() } else { batch.nodes.clone() };
@@ -146,46 +162,60 @@ impl HostedTasks {
                 agent: None,
             };
             let service = fleet.register(new).await?;
-            targets.push(NewTarget { id: service.id.to_string(), name: name.clone(), params: json!({ "node": node, "container": name }) });
+            targets.push(NewTarget::new(service.id().to_string(), name.clone()).params(json!({ "node": node, "container": name })));
             services.push(service);
         }
-        let project = fleet.project();
-        let task = NewTask {
-            org: project.org,
-            project: project.id,
-            kind: INSTALL_KIND.into(),
-            spec: json!({ "spec": batch.spec }),
-            policy,
-            targets,
-        };
-        let handle = self.engine.submit(principal, task).await?;
+        // The environment's values may be secrets: the spec readers see names them, the task's
+        // sealed secrets hold them.
+        let mut shown = batch.spec.clone();
+        let env = std::mem::take(&mut shown.env);
+        let task = NewTask::new(fleet.project().id(), INSTALL_KIND, targets)
+            .spec(json!({ "spec": shown, "env_keys": env.keys().collect::<Vec<_>>() }))
+            .secrets(json!({ "env": env }))
+            .policy(policy);
+        let handle = self.engine.submit(fleet.principal(), task).await?;
         Ok((services, handle))
     }
 
-    /// Upgrades `services` (hosted services of `project`) to `image` as one task under `policy`
-    /// (serial or parallel, with its abort and rollback rules).
+    /// Upgrades the hosted services `services` of `fleet`'s project to `image` as one task under
+    /// `policy` (serial or parallel, with its abort and rollback rules), as `fleet`'s principal.
+    /// Needs `edit edge service` in the project (a new image changes a service's definition);
+    /// audited as `edge_service.upgrade_batch`, success or failure. Each service is read from
+    /// the store: an id of another project is not found, whatever the caller holds.
     ///
     /// # Errors
-    /// `InvalidInput` for a bad image, no service, or a service of another project or mode; the
-    /// engine's submission errors.
+    /// `PermissionDenied`, `NotFound` for a service not in the project, `InvalidInput` for a bad
+    /// image, no service, or a service that is not docker-hosted; the engine's submission errors.
     pub async fn upgrade_batch(
         &self,
-        principal: &Principal,
-        project: &Project,
-        services: &[EdgeService],
+        fleet: &ProjectFleet,
+        services: &[EdgeServiceId],
         image: &str,
         policy: RolloutPolicy,
     ) -> Result<TaskHandle> {
-        if !valid_image(image) {
-            return Err(ecp_core::Error::invalid("image", "not an image reference").into());
-        }
-        if services.iter().any(|s| s.project != project.id || s.mode != ManagementMode::Docker) {
-            return Err(ecp_core::Error::invalid("services", "every service must be a docker-hosted service of the project").into());
-        }
-        let targets = services.iter().map(|s| NewTarget::new(s.id.to_string(), s.name.clone())).collect();
-        let task =
-            NewTask { org: project.org, project: project.id, kind: UPGRADE_KIND.into(), spec: json!({ "image": image }), policy, targets };
-        Ok(self.engine.submit(principal, task).await?)
+        let scope = fleet.scoped();
+        let event = scope.event(ResourceKind::EdgeService, ops::UPGRADE_BATCH);
+        scope
+            .audited_event(Permission::edit(ResourceKind::EdgeService), event, async |audit| {
+                audit.details(json!({ "image": image, "services": services.len() }));
+                if !valid_image(image) {
+                    return Err(ecp_core::Error::invalid("image", "not an image reference").into());
+                }
+                if services.is_empty() {
+                    return Err(ecp_core::Error::invalid("services", "no service to upgrade").into());
+                }
+                let mut targets = Vec::with_capacity(services.len());
+                for id in services {
+                    let s = fleet.own(*id).await?;
+                    if s.mode() != ManagementMode::Docker {
+                        return Err(ecp_core::Error::invalid("services", "every service must be docker-hosted").into());
+                    }
+                    targets.push(NewTarget::new(s.id().to_string(), s.name()));
+                }
+                let task = NewTask::new(fleet.project().id(), UPGRADE_KIND, targets).spec(json!({ "image": image })).policy(policy);
+                Ok(self.engine.submit(fleet.principal(), task).await?)
+            })
+            .await
     }
 }
 
@@ -203,17 +233,20 @@ impl TaskKind for HostedKind {
 
     fn executor(&self, task: &Task) -> ecp_core::Result<Arc<dyn TargetExecutor>> {
         let op = if self.name == INSTALL_KIND {
-            let spec: HostedSpec = serde_json::from_value(task.spec["spec"].clone())
+            let mut spec: HostedSpec = serde_json::from_value(task.spec()["spec"].clone())
                 .map_err(|e| ecp_core::Error::invalid("task spec", format!("not a hosted install: {e}")))?;
+            if let Some(env) = task.secrets().map(|s| s.expose()["env"].clone()).filter(|e| !e.is_null()) {
+                spec.env = serde_json::from_value(env).map_err(|e| ecp_core::Error::invalid("task secrets", format!("env: {e}")))?;
+            }
             Op::Install(Box::new(spec))
         } else {
-            let image = task.spec["image"]
+            let image = task.spec()["image"]
                 .as_str()
                 .filter(|i| valid_image(i))
                 .ok_or_else(|| ecp_core::Error::invalid("task spec", "not a hosted upgrade: no image".to_owned()))?;
             Op::Upgrade(image.to_owned())
         };
-        Ok(Arc::new(HostedExecutor { op, store: self.store.clone(), driver: self.driver.clone() }))
+        Ok(Arc::new(HostedExecutor { op, project: task.project(), store: self.store.clone(), driver: self.driver.clone() }))
     }
 }
 
@@ -226,6 +259,8 @@ enum Op {
 #[derive(Debug)]
 struct HostedExecutor {
     op: Op,
+    /// The task's project: a target of another project is refused, whatever its id.
+    project: ProjectId,
     store: Arc<dyn Store>,
     driver: Arc<DockerDriver>,
 }
@@ -238,7 +273,8 @@ impl HostedExecutor {
     async fn service(&self, target: &TaskTarget) -> Result<EdgeService, TargetError> {
         let id: EdgeServiceId = target.target.parse().map_err(TargetError::fatal)?;
         match self.store.get_edge_service(id).await {
-            Ok(s) => Ok(s),
+            Ok(s) if s.project() == self.project => Ok(s),
+            Ok(_) => Err(TargetError::fatal("the edge service is not in the task's project")),
             Err(e) if e.is_not_found() => Err(TargetError::fatal("the edge service was deregistered")),
             Err(e) => Err(TargetError { reason: e.to_string(), retryable: e.is_retryable() }),
         }

@@ -37,7 +37,7 @@ pub fn notification_of(event: &AlarmEvent) -> Option<Notification> {
         let (contents, at) =
             if closed { (format!("recovered: {}", a.message), a.closed_at.unwrap_or(a.fired_at)) } else { (a.message.clone(), a.fired_at) };
         // The same alarm firing and recovering are two notifications; both derive their id from it.
-        let id = if closed { uuid::Uuid::from_u128(a.id.0.as_u128() ^ 1) } else { a.id.0 };
+        let id = if closed { uuid::Uuid::from_u128(a.id.as_uuid().as_u128() ^ 1) } else { *a.id.as_uuid() };
         let mut n = Notification::new(a.scope, a.name.clone(), contents, a.severity, at).with_id(id).with_tags(a.tags.clone());
         if !a.instance.is_empty() {
             n = n.with_address(a.instance.clone());

@@ -15,12 +15,13 @@ mod rule;
 use std::sync::Arc;
 
 use ecp_core::audit::AuditEvent;
+use ecp_core::scoped::Scoped;
 use ecp_core::{Authorizer, Operation, Permission, Principal, Project, ProjectId, ResourceKind, Store, Timestamp};
 use secrecy::SecretString;
 
 pub use engine::{
-    Acknowledgement, Alarm, AlarmConfig, AlarmEngine, AlarmEvent, AlarmId, AlarmOrigin, AlarmSettings, AlarmState, Closure, CustomOutcome,
-    EngineStats, MAX_CUSTOM_BODY, MetricReader, SEND_FAILED, StormStatus,
+    Acknowledgement, Alarm, AlarmConfig, AlarmConfigBuilder, AlarmEngine, AlarmEvent, AlarmId, AlarmOrigin, AlarmSettings, AlarmState,
+    Closure, CustomOutcome, EngineStats, MAX_CUSTOM_BODY, MetricReader, SEND_FAILED, StormStatus,
 };
 pub use glue::{notification_of, spawn_notifications, spawn_notifications_counted};
 pub use rule::{AlarmRule, Builtin, Comparison, Condition, MAX_COUNT, RuleId};
@@ -149,28 +150,16 @@ impl Alarms {
         Alarms { engine, store, authz }
     }
 
-    /// The engine.
-    pub fn engine(&self) -> &AlarmEngine {
-        &self.engine
-    }
-
     /// A handle on one project's alarms for `principal`; attaches the project to the engine.
     ///
     /// # Errors
     /// `NotFound` for a project the principal cannot see, `Backend`.
     pub async fn project(&self, principal: &Principal, project: ProjectId) -> Result<ProjectAlarms> {
-        let p = match self.store.get_project(project).await {
-            Ok(p) => p,
-            Err(e) if e.is_not_found() => return Err(ecp_core::Error::not_found("project", project).into()),
-            Err(e) => return Err(e.into()),
-        };
-        if !self.authz.has_access(principal, &p.scope()) {
-            return Err(ecp_core::Error::not_found("project", project).into());
-        }
-        let org_name = self.store.get_org(p.org).await.map(|o| o.name).unwrap_or_default();
-        let scope = MetricScope::new(p.org, p.id);
+        let handle = Scoped::project(self.store.clone(), self.authz.clone(), principal, project).await?;
+        let p = handle.project_record().cloned().ok_or_else(|| ecp_core::Error::not_found("project", project))?;
+        let scope = MetricScope::new(p.org(), p.id());
         self.engine.attach(scope);
-        Ok(ProjectAlarms { alarms: self.clone(), principal: principal.clone(), project: p, org_name, scope })
+        Ok(ProjectAlarms { alarms: self.clone(), handle, project: p, scope })
     }
 }
 
@@ -180,15 +169,14 @@ impl Alarms {
 #[derive(Clone)]
 pub struct ProjectAlarms {
     alarms: Alarms,
-    principal: Principal,
+    handle: Scoped,
     project: Project,
-    org_name: String,
     scope: MetricScope,
 }
 
 impl std::fmt::Debug for ProjectAlarms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProjectAlarms").field("project", &self.project.id).field("principal", &self.principal).finish()
+        f.debug_struct("ProjectAlarms").field("project", &self.project.id()).field("principal", self.handle.principal()).finish()
     }
 }
 
@@ -202,42 +190,30 @@ impl ProjectAlarms {
         &self.alarms.engine
     }
 
+    /// Checks a permission for a read (reads are not audited).
     fn authorize(&self, perm: Permission) -> Result<()> {
-        let scope = self.project.scope();
-        self.alarms.authz.check(&self.principal, perm, &scope).map_err(|d| Error::Core(d.into_error(&self.principal, perm, &scope)))
+        Ok(self.handle.authorize(perm)?)
     }
 
     fn event(&self, op: Operation) -> AuditEvent {
-        AuditEvent::new(&self.principal, ResourceKind::Alarm, op)
-            .org(self.project.org, &self.org_name)
-            .project(self.project.id, &self.project.name)
+        self.handle.event(ResourceKind::Alarm, op)
     }
 
-    /// Runs a change: authorizes, applies, audits the outcome.
+    /// Runs a change through [`Scoped::audited_event`]: authorized with `perm`, applied by `f`
+    /// (which returns the record's details), audited either way.
     async fn change<T>(&self, perm: Permission, event: AuditEvent, f: impl FnOnce(&Self) -> Result<(T, serde_json::Value)>) -> Result<T> {
-        let result = self.authorize(perm).and_then(|()| f(self));
-        let (out, event) = match result {
-            Ok((v, details)) => {
-                let mut event = event;
-                if event.resource_name.is_none()
+        self.handle
+            .audited_event(perm, event, async |audit| {
+                let (v, details) = f(self)?;
+                if audit.event().resource_name.is_none()
                     && let Some(name) = details.get("name").and_then(|n| n.as_str())
                 {
-                    event.resource_name = Some(name.chars().take(64).collect());
+                    audit.resource_name(&name.chars().take(64).collect::<String>());
                 }
-                (Ok(v), event.details(details))
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                (Err(e), event.failed(reason))
-            }
-        };
-        if let Err(e) = self.alarms.store.append_audit(&event).await {
-            tracing::warn!(error = %e, "could not audit an alarm operation");
-            if out.is_ok() {
-                return Err(e.into());
-            }
-        }
-        out
+                audit.details(details);
+                Ok(v)
+            })
+            .await
     }
 
     fn state<T>(&self, f: impl FnOnce(&mut engine::ProjectState) -> T) -> T {
@@ -245,7 +221,7 @@ impl ProjectAlarms {
     }
 
     fn by(&self) -> String {
-        self.principal.name().to_string()
+        self.handle.principal().name().to_string()
     }
 
     // --- rules ----------------------------------------------------------------------------------
@@ -523,7 +499,7 @@ impl ProjectAlarms {
                 .map_err(|e| Error::Core(ecp_core::Error::backend("os random", std::io::Error::other(e.to_string()))))?;
             let token = format!("ecpalarm_{}", hex::encode(raw));
             s.engine().set_token(s.scope, &token);
-            Ok((CustomToken { token: SecretString::from(token), project: s.project.id }, serde_json::json!({ "issued": true })))
+            Ok((CustomToken { token: SecretString::from(token), project: s.project.id() }, serde_json::json!({ "issued": true })))
         })
         .await
     }
@@ -535,7 +511,7 @@ impl ProjectAlarms {
     pub async fn revoke_custom_token(&self) -> Result<bool> {
         let event = self.event(ops::TOKEN);
         self.change(Permission::edit(ResourceKind::Alarm), event, |s| {
-            let had = s.engine().revoke_token(s.project.id);
+            let had = s.engine().revoke_token(s.project.id());
             Ok((had, serde_json::json!({ "revoked": had })))
         })
         .await

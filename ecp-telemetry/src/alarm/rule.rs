@@ -1,6 +1,5 @@
 //! Alarm rules: what to watch, when to fire and when to clear.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -11,29 +10,10 @@ use crate::sample::{MetricName, SeriesSelector, Severity};
 /// The largest trigger or recovery count, as in the product.
 pub const MAX_COUNT: u8 = 10;
 
-/// The id of an alarm rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RuleId(pub uuid::Uuid);
-
-impl RuleId {
-    /// A new id (UUIDv7).
-    pub fn new() -> Self {
-        RuleId(uuid::Uuid::now_v7())
-    }
-}
-
-impl Default for RuleId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for RuleId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+ecp_core::define_id!(
+    /// The id of an alarm rule.
+    RuleId, "alarm rule id"
+);
 
 /// How a value is compared with a threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -17,7 +17,7 @@
 //! ```
 //! use ecp_telemetry::logs::{Level, LogQuery, LogRecord, LogScope, LogSink, LogStore, LogStoreConfig, Product};
 //! use ecp_telemetry::MetricScope;
-//! use ecp_telemetry::ecp_core::{ManualClock, OrgId, ProjectId, Clock};
+//! use ecp_core::{ManualClock, OrgId, ProjectId, Clock};
 //! use std::sync::Arc;
 //!
 //! # async fn run() -> ecp_telemetry::Result<()> {

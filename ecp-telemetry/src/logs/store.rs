@@ -13,21 +13,15 @@ use super::{Keyword, LogCursor, LogPage, LogQuery, LogRecord, LogSink};
 use crate::error::{Error, Result};
 use crate::sample::MetricScope;
 
-/// The limits of a [`LogStore`].
+/// The limits of a [`LogStore`]. Build with [`LogStoreConfig::builder`]; `build()` validates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LogStoreConfig {
-    /// At most this many records in all.
-    pub max_records: usize,
-    /// At most this many records of one project (or of the control plane).
-    pub max_records_per_project: usize,
-    /// At most about this many bytes of records in all (see [`LogRecord::heap_size`]).
-    pub max_bytes: usize,
-    /// Records older than this are dropped, and refused when they arrive.
-    pub max_age: Duration,
-    /// Records stamped further than this in the future are refused (they would stay on top of
-    /// every newest-first query).
-    pub max_future: Duration,
+    max_records: usize,
+    max_records_per_project: usize,
+    max_bytes: usize,
+    max_age: Duration,
+    max_future: Duration,
 }
 
 impl LogStoreConfig {
@@ -44,40 +38,71 @@ impl LogStoreConfig {
             },
         }
     }
+
+    /// At most this many records in all.
+    pub fn max_records(&self) -> usize {
+        self.max_records
+    }
+
+    /// At most this many records of one project (or of the control plane).
+    pub fn max_records_per_project(&self) -> usize {
+        self.max_records_per_project
+    }
+
+    /// At most about this many bytes of records in all (see [`LogRecord::heap_size`]).
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Records older than this are dropped, and refused when they arrive.
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
+    /// Records stamped further than this in the future are refused (they would stay on top of
+    /// every newest-first query).
+    pub fn max_future(&self) -> Duration {
+        self.max_future
+    }
 }
 
-/// Builds a [`LogStoreConfig`].
+/// Builds a [`LogStoreConfig`]; setters never fail, [`build`](Self::build) checks.
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct LogStoreConfigBuilder {
     config: LogStoreConfig,
 }
 
 impl LogStoreConfigBuilder {
-    /// At most this many records in all.
+    /// At most this many records in all (default 100,000; at least 1).
     pub fn max_records(mut self, n: usize) -> Self {
         self.config.max_records = n;
         self
     }
 
-    /// At most this many records of one project.
+    /// At most this many records of one project, or of the control plane (default 20,000; 1 to
+    /// `max_records`).
     pub fn max_records_per_project(mut self, n: usize) -> Self {
         self.config.max_records_per_project = n;
         self
     }
 
-    /// At most about this many bytes of records.
+    /// At most about this many bytes of records, see [`LogRecord::heap_size`] (default 64 MiB; at
+    /// least 64 KiB).
     pub fn max_bytes(mut self, n: usize) -> Self {
         self.config.max_bytes = n;
         self
     }
 
-    /// How long records are kept.
+    /// How long records are kept; older ones are dropped, and refused when they arrive (default
+    /// 7 days; positive).
     pub fn max_age(mut self, d: Duration) -> Self {
         self.config.max_age = d;
         self
     }
 
-    /// How far ahead of the clock a record's time may be.
+    /// How far ahead of the clock a record's time may be; records further ahead are refused
+    /// (default 5 minutes; 0 refuses any ahead of the clock).
     pub fn max_future(mut self, d: Duration) -> Self {
         self.config.max_future = d;
         self

@@ -110,33 +110,26 @@ impl Facility {
 }
 
 /// Where and how a [`SyslogSink`] sends, as the product's `{enabled, addr, network, priority, tag}`.
+/// Build with [`SyslogConfig::builder`] (or [`SyslogConfig::from_product`]); `build()` validates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SyslogConfig {
-    /// Whether records are sent at all (a disabled sink takes and drops them).
-    pub enabled: bool,
-    /// The server, `host:port`.
-    pub addr: String,
-    /// UDP or TCP.
-    pub network: SyslogNetwork,
-    /// The facility of every message; the severity is each record's level.
-    pub facility: Facility,
-    /// The APP-NAME (the product's `tag`): 1 to 48 printable ASCII characters.
-    pub tag: String,
-    /// The HOSTNAME field (`-` when unknown).
-    pub hostname: String,
-    /// Only records at this level or more severe are sent.
-    pub min_level: Option<Level>,
-    /// At most this many bytes per message (without the TCP length prefix); longer ones are cut.
-    pub max_message_len: usize,
-    /// How long connecting (TCP) or resolving may take.
-    pub connect_timeout: Duration,
-    /// How long writing one batch may take.
-    pub write_timeout: Duration,
+    enabled: bool,
+    addr: String,
+    network: SyslogNetwork,
+    facility: Facility,
+    tag: String,
+    hostname: String,
+    min_level: Option<Level>,
+    max_message_len: usize,
+    connect_timeout: Duration,
+    write_timeout: Duration,
 }
 
 impl SyslogConfig {
-    /// A builder for a server at `addr` (`host:port`), over UDP, facility `user`, tag `ecp`.
+    /// A builder for a server at `addr` (`host:port`), starting from the defaults: enabled, over
+    /// UDP, facility `user`, tag `ecp`, hostname `-`, every level, 2048-byte messages over UDP
+    /// (8192 over TCP), 5 s to connect and 5 s to write.
     pub fn builder(addr: impl Into<String>) -> SyslogConfigBuilder {
         SyslogConfigBuilder {
             config: SyslogConfig {
@@ -156,6 +149,56 @@ impl SyslogConfig {
         }
     }
 
+    /// Whether records are sent at all (a disabled sink takes and drops them).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The server, `host:port`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// UDP or TCP.
+    pub fn network(&self) -> SyslogNetwork {
+        self.network
+    }
+
+    /// The facility of every message; the severity is each record's level.
+    pub fn facility(&self) -> Facility {
+        self.facility
+    }
+
+    /// The APP-NAME (the product's `tag`).
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The HOSTNAME field (`-` when unknown).
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// Only records at this level or more severe are sent (`None`: every record).
+    pub fn min_level(&self) -> Option<Level> {
+        self.min_level
+    }
+
+    /// At most this many bytes per message (without the TCP length prefix); longer ones are cut.
+    pub fn max_message_len(&self) -> usize {
+        self.max_message_len
+    }
+
+    /// How long connecting (TCP) or resolving may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// How long writing one batch may take.
+    pub fn write_timeout(&self) -> Duration {
+        self.write_timeout
+    }
+
     /// The config as the product's API gives it: `{enabled, addr, network, priority, tag}`, with
     /// `priority` read as [`SyslogConfigBuilder::product_priority`] does.
     ///
@@ -166,8 +209,9 @@ impl SyslogConfig {
     }
 }
 
-/// Builds a [`SyslogConfig`].
+/// Builds a [`SyslogConfig`]; setters never fail, [`build`](Self::build) checks.
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct SyslogConfigBuilder {
     config: SyslogConfig,
     priority: Option<u8>,
@@ -175,19 +219,19 @@ pub struct SyslogConfigBuilder {
 }
 
 impl SyslogConfigBuilder {
-    /// Whether records are sent.
+    /// Whether records are sent (default true).
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.config.enabled = enabled;
         self
     }
 
-    /// UDP or TCP.
+    /// UDP or TCP (default UDP).
     pub fn network(mut self, network: SyslogNetwork) -> Self {
         self.config.network = network;
         self
     }
 
-    /// The facility (default `user`).
+    /// The facility (default `user`; replaces an earlier [`product_priority`](Self::product_priority)).
     pub fn facility(mut self, facility: Facility) -> Self {
         self.config.facility = facility;
         self.priority = None;
@@ -198,43 +242,45 @@ impl SyslogConfigBuilder {
     /// Its facility part becomes the facility of every message (the product's default `3` is
     /// facility `kern`, 0); its severity part is not used, because each message carries its own
     /// record's level, as the severity-specific writers of Go's `log/syslog` do. A priority above
-    /// 191 is refused by [`SyslogConfigBuilder::build`].
+    /// 191 is refused by [`SyslogConfigBuilder::build`]. Default: none, [`facility`](Self::facility)
+    /// applies.
     pub fn product_priority(mut self, priority: u8) -> Self {
         self.priority = Some(priority);
         self
     }
 
-    /// The APP-NAME (default `ecp`).
+    /// The APP-NAME (default `ecp`; 1 to 48 printable ASCII characters).
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.config.tag = tag.into();
         self
     }
 
-    /// The HOSTNAME field (default `-`).
+    /// The HOSTNAME field (default `-`; 1 to 255 printable ASCII characters).
     pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
         self.config.hostname = hostname.into();
         self
     }
 
-    /// Only records at `level` or more severe are sent.
+    /// Only records at `level` or more severe are sent (default: every record).
     pub fn min_level(mut self, level: Level) -> Self {
         self.config.min_level = Some(level);
         self
     }
 
-    /// At most this many bytes per message (default 2048 over UDP, 8192 over TCP).
+    /// At most this many bytes per message (default 2048 over UDP, 8192 over TCP; from
+    /// [`MIN_MESSAGE_LEN`] to the network's maximum).
     pub fn max_message_len(mut self, n: usize) -> Self {
         self.max_message_len = Some(n);
         self
     }
 
-    /// How long connecting may take (default 5 s).
+    /// How long connecting (TCP) or resolving may take (default 5 s; positive).
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.config.connect_timeout = d;
         self
     }
 
-    /// How long writing a batch may take (default 5 s).
+    /// How long writing a batch may take (default 5 s; positive).
     pub fn write_timeout(mut self, d: Duration) -> Self {
         self.config.write_timeout = d;
         self
@@ -600,9 +646,13 @@ mod tests {
         assert!(SyslogConfig::builder("h:1").max_message_len(100).build().is_err());
         assert!(SyslogConfig::builder("h:1").max_message_len(70_000).build().is_err());
         let c = SyslogConfig::from_product(true, "h:1", "TCP", 3, "ecp").unwrap();
-        assert_eq!((c.network, c.facility, c.max_message_len), (SyslogNetwork::Tcp, Facility::KERN, 8192));
+        assert_eq!((c.network(), c.facility(), c.max_message_len()), (SyslogNetwork::Tcp, Facility::KERN, 8192));
+        assert_eq!((c.enabled(), c.addr(), c.tag(), c.hostname(), c.min_level()), (true, "h:1", "ecp", "-", None));
+        assert_eq!((c.connect_timeout(), c.write_timeout()), (Duration::from_secs(5), Duration::from_secs(5)));
+        assert!(SyslogConfig::builder("h:1").connect_timeout(Duration::ZERO).build().is_err());
+        assert!(SyslogConfig::builder("h:1").write_timeout(Duration::ZERO).build().is_err());
         let c = SyslogConfig::from_product(true, "h:1", "udp", 8 * 16 + 3, "ecp").unwrap();
-        assert_eq!(c.facility, Facility::LOCAL0);
+        assert_eq!(c.facility(), Facility::LOCAL0);
         assert!(SyslogConfig::from_product(true, "h:1", "quic", 3, "ecp").is_err());
     }
 

@@ -214,7 +214,7 @@ impl EmailNotifierBuilder {
         if self.timeout < Duration::from_millis(1) || self.timeout > Duration::from_secs(300) {
             return Err(Error::invalid("email.timeout", "must be between 1 ms and 5 minutes"));
         }
-        self.retry.validate()?;
+        self.retry.check()?;
         let tls = match self.tls {
             SmtpTls::None => Tls::None,
             SmtpTls::StartTls => Tls::Required(tls_parameters(host, &self.root_certificates)?),

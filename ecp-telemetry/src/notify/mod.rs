@@ -369,16 +369,15 @@ pub(crate) fn sample_notification() -> Notification {
 // Retries
 
 /// How often and how patiently a notifier retries: `attempts` in all, waiting
-/// `base_delay × 2ⁿ` (at most `max_delay`) with jitter (a random 50–100 %) between them.
+/// `base_delay × 2ⁿ` (at most `max_delay`) with jitter (a random 50–100 %) between them. Build with
+/// [`RetryPolicy::builder`]; `build()` validates. The default is what `RetryPolicy::builder().build()`
+/// gives: 3 attempts, 500 ms then 1 s apart (with jitter), at most 30 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
-    /// Attempts in all (1 = no retry).
-    pub attempts: u32,
-    /// The wait before the first retry.
-    pub base_delay: Duration,
-    /// The longest wait between two attempts.
-    pub max_delay: Duration,
+    pub(crate) attempts: u32,
+    pub(crate) base_delay: Duration,
+    pub(crate) max_delay: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -388,28 +387,68 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Builds a [`RetryPolicy`]; setters never fail, [`build`](Self::build) checks.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RetryPolicyBuilder(RetryPolicy);
+
+impl RetryPolicyBuilder {
+    /// Attempts in all, 1 = no retry (default 3; 1 to [`MAX_ATTEMPTS`]).
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.0.attempts = attempts;
+        self
+    }
+
+    /// The wait before the first retry, doubled for each next one (default 500 ms; at most
+    /// 1 minute).
+    pub fn base_delay(mut self, base_delay: Duration) -> Self {
+        self.0.base_delay = base_delay;
+        self
+    }
+
+    /// The longest wait between two attempts (default 30 s; from `base_delay` to 10 minutes).
+    pub fn max_delay(mut self, max_delay: Duration) -> Self {
+        self.0.max_delay = max_delay;
+        self
+    }
+
+    /// The policy.
+    ///
+    /// # Errors
+    /// An invalid-input error on `retry.attempts` outside 1..=[`MAX_ATTEMPTS`], on
+    /// `retry.base_delay` over 1 minute, or on `retry.max_delay` under `base_delay` or over
+    /// 10 minutes.
+    pub fn build(self) -> Result<RetryPolicy> {
+        self.0.check()?;
+        Ok(self.0)
+    }
+}
+
 impl RetryPolicy {
-    /// A policy of `attempts` attempts starting `base_delay` apart, waiting at most 30 s.
-    ///
-    /// # Errors
-    /// An invalid-input error unless `1 <= attempts <= MAX_ATTEMPTS` and `base_delay <= 1 min`.
-    pub fn new(attempts: u32, base_delay: Duration) -> Result<Self> {
-        let p = RetryPolicy { attempts, base_delay, ..RetryPolicy::default() };
-        p.validate()?;
-        Ok(p)
+    /// A builder starting from the defaults: 3 attempts, 500 ms before the first retry, at most
+    /// 30 s between two attempts.
+    pub fn builder() -> RetryPolicyBuilder {
+        RetryPolicyBuilder(Self::default())
     }
 
-    /// The same with another longest wait.
-    ///
-    /// # Errors
-    /// An invalid-input error for a `max_delay` under `base_delay` or over 10 minutes.
-    pub fn with_max_delay(mut self, max_delay: Duration) -> Result<Self> {
-        self.max_delay = max_delay;
-        self.validate()?;
-        Ok(self)
+    /// Attempts in all (1 = no retry).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// The wait before the first retry.
+    pub fn base_delay(&self) -> Duration {
+        self.base_delay
+    }
+
+    /// The longest wait between two attempts.
+    pub fn max_delay(&self) -> Duration {
+        self.max_delay
+    }
+
+    /// The checks of [`RetryPolicyBuilder::build`], for the notifier builders that set attempts
+    /// and base delay one by one.
+    pub(crate) fn check(&self) -> Result<()> {
         if !(1..=MAX_ATTEMPTS).contains(&self.attempts) {
             return Err(Error::invalid("retry.attempts", format!("must be between 1 and {MAX_ATTEMPTS}")));
         }
@@ -739,16 +778,27 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy::new(5, Duration::from_millis(100)).unwrap().with_max_delay(Duration::from_millis(300)).unwrap();
+        let p = RetryPolicy::builder()
+            .attempts(5)
+            .base_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        assert_eq!((p.attempts(), p.base_delay(), p.max_delay()), (5, Duration::from_millis(100), Duration::from_millis(300)));
         for _ in 0..50 {
             let d1 = p.delay(1);
             assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100));
             let d4 = p.delay(4);
             assert!(d4 >= Duration::from_millis(150) && d4 <= Duration::from_millis(300));
         }
-        assert!(RetryPolicy::new(0, Duration::ZERO).is_err());
-        assert!(RetryPolicy::new(MAX_ATTEMPTS + 1, Duration::ZERO).is_err());
-        assert_eq!(RetryPolicy::new(1, Duration::ZERO).unwrap().delay(1), Duration::ZERO);
+        let b = || RetryPolicy::builder().base_delay(Duration::ZERO);
+        assert!(b().attempts(0).build().is_err());
+        assert!(b().attempts(MAX_ATTEMPTS + 1).build().is_err());
+        assert!(RetryPolicy::builder().base_delay(Duration::from_secs(61)).build().is_err());
+        assert!(RetryPolicy::builder().max_delay(Duration::from_millis(100)).build().is_err());
+        assert!(RetryPolicy::builder().max_delay(Duration::from_secs(601)).build().is_err());
+        assert_eq!(RetryPolicy::builder().build().unwrap(), RetryPolicy::default());
+        assert_eq!(b().attempts(1).build().unwrap().delay(1), Duration::ZERO);
     }
 
     proptest! {

@@ -44,6 +44,7 @@ pub struct WebhookNotifierBuilder {
     timeout: Duration,
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
+    egress: ecp_http::EgressPolicy,
 }
 
 impl fmt::Debug for WebhookNotifierBuilder {
@@ -54,11 +55,21 @@ impl fmt::Debug for WebhookNotifierBuilder {
             .field("headers", &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
+            .field("egress", &self.egress)
             .finish_non_exhaustive()
     }
 }
 
 impl WebhookNotifierBuilder {
+    /// Where the webhook may be (default [`EgressPolicy::default`](ecp_http::EgressPolicy): no
+    /// loopback, link-local, metadata or other special addresses, judged on the URL, on
+    /// resolution and on each connection; behind the environment's proxy, the proxy's address
+    /// and the URL's IP host are judged, the proxy resolves names).
+    pub fn egress(mut self, policy: ecp_http::EgressPolicy) -> Self {
+        self.egress = policy;
+        self
+    }
+
     /// Adds a header (its value is a secret).
     pub fn header(mut self, name: impl Into<String>, value: SecretString) -> Self {
         self.headers.push((name.into(), value));
@@ -114,6 +125,7 @@ impl WebhookNotifierBuilder {
             return Err(Error::invalid("webhook.name", "must not be empty"));
         }
         let url = check_url(&self.url)?;
+        self.egress.check_url(&url).map_err(|e| Error::invalid("webhook.url", e.to_string()))?;
         if self.headers.len() > MAX_HEADERS {
             return Err(Error::invalid("webhook.headers", format!("at most {MAX_HEADERS} headers")));
         }
@@ -144,11 +156,12 @@ impl WebhookNotifierBuilder {
         if self.timeout < Duration::from_millis(1) || self.timeout > Duration::from_secs(300) {
             return Err(Error::invalid("webhook.timeout", "must be between 1 ms and 5 minutes"));
         }
-        self.retry.validate()?;
-        let client = reqwest::Client::builder()
+        self.retry.check()?;
+        // A webhook may sit behind the host's outbound proxy: the environment's proxy is used.
+        let client = ecp_http::ClientConfig::new(concat!("ecp-telemetry/", env!("CARGO_PKG_VERSION")))
             .timeout(self.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ecp-telemetry/", env!("CARGO_PKG_VERSION")))
+            .env_proxy(true)
+            .egress(self.egress.clone())
             .build()
             .map_err(|e| {
                 tracing::debug!(error = %e, "cannot build the HTTP client");
@@ -214,6 +227,7 @@ impl WebhookNotifier {
             timeout: DEFAULT_TIMEOUT,
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
+            egress: ecp_http::EgressPolicy::default(),
         }
     }
 
@@ -245,7 +259,7 @@ impl WebhookNotifier {
                 Err(Failure { retryable, reason })
             }
             Err(e) => {
-                let retryable = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
+                let retryable = ecp_http::is_retryable(&e);
                 let reason = if e.is_timeout() { format!("no answer within {:?}", self.timeout) } else { error_chain(&e.without_url()) };
                 Err(Failure { retryable, reason })
             }
@@ -303,7 +317,7 @@ mod tests {
 
     #[test]
     fn build_checks_the_template() {
-        let b = || WebhookNotifier::builder("hook", "http://127.0.0.1:1/x");
+        let b = || WebhookNotifier::builder("hook", "http://127.0.0.1:1/x").egress(ecp_http::EgressPolicy::allow_loopback());
         b().build().unwrap();
         let e = b().template(r#"{"n": "${name}", "c": "${contents}"}"#).build().unwrap_err().to_string();
         assert!(e.contains("${alerttime}"), "{e}");

@@ -13,8 +13,6 @@ use crate::collector::{Collection, Collector};
 use crate::error::{Error, Result};
 use crate::sample::{Labels, MetricScope, SOURCE_LABEL};
 
-/// The longest timeout accepted.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// At most this much of an error answer is read, to find the product's error code in it.
 const MAX_ERROR_BODY: usize = 4096;
 /// Bodies larger than this are parsed on a blocking thread, off the async workers.
@@ -81,6 +79,7 @@ pub struct PrometheusScrapeConfig {
     scope: MetricScope,
     labels: Vec<(String, String)>,
     limits: ParseLimits,
+    egress: ecp_http::EgressPolicy,
 }
 
 impl fmt::Debug for PrometheusScrapeConfig {
@@ -93,6 +92,7 @@ impl fmt::Debug for PrometheusScrapeConfig {
             .field("scope", &self.scope)
             .field("labels", &self.labels)
             .field("limits", &self.limits)
+            .field("egress", &self.egress)
             .finish()
     }
 }
@@ -131,7 +131,18 @@ impl PrometheusScrapeConfig {
             scope,
             labels: Vec::new(),
             limits: ParseLimits::default(),
+            egress: ecp_http::EgressPolicy::default(),
         }
+    }
+
+    /// Where the target may be (default [`EgressPolicy::default`](ecp_http::EgressPolicy): no
+    /// loopback, link-local, metadata or other special addresses, judged on the URL, on
+    /// resolution and on each connection). A scraper made with
+    /// [`build_sharing`](Self::build_sharing) connects under the shared client's policy and
+    /// checks its own URL under this one.
+    pub fn egress(mut self, policy: ecp_http::EgressPolicy) -> Self {
+        self.egress = policy;
+        self
     }
 
     /// HTTP Basic credentials (replaces any earlier credentials).
@@ -190,13 +201,12 @@ impl PrometheusScrapeConfig {
     /// # Errors
     /// [`Error::Core`] (invalid input) for an empty or overlong name; a URL that is not
     /// `http`/`https` with a host, or holds credentials or a fragment (the error never repeats
-    /// the URL); a timeout outside 1 ms..=1 h; a zero body or sample limit; an invalid label; or
-    /// an HTTP client that cannot be set up.
+    /// the URL); a timeout outside 1 ms..=1 h; a zero body limit; an invalid label; or an HTTP
+    /// client that cannot be set up.
     pub fn build(self) -> Result<PrometheusScraper> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("ecp-telemetry/", env!("CARGO_PKG_VERSION")))
+        // No timeouts on the client: `collect` bounds the whole scrape with its own.
+        let client = ecp_http::ClientConfig::new(concat!("ecp-telemetry/", env!("CARGO_PKG_VERSION")))
+            .egress(self.egress.clone())
             .build()
             .map_err(|e| {
                 tracing::debug!(error = %e, "cannot build the HTTP client");
@@ -228,14 +238,13 @@ impl PrometheusScrapeConfig {
         if url.fragment().is_some() {
             return Err(Error::invalid("url", "must not have a fragment"));
         }
-        if self.timeout < Duration::from_millis(1) || self.timeout > MAX_TIMEOUT {
-            return Err(Error::invalid("timeout", "must be between 1 ms and 1 hour"));
-        }
+        self.egress.check_url(&url).map_err(|e| Error::invalid("url", e.to_string()))?;
+        ecp_http::check_timeout("timeout", self.timeout).map_err(|e| match e {
+            ecp_http::Error::InvalidInput { field, reason } => Error::invalid(field, reason),
+            other => Error::invalid("timeout", other.to_string()),
+        })?;
         if self.limits.max_body_bytes == 0 {
             return Err(Error::invalid("max_body_bytes", "must be at least 1 byte"));
-        }
-        if self.limits.max_samples == 0 {
-            return Err(Error::invalid("max_samples", "must be at least 1"));
         }
         let mut pairs = self.labels.clone();
         if !pairs.iter().any(|(k, _)| k == SOURCE_LABEL) {
@@ -328,22 +337,25 @@ impl PrometheusScraper {
             });
         }
         let limit = self.config.limits.max_body_bytes;
-        let body = crate::body::read_limited(&mut response, limit).await.map_err(|e| match e {
-            crate::body::BodyError::TooLarge(size) => Error::TooLarge { what: "scrape body", size, limit },
-            crate::body::BodyError::Transport(e) => self.transport_error(e),
+        let body = ecp_http::read_limited(&mut response, limit).await.map_err(|e| match e {
+            ecp_http::Error::TooLarge { size, limit } => Error::TooLarge { what: "scrape body", size, limit },
+            other => self.http_error(other),
         })?;
         Ok(body)
     }
 
     /// A transport error without the URL; retryable for connection failures and timeouts.
     fn transport_error(&self, e: reqwest::Error) -> Error {
-        let retryable = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
-        Error::Transport {
-            source_name: self.config.name.clone(),
-            endpoint: self.endpoint.clone(),
-            retryable,
-            source: Box::new(e.without_url()),
-        }
+        self.http_error(ecp_http::Error::transport(e))
+    }
+
+    /// An error of ecp-http reading the answer, as a transport error of this scrape.
+    fn http_error(&self, e: ecp_http::Error) -> Error {
+        let (retryable, source): (bool, ecp_core::BoxError) = match e {
+            ecp_http::Error::Transport { retryable, source } => (retryable, Box::new(source)),
+            other => (false, Box::new(other)),
+        };
+        Error::Transport { source_name: self.config.name.clone(), endpoint: self.endpoint.clone(), retryable, source }
     }
 }
 

@@ -139,7 +139,7 @@ impl NanomqState {
             "basic": {
                 "url": "nmq-tcp://0.0.0.0:1883", "num_taskq_thread": 0, "max_taskq_thread": 0, "parallel": 0,
                 "property_size": 32, "daemon": false, "max_packet_size": 10240, "client_max_packet_size": 10240,
-                "msq_len": 2048, "qos_duration": 10, "keepalive_backoff": 1250, "allow_anonymous": true, "ipc_internal": true,
+                "msq_len": 2048, "qos_duration": 10, "keepalive_backoff": 1.25, "allow_anonymous": true, "ipc_internal": true,
             },
             "tls": tls(Some("tls+nmq-tcp://0.0.0.0:8883")),
             "auth": [{ "login": "admin", "password": "public" }],

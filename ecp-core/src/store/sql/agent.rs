@@ -14,7 +14,7 @@ use crate::id::ProjectId;
 use crate::page::{Page, PageRequest};
 use crate::store::AgentStore;
 
-const COLUMNS: &str = "id, project_id, name, online, version, hello, secret_hash, last_seen, created_at, updated_at";
+const COLUMNS: &str = "id, project_id, name, online, version, hello, secret_hash, claim_hash, last_seen, created_at, updated_at";
 const DESIRED_COLUMNS: &str = "agent_id, item_key, version, target, change, applied_version, applied_ok, detail, updated_at";
 
 fn integrity(reason: String) -> Error {
@@ -32,6 +32,7 @@ fn agent_from_row(row: &AnyRow) -> Result<Agent> {
         version: col(row, "version")?,
         hello: serde_json::from_str(&hello).map_err(|e| integrity(format!("agent hello: {e}")))?,
         has_secret: col::<Option<String>>(row, "secret_hash")?.is_some(),
+        claimable: col::<Option<String>>(row, "claim_hash")?.is_some(),
         last_seen: col_opt_ts(row, "last_seen")?,
         created_at: col_ts(row, "created_at")?,
         updated_at: col_ts(row, "updated_at")?,
@@ -78,11 +79,33 @@ impl SqlStore {
 
 #[async_trait]
 impl AgentStore for SqlStore {
-    async fn agent_hello(&self, id: &AgentId, version: &str, hello: &serde_json::Value, at: Timestamp) -> Result<Agent> {
+    async fn agent_hello(
+        &self,
+        id: &AgentId,
+        version: &str,
+        hello: &serde_json::Value,
+        at: Timestamp,
+        max_unmanaged: u64,
+    ) -> Result<Option<Agent>> {
         let hello = hello.to_string();
+        let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE agents SET online = 1, version = $1, hello = $2, last_seen = $3, updated_at = $3 WHERE id = $4 RETURNING {COLUMNS}"
+        )))
+        .bind(version.to_owned())
+        .bind(hello.clone())
+        .bind(ts(at))
+        .bind(id.as_str().to_owned())
+        .fetch_optional(&self.writes)
+        .await
+        .map_err(|e| self.err(e))?;
+        if let Some(row) = updated {
+            return agent_from_row(&row).map(Some);
+        }
+        // A new agent, only under the cap; a concurrent first hello of the same agent updates.
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO agents (id, project_id, name, online, version, hello, secret_hash, desired_version, last_seen, created_at, updated_at) \
-             VALUES ($1, NULL, NULL, 1, $2, $3, NULL, 0, $4, $4, $4) \
+             SELECT $1, NULL, NULL, 1, $2, $3, NULL, 0, $4, $4, $4 \
+             WHERE (SELECT COUNT(*) FROM agents WHERE project_id IS NULL) < $5 \
              ON CONFLICT (id) DO UPDATE SET online = 1, version = $2, hello = $3, last_seen = $4, updated_at = $4 \
              RETURNING {COLUMNS}"
         )))
@@ -90,10 +113,11 @@ impl AgentStore for SqlStore {
         .bind(version.to_owned())
         .bind(hello)
         .bind(ts(at))
-        .fetch_one(&self.writes)
+        .bind(to_i64(max_unmanaged))
+        .fetch_optional(&self.writes)
         .await
         .map_err(|e| self.err(e))?;
-        agent_from_row(&row)
+        row.as_ref().map(agent_from_row).transpose()
     }
 
     async fn set_agent_presence(&self, id: &AgentId, online: bool, at: Timestamp) -> Result<bool> {
@@ -163,7 +187,7 @@ impl AgentStore for SqlStore {
             self.refuse_if_serving(&mut tx, id, "transfer").await?;
         }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE agents SET project_id = $1, name = $2, updated_at = $3 WHERE id = $4 RETURNING {COLUMNS}"
+            "UPDATE agents SET project_id = $1, name = $2, claim_hash = NULL, updated_at = $3 WHERE id = $4 RETURNING {COLUMNS}"
         )))
         .bind(project.to_string())
         .bind(name.to_owned())
@@ -214,21 +238,62 @@ impl AgentStore for SqlStore {
         self.commit(tx).await
     }
 
-    async fn set_agent_secret(&self, id: &AgentId, hash: Option<&str>, at: Timestamp, audit: &AuditEvent) -> Result<()> {
+    async fn set_agent_secret(
+        &self,
+        id: &AgentId,
+        hash: Option<&str>,
+        claim_digest: Option<&str>,
+        at: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<()> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO agents (id, project_id, name, online, version, hello, secret_hash, desired_version, last_seen, created_at, updated_at) \
-             VALUES ($1, NULL, NULL, 0, NULL, 'null', $2, 0, NULL, $3, $3) \
-             ON CONFLICT (id) DO UPDATE SET secret_hash = $2, updated_at = $3",
+            "INSERT INTO agents (id, project_id, name, online, version, hello, secret_hash, claim_hash, desired_version, last_seen, created_at, updated_at) \
+             VALUES ($1, NULL, NULL, 0, NULL, 'null', $2, $3, 0, NULL, $4, $4) \
+             ON CONFLICT (id) DO UPDATE SET secret_hash = $2, \
+             claim_hash = CASE WHEN agents.project_id IS NULL THEN $3 ELSE NULL END, updated_at = $4",
         )
         .bind(id.as_str().to_owned())
         .bind(hash.map(str::to_owned))
+        .bind(claim_digest.map(str::to_owned))
         .bind(ts(at))
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e))?;
         self.append_in(&mut tx, audit).await?;
         self.commit(tx).await
+    }
+
+    async fn claim_agent(&self, id: &AgentId, project: ProjectId, name: &str, claim_digest: &str, audit: &AuditEvent) -> Result<Agent> {
+        crate::tenancy::validate_resource_name(name)?;
+        let mut tx = self.write().await?;
+        let exists = sqlx::query("SELECT id FROM projects WHERE id = $1")
+            .bind(project.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        if exists.is_none() {
+            return Err(Error::not_found("project", project));
+        }
+        // The digest is of 128 random bits: comparing it in SQL tells a timing observer nothing
+        // about the code.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE agents SET project_id = $1, name = $2, claim_hash = NULL, updated_at = $3 \
+             WHERE id = $4 AND project_id IS NULL AND claim_hash = $5 RETURNING {COLUMNS}"
+        )))
+        .bind(project.to_string())
+        .bind(name.to_owned())
+        .bind(ts(self.now()))
+        .bind(id.as_str().to_owned())
+        .bind(claim_digest.to_owned())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?
+        .ok_or_else(|| Error::not_found("agent", id))?;
+        let agent = agent_from_row(&row)?;
+        self.append_in(&mut tx, audit).await?;
+        self.commit(tx).await?;
+        Ok(agent)
     }
 
     async fn agent_secrets(&self) -> Result<Vec<(AgentId, String)>> {

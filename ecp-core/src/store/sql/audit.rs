@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Transaction;
 use sqlx::any::{Any, AnyRow};
 
-use super::{Sql, SqlStore, col, col_bool, col_opt_parse, col_parse, col_ts, col_u64, like_contains, page_limit, ts};
+use super::{Sql, SqlStore, col, col_bool, col_opt_parse, col_parse, col_ts, col_u64, like_contains, page_limit, search_key, ts};
 use crate::access::{ResourceKind, Subject};
 use crate::audit::{Actor, AuditEvent, AuditQuery, AuditRecord, AuditScope, ChainHead, Named, Operation, Outcome, StoredRecord};
 use crate::error::{Error, Result};
@@ -31,8 +31,8 @@ pub(super) async fn append(store: &SqlStore, tx: &mut Transaction<'static, Any>,
     };
     sqlx::query(
         "INSERT INTO audit_log (seq, id, at, actor_kind, actor_id, actor_name, org_id, org_name, project_id, project_name, \
-         resource_kind, resource_id, resource_name, operation, success, reason, details, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+         resource_kind, resource_id, resource_name, operation, success, reason, details, prev_hash, hash, actor_name_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(seq as i64)
     .bind(record.id.to_string())
@@ -53,6 +53,7 @@ pub(super) async fn append(store: &SqlStore, tx: &mut Transaction<'static, Any>,
     .bind(e.details_json())
     .bind(record.prev_hash.clone())
     .bind(record.hash.clone())
+    .bind(search_key(&e.actor.name))
     .execute(&mut **tx)
     .await
     .map_err(|e| store.err(e))?;
@@ -74,8 +75,8 @@ fn stored_from_row(row: &AnyRow) -> Result<StoredRecord> {
         let actor_kind: String = col(row, "actor_kind")?;
         let actor_id: Option<String> = col(row, "actor_id")?;
         let subject = match (actor_kind.as_str(), actor_id) {
-            ("user", Some(id)) => Subject::User(id.parse().map_err(|e| bad(seq, e))?),
-            ("api_key", Some(id)) => Subject::ApiKey(id.parse().map_err(|e| bad(seq, e))?),
+            ("user", Some(id)) => Subject::User(super::canonical("actor_id", &id)?),
+            ("api_key", Some(id)) => Subject::ApiKey(super::canonical("actor_id", &id)?),
             ("system", None) => Subject::System,
             ("anonymous", None) => Subject::Anonymous,
             (k, _) => return Err(bad(seq, format!("actor kind {k:?}"))),
@@ -160,7 +161,7 @@ impl AuditStore for SqlStore {
             };
         }
         if let Some(name) = &query.actor_name_contains {
-            sql.push(" AND LOWER(actor_name) LIKE ").bind(like_contains(name)).push(" ESCAPE '\\'");
+            sql.push(" AND actor_name_key LIKE ").bind(like_contains(name)?).push(" ESCAPE '\\'");
         }
         if let Some(org) = query.org {
             sql.push(" AND org_id = ").bind(org.to_string());

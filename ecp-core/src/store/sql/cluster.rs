@@ -29,17 +29,26 @@ fn integrity(reason: String) -> Error {
     Error::Integrity { what: "stored cluster", reason }
 }
 
-fn cluster_from_row(row: &AnyRow) -> Result<ClusterRecord> {
+/// Where a cluster's API secret is sealed: bound to its row.
+fn secret_context(id: impl std::fmt::Display) -> String {
+    format!("clusters.api_secret:{id}")
+}
+
+fn cluster_from_row(store: &SqlStore, row: &AnyRow) -> Result<ClusterRecord> {
     let spec: String = col(row, "spec")?;
+    let id: crate::id::ClusterId = col_parse(row, "id")?;
     Ok(ClusterRecord {
-        id: col_parse(row, "id")?,
+        id,
         project: col_parse(row, "project_id")?,
         name: col(row, "name")?,
         backend: col(row, "backend")?,
         spec: serde_json::from_str(&spec).map_err(|e| integrity(format!("spec: {e}")))?,
         api_url: col(row, "api_url")?,
         api_key: col(row, "api_key")?,
-        api_secret: col::<Option<String>>(row, "api_secret")?.map(SecretString::from),
+        api_secret: col::<Option<String>>(row, "api_secret")?
+            .map(|s| store.open_secret(&s, &secret_context(id)))
+            .transpose()?
+            .map(SecretString::from),
         connection_limit: col_u64(row, "connection_limit")?,
         enabled: col_bool(row, "enabled")?,
         status: col(row, "status")?,
@@ -81,7 +90,7 @@ impl SqlStore {
         let mut sql = Sql::new(SELECT);
         sql.push(" AND id = ").bind(id.to_string());
         let row = sql.query().fetch_optional(&mut **tx).await.map_err(|e| self.err(e))?;
-        row.as_ref().map(cluster_from_row).transpose()?.ok_or_else(|| Error::not_found("cluster", id))
+        row.as_ref().map(|r| cluster_from_row(self, r)).transpose()?.ok_or_else(|| Error::not_found("cluster", id))
     }
 
     /// Checks that `limit` more connections fit beside the other enabled clusters.
@@ -129,7 +138,7 @@ impl ClusterStore for SqlStore {
         .bind(cluster.spec.to_string())
         .bind(cluster.api_url.clone())
         .bind(cluster.api_key.clone())
-        .bind(cluster.api_secret.as_ref().map(|s| s.expose_secret().to_owned()))
+        .bind(cluster.api_secret.as_ref().map(|s| self.seal_secret(s.expose_secret(), &secret_context(cluster.id))).transpose()?)
         .bind(limit)
         .bind(i64::from(cluster.enabled))
         .bind(cluster.status.clone())
@@ -147,13 +156,13 @@ impl ClusterStore for SqlStore {
         let mut sql = Sql::new(SELECT);
         sql.push(" AND id = ").bind(id.to_string());
         let row = sql.query().fetch_optional(&self.pool).await.map_err(|e| self.err(e))?;
-        row.as_ref().map(cluster_from_row).transpose()?.ok_or_else(|| Error::not_found("cluster", id))
+        row.as_ref().map(|r| cluster_from_row(self, r)).transpose()?.ok_or_else(|| Error::not_found("cluster", id))
     }
 
     async fn list_clusters(&self, project: ProjectId, page: &PageRequest) -> Result<Page<ClusterRecord>> {
         let mut sql = Sql::new(SELECT);
         sql.push(" AND project_id = ").bind(project.to_string());
-        self.fetch_page(sql, page, cluster_from_row, |c| c.id.to_string()).await
+        self.fetch_page(sql, page, |r| cluster_from_row(self, r), |c| c.id.to_string()).await
     }
 
     async fn update_cluster_spec(

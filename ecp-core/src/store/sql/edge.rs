@@ -27,13 +27,20 @@ fn integrity(reason: String) -> Error {
     Error::Integrity { what: "stored row", reason }
 }
 
-fn service_from_row(row: &AnyRow) -> Result<EdgeService> {
+/// Where an edge service's secret is sealed: bound to its row.
+fn secret_context(id: impl std::fmt::Display) -> String {
+    format!("edge_services.cred_secret:{id}")
+}
+
+fn service_from_row(store: &SqlStore, row: &AnyRow) -> Result<EdgeService> {
+    let id: EdgeServiceId = col_parse(row, "id")?;
     let kind: String = col(row, "kind")?;
     let mode: String = col(row, "mode")?;
     let status: String = col(row, "status")?;
     let cred_kind: String = col(row, "cred_kind")?;
     let user: Option<String> = col(row, "cred_user")?;
-    let secret: Option<String> = col(row, "cred_secret")?;
+    let secret: Option<String> =
+        col::<Option<String>>(row, "cred_secret")?.map(|s| store.open_secret(&s, &secret_context(id))).transpose()?;
     let credentials = match (cred_kind.as_str(), user, secret) {
         ("none", _, _) => Credentials::None,
         ("basic", Some(username), Some(password)) => Credentials::Basic { username, password: SecretString::from(password) },
@@ -41,7 +48,7 @@ fn service_from_row(row: &AnyRow) -> Result<EdgeService> {
         (k, _, _) => return Err(integrity(format!("credentials of kind {k:?} are incomplete"))),
     };
     Ok(EdgeService {
-        id: col_parse(row, "id")?,
+        id,
         project: col_parse(row, "project_id")?,
         name: col(row, "name")?,
         kind: EdgeKind::parse(&kind).ok_or_else(|| integrity(format!("edge kind {kind:?}")))?,
@@ -60,24 +67,28 @@ fn service_from_row(row: &AnyRow) -> Result<EdgeService> {
 }
 
 /// A service from a row that also has the `tags_json` column ([`SqlStore::tags_column`]).
-fn service_with_tags(row: &AnyRow) -> Result<EdgeService> {
-    let mut s = service_from_row(row)?;
+fn service_with_tags(store: &SqlStore, row: &AnyRow) -> Result<EdgeService> {
+    let mut s = service_from_row(store, row)?;
     let json: String = col(row, "tags_json")?;
     s.tags = serde_json::from_str(&json).map_err(|e| integrity(format!("tags of edge service {}: {e}", s.id)))?;
     s.tags.sort();
     Ok(s)
 }
 
-fn credential_columns(c: &Credentials) -> (&'static str, Option<String>, Option<String>) {
-    match c {
+/// The stored columns of credentials; a kind this store does not know (a newer `ecp-edge-api`'s)
+/// is refused rather than stored without its secret.
+fn credential_columns(c: &Credentials) -> Result<(&'static str, Option<String>, Option<String>)> {
+    Ok(match c {
         Credentials::None => ("none", None, None),
         Credentials::Basic { username, password } => ("basic", Some(username.clone()), Some(password.expose_secret().to_owned())),
         Credentials::Token(t) => ("token", None, Some(t.expose_secret().to_owned())),
-    }
+        other => return Err(Error::unsupported("storing credentials", other.kind())),
+    })
 }
 
 /// A glob (`*`, `?`) as a `LIKE ... ESCAPE '\'` pattern, lowercase.
-fn glob_to_like(glob: &str) -> String {
+fn glob_to_like(glob: &str) -> Result<String> {
+    super::no_nul(glob)?;
     let mut out = String::with_capacity(glob.len());
     for c in glob.to_lowercase().chars() {
         match c {
@@ -90,7 +101,7 @@ fn glob_to_like(glob: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+    Ok(out)
 }
 
 impl SqlStore {
@@ -190,7 +201,12 @@ impl SqlStore {
             let mut rows: Vec<Row<'_>> = Vec::with_capacity(chunk.len());
             let mut tags: Vec<(String, &str)> = Vec::new();
             for s in chunk {
-                let (ck, cu, cs) = credential_columns(&s.credentials);
+                // Checked before (create_edge_services refuses unknown kinds of credentials).
+                let (ck, cu, cs) = credential_columns(&s.credentials).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                let cs = cs
+                    .map(|v| self.seal_secret(&v, &secret_context(s.id)))
+                    .transpose()
+                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
                 let id = s.id.to_string();
                 tags.extend(s.tags.iter().map(|t| (id.clone(), t.as_str())));
                 rows.push((
@@ -258,7 +274,7 @@ impl SqlStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        row.as_ref().map(service_with_tags).transpose()?.ok_or_else(|| Error::not_found("edge service", id))
+        row.as_ref().map(|r| service_with_tags(self, r)).transpose()?.ok_or_else(|| Error::not_found("edge service", id))
     }
 
     fn selector_sql(&self, select: &str, project: ProjectId, sel: &EdgeSelector) -> Result<Sql> {
@@ -294,19 +310,22 @@ impl SqlStore {
                 }
                 match v.strip_suffix('*') {
                     Some(prefix) => {
-                        let pattern = format!("{}%", glob_to_like(prefix));
+                        let pattern = format!("{}%", glob_to_like(prefix)?);
                         sql.push("e.version LIKE ").bind(pattern).push(" ESCAPE '\\'")
                     }
-                    None => sql.push("e.version = ").bind(v.clone()),
+                    None => {
+                        super::no_nul(v)?;
+                        sql.push("e.version = ").bind(v.clone())
+                    }
                 };
             }
             sql.push(")");
         }
         if let Some(glob) = &sel.name {
-            sql.push(" AND e.name_key LIKE ").bind(glob_to_like(glob)).push(" ESCAPE '\\'");
+            sql.push(" AND e.name_key LIKE ").bind(glob_to_like(glob)?).push(" ESCAPE '\\'");
         }
         if let Some(part) = &sel.endpoint_contains {
-            sql.push(" AND LOWER(e.endpoint) LIKE ").bind(like_contains(part)).push(" ESCAPE '\\'");
+            sql.push(" AND LOWER(e.endpoint) LIKE ").bind(like_contains(part)?).push(" ESCAPE '\\'");
         }
         let mut all: Vec<String> = sel.all_tags.clone();
         all.sort();
@@ -370,6 +389,12 @@ impl EdgeStore for SqlStore {
                 results[i] = Err(Error::conflict("edge service", &services[i].name, "the name appears twice"));
             }
         }
+        // A license past its validity lets nothing new draw on it.
+        if limits.check_license(self.now()).is_err() {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = limits.check_license(self.now());
+            }
+        }
         // The license's edge service count, over the whole installation.
         if limits.max_edge_services != u64::MAX {
             self.license_lock(&mut tx).await?;
@@ -383,6 +408,14 @@ impl EdgeStore for SqlStore {
                         left -= 1;
                     }
                 }
+            }
+        }
+        // Credentials this store can keep.
+        for (i, s) in services.iter().enumerate() {
+            if results[i].is_ok()
+                && let Err(e) = credential_columns(&s.credentials)
+            {
+                results[i] = Err(e);
             }
         }
         // Tags, within the project's limit.
@@ -423,7 +456,11 @@ impl EdgeStore for SqlStore {
                 }
             }
         }
-        self.append_in(&mut tx, audit).await?;
+        // The record says something was registered: a call that stored nothing writes none, and
+        // its caller records the refusal.
+        if results.iter().any(Result::is_ok) {
+            self.append_in(&mut tx, audit).await?;
+        }
         self.commit(tx).await?;
         Ok(results)
     }
@@ -441,7 +478,7 @@ impl EdgeStore for SqlStore {
         }
         sql.push(" ORDER BY e.id LIMIT ").bind(limit);
         let rows = sql.query().fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
-        let items = rows.iter().map(service_with_tags).collect::<Result<Vec<_>>>()?;
+        let items = rows.iter().map(|r| service_with_tags(self, r)).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, page.limit, |s| s.id.to_string()))
     }
 
@@ -456,7 +493,8 @@ impl EdgeStore for SqlStore {
         crate::edge::validate_endpoint(&s.endpoint)?;
         let tags = crate::edge::normalize_tags(s.tags.clone())?;
         let mut tx = self.write().await?;
-        let (ck, cu, cs) = credential_columns(&s.credentials);
+        let (ck, cu, cs) = credential_columns(&s.credentials)?;
+        let cs = cs.map(|v| self.seal_secret(&v, &secret_context(s.id))).transpose()?;
         let done = sqlx::query(
             "UPDATE edge_services SET name = $1, name_key = $2, endpoint = $3, cred_kind = $4, cred_user = $5, cred_secret = $6, \
              agent_id = $7, mode = $8, updated_at = $9 WHERE id = $10",
@@ -535,7 +573,7 @@ impl EdgeStore for SqlStore {
         .fetch_optional(&self.writes)
         .await
         .map_err(|e| self.err(e))?;
-        let mut s = vec![row.as_ref().map(service_from_row).transpose()?.ok_or_else(|| Error::not_found("edge service", id))?];
+        let mut s = vec![row.as_ref().map(|r| service_from_row(self, r)).transpose()?.ok_or_else(|| Error::not_found("edge service", id))?];
         self.attach_tags(&mut s).await?;
         Ok(s.remove(0))
     }
@@ -675,7 +713,7 @@ impl EdgeStore for SqlStore {
         self.commit(tx).await
     }
 
-    async fn get_template(&self, id: uuid::Uuid, version: Option<u32>) -> Result<TemplateRecord> {
+    async fn get_template(&self, id: crate::id::TemplateId, version: Option<u32>) -> Result<TemplateRecord> {
         let mut sql =
             Sql::new("SELECT id, version, project_id, name, kind, body, created_by, created_at FROM config_templates WHERE id = ");
         sql.bind(id.to_string());

@@ -26,6 +26,7 @@ use sqlx::{AnyPool, Arguments, AssertSqlSafe, Executor, Row, SqlSafeStr, Transac
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
+use crate::sealing::{KeyProvider, SEALED_PREFIX, Sealer, StaticKeys};
 use crate::store::Store;
 
 /// Which database a [`SqlStore`] talks to.
@@ -55,6 +56,7 @@ pub struct SqlStoreConfig {
     acquire_timeout: Duration,
     busy_timeout: Duration,
     clock: Arc<dyn Clock>,
+    keys: Option<Arc<dyn KeyProvider>>,
 }
 
 impl fmt::Debug for SqlStoreConfig {
@@ -81,6 +83,7 @@ impl SqlStoreConfig {
             acquire_timeout: Duration::from_secs(30),
             busy_timeout: Duration::from_secs(10),
             clock: Arc::new(SystemClock),
+            keys: None,
         }
     }
 
@@ -103,6 +106,7 @@ pub struct SqlStoreConfigBuilder {
     acquire_timeout: Duration,
     busy_timeout: Duration,
     clock: Arc<dyn Clock>,
+    keys: Option<Arc<dyn KeyProvider>>,
 }
 
 impl SqlStoreConfigBuilder {
@@ -129,6 +133,15 @@ impl SqlStoreConfigBuilder {
     /// The clock that times audit records (default: the system clock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The keys that seal the secrets the store keeps (edge services' passwords and tokens,
+    /// clusters' API secrets) with AES-256-GCM; see [`crate::sealing`]. Without keys a store in
+    /// memory seals under a random key of its own, and a store in a file or on PostgreSQL keeps
+    /// secrets in plain text (and says so in a warning when it connects).
+    pub fn keys(mut self, keys: Arc<dyn KeyProvider>) -> Self {
+        self.keys = Some(keys);
         self
     }
 
@@ -167,6 +180,7 @@ impl SqlStoreConfigBuilder {
             acquire_timeout: self.acquire_timeout,
             busy_timeout: self.busy_timeout,
             clock: self.clock,
+            keys: self.keys,
         })
     }
 }
@@ -181,6 +195,8 @@ pub struct SqlStore {
     writes: AnyPool,
     dialect: Dialect,
     clock: Arc<dyn Clock>,
+    /// Seals the secrets the store keeps; `None` only on a store given no keys (plain text).
+    sealer: Option<Sealer>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -199,6 +215,10 @@ fn migrator() -> Migrator {
         m(3, "edge", include_str!("../../../migrations/0003_edge.sql")),
         m(4, "agents", include_str!("../../../migrations/0004_agents.sql")),
         m(5, "clusters", include_str!("../../../migrations/0005_clusters.sql")),
+        m(6, "task_secrets", include_str!("../../../migrations/0006_task_secrets.sql")),
+        m(7, "refresh_history", include_str!("../../../migrations/0007_refresh_history.sql")),
+        m(8, "agent_claims", include_str!("../../../migrations/0008_agent_claims.sql")),
+        m(9, "search_keys", include_str!("../../../migrations/0009_search_keys.sql")),
     ])
 }
 
@@ -238,6 +258,7 @@ impl SqlStore {
         let unreachable = |e: sqlx::Error| Error::Backend { backend: dialect.name(), retryable: true, source: redact(e) };
         let pool = options(config.max_connections).connect(config.url.expose_secret()).await.map_err(unreachable)?;
         migrator().run(&pool).await.map_err(|e| Error::backend(dialect.name(), e))?;
+        backfill_search_keys(&pool).await?;
         // SQLite takes one writer at a time. Pooled connections that all try would wait for its lock
         // in its busy handler (sleeps and retries, measured at half the CPU of a fleet rollout); with
         // one connection for writes they queue here instead, in order, while reads go on in
@@ -247,7 +268,16 @@ impl SqlStore {
         } else {
             pool.clone()
         };
-        Ok(SqlStore { pool, writes, dialect, clock: config.clock })
+        let sealer = match config.keys {
+            Some(keys) => Some(Sealer::new(keys)),
+            // An in-memory store lives as long as the process: a key of its own seals its secrets.
+            None if config.memory => Some(Sealer::new(Arc::new(StaticKeys::random("memory")?))),
+            None => {
+                tracing::warn!("the store has no KeyProvider: secrets are stored in plain text (SqlStoreConfigBuilder::keys)");
+                None
+            }
+        };
+        Ok(SqlStore { pool, writes, dialect, clock: config.clock, sealer })
     }
 
     /// An in-memory SQLite store with default settings.
@@ -266,6 +296,78 @@ impl SqlStore {
 
     fn err(&self, e: sqlx::Error) -> Error {
         map_sqlx(self.dialect.name(), e)
+    }
+
+    /// `plain` as stored: sealed under the current key for `context` (table, column and row),
+    /// or as is when the store has no keys.
+    pub(crate) fn seal_secret(&self, plain: &str, context: &str) -> Result<String> {
+        match &self.sealer {
+            Some(s) => s.seal(plain, context),
+            None => Ok(plain.to_owned()),
+        }
+    }
+
+    /// A stored secret opened (a value stored before keys were set is read as is).
+    pub(crate) fn open_secret(&self, stored: &str, context: &str) -> Result<String> {
+        match &self.sealer {
+            Some(s) => s.open(stored, context),
+            None if stored.starts_with(SEALED_PREFIX) => {
+                Err(Error::backend("sealing", "a sealed secret is stored and the store has no keys (SqlStoreConfigBuilder::keys)"))
+            }
+            None => Ok(stored.to_owned()),
+        }
+    }
+
+    /// Whether the store seals the secrets it keeps (it was given keys, or lives in memory).
+    pub fn seals_secrets(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    /// Re-seals up to `batch` stored secrets that are not sealed under the current key (older
+    /// keys, or plain text from before keys were set) and returns how many it re-sealed: call it
+    /// until it answers 0. Each call is a transaction of its own, so a rotation interrupted
+    /// half-way resumes where it stopped.
+    ///
+    /// # Errors
+    /// `Unsupported` on a store without keys, `Backend` (an integrity failure for a value no key
+    /// opens).
+    pub async fn rotate_secrets(&self, batch: u32) -> Result<u64> {
+        let Some(sealer) = &self.sealer else { return Err(Error::unsupported("rotating secrets", "a store without keys")) };
+        let current = format!("{SEALED_PREFIX}{}:%", sealer.current());
+        let mut done = 0u64;
+        for (table, column, context) in [
+            ("edge_services", "cred_secret", "edge_services.cred_secret"),
+            ("clusters", "api_secret", "clusters.api_secret"),
+            ("tasks", "secrets", "tasks.secrets"),
+        ] {
+            let left = u64::from(batch).saturating_sub(done);
+            if left == 0 {
+                break;
+            }
+            let mut tx = self.write().await?;
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT id, {column} AS secret FROM {table} WHERE {column} IS NOT NULL AND {column} NOT LIKE $1 ORDER BY id LIMIT {left}"
+            )))
+            .bind(current.clone())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+            for row in &rows {
+                let id: String = col(row, "id")?;
+                let stored: String = col(row, "secret")?;
+                let ctx = format!("{context}:{id}");
+                let resealed = sealer.seal(&sealer.open(&stored, &ctx)?, &ctx)?;
+                sqlx::query(AssertSqlSafe(format!("UPDATE {table} SET {column} = $1 WHERE id = $2")))
+                    .bind(resealed)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?;
+            }
+            self.commit(tx).await?;
+            done += rows.len() as u64;
+        }
+        Ok(done)
     }
 
     /// Starts a write transaction. SQLite takes its write lock at once (`BEGIN IMMEDIATE`), so a
@@ -337,7 +439,7 @@ impl SqlStore {
         &self,
         mut sql: Sql,
         page: &crate::page::PageRequest,
-        from_row: fn(&AnyRow) -> Result<T>,
+        from_row: impl Fn(&AnyRow) -> Result<T>,
         cursor_of: impl Fn(&T) -> String,
     ) -> Result<crate::page::Page<T>> {
         let limit = page_limit(page)?;
@@ -533,24 +635,41 @@ pub(super) fn col_opt_ts(row: &AnyRow, name: &str) -> Result<Option<Timestamp>> 
         .transpose()
 }
 
-pub(super) fn col_parse<T: FromStr>(row: &AnyRow, name: &str) -> Result<T>
+/// Parses a stored value, which must be written exactly as the store writes it: an id re-encoded
+/// by hand (upper case, braces, no hyphens) parses to the same value but no longer matches an
+/// equality filter, so it is refused as an integrity error rather than read as if untouched.
+pub(super) fn canonical<T: FromStr + fmt::Display>(name: &str, s: &str) -> Result<T>
 where
     T::Err: fmt::Display,
 {
-    let s: String = col(row, name)?;
-    s.parse().map_err(|e: T::Err| Error::Integrity { what: "stored row", reason: format!("column {name}: {e}") })
+    let v: T = s.parse().map_err(|e: T::Err| Error::Integrity { what: "stored row", reason: format!("column {name}: {e}") })?;
+    if v.to_string() != s {
+        return Err(Error::Integrity { what: "stored row", reason: format!("column {name}: not written as the store writes it") });
+    }
+    Ok(v)
 }
 
-pub(super) fn col_opt_parse<T: FromStr>(row: &AnyRow, name: &str) -> Result<Option<T>>
+pub(super) fn col_parse<T: FromStr + fmt::Display>(row: &AnyRow, name: &str) -> Result<T>
 where
     T::Err: fmt::Display,
 {
-    let s: Option<String> = col(row, name)?;
-    s.map(|s| s.parse().map_err(|e: T::Err| Error::Integrity { what: "stored row", reason: format!("column {name}: {e}") })).transpose()
+    canonical(name, &col::<String>(row, name)?)
 }
 
+pub(super) fn col_opt_parse<T: FromStr + fmt::Display>(row: &AnyRow, name: &str) -> Result<Option<T>>
+where
+    T::Err: fmt::Display,
+{
+    col::<Option<String>>(row, name)?.map(|s| canonical(name, &s)).transpose()
+}
+
+/// A stored flag: 0 or 1, nothing else (a 2 would read as true yet miss `= 1` filters).
 pub(super) fn col_bool(row: &AnyRow, name: &str) -> Result<bool> {
-    Ok(col::<i64>(row, name)? != 0)
+    match col::<i64>(row, name)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(Error::Integrity { what: "stored row", reason: format!("column {name}: {v} is not a flag") }),
+    }
 }
 
 pub(super) fn col_u64(row: &AnyRow, name: &str) -> Result<u64> {
@@ -558,8 +677,46 @@ pub(super) fn col_u64(row: &AnyRow, name: &str) -> Result<u64> {
     u64::try_from(v).map_err(|_| Error::Integrity { what: "stored row", reason: format!("column {name}: negative {v}") })
 }
 
+/// What a case-insensitive search compares: the text lowercased by Rust's Unicode rules, the
+/// same on every backend (SQLite's `LOWER` and `LIKE` fold ASCII only).
+pub(super) fn search_key(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// Fills the search keys of rows written before they existed (migration 9), a batch at a time;
+/// cheap once none is left.
+async fn backfill_search_keys(pool: &AnyPool) -> Result<()> {
+    for (table, id, text, key) in
+        [("users", "id", "display_name", "display_name_key"), ("audit_log", "seq", "actor_name", "actor_name_key")]
+    {
+        loop {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT CAST({id} AS TEXT) AS k, {text} AS t FROM {table} WHERE {key} IS NULL LIMIT 1000"
+            )))
+            .fetch_all(pool)
+            .await
+            .map_err(|e| map_sqlx("backfill", e))?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let (k, t): (String, String) = (col(r, "k")?, col(r, "t")?);
+                let cast = if id == "seq" { "CAST($2 AS BIGINT)" } else { "$2" };
+                sqlx::query(AssertSqlSafe(format!("UPDATE {table} SET {key} = $1 WHERE {id} = {cast}")))
+                    .bind(search_key(&t))
+                    .bind(k)
+                    .execute(pool)
+                    .await
+                    .map_err(|e| map_sqlx("backfill", e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
-pub(super) fn like_contains(s: &str) -> String {
+pub(super) fn like_contains(s: &str) -> Result<String> {
+    no_nul(s)?;
     let mut out = String::with_capacity(s.len() + 2);
     out.push('%');
     for c in s.to_lowercase().chars() {
@@ -569,7 +726,16 @@ pub(super) fn like_contains(s: &str) -> String {
         out.push(c);
     }
     out.push('%');
-    out
+    Ok(out)
+}
+
+/// Refuses a NUL in a search pattern: SQLite's LIKE stops at it (so `"\0x"` would match every
+/// row), PostgreSQL refuses it; either way it is no text anyone stores.
+pub(super) fn no_nul(pattern: &str) -> Result<()> {
+    if pattern.contains('\0') {
+        return Err(Error::invalid("search", "must not contain a NUL character"));
+    }
+    Ok(())
 }
 
 /// The overfetch limit of a validated page as a bind value.

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::id::{ProjectId, TaskId};
 use crate::page::{Page, PageRequest};
 use crate::store::TaskStore;
-use crate::task::{RolloutPolicy, TargetState, TargetUpdate, Task, TaskState, TaskTarget, TaskTotals};
+use crate::task::{RolloutPolicy, TargetState, TargetUpdate, Task, TaskSecrets, TaskState, TaskTarget, TaskTotals};
 
 const TASK_COLUMNS: &str =
     "id, org_id, project_id, kind, state, spec, policy, actor, reason, created_at, updated_at, started_at, finished_at";
@@ -46,7 +46,14 @@ fn task_from_row(row: &AnyRow) -> Result<Task> {
         updated_at: col_ts(row, "updated_at")?,
         started_at: col_opt_ts(row, "started_at")?,
         finished_at: col_opt_ts(row, "finished_at")?,
+        // Never loaded with the task: `task_secrets` reads them for the engine alone.
+        secrets: None,
     })
+}
+
+/// Where a task's secrets are sealed: bound to its row.
+fn secrets_context(id: impl std::fmt::Display) -> String {
+    format!("tasks.secrets:{id}")
 }
 
 fn target_from_row(row: &AnyRow) -> Result<TaskTarget> {
@@ -79,7 +86,8 @@ impl TaskStore for SqlStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO tasks (id, org_id, project_id, kind, state, spec, policy, actor, exclusive_key, lease_owner, lease_until, reason, \
-             created_at, updated_at, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11, $12, $13, $14)",
+             created_at, updated_at, started_at, finished_at, secrets) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11, $12, $13, $14, $15)",
         )
         .bind(task.id.to_string())
         .bind(task.org.to_string())
@@ -95,6 +103,7 @@ impl TaskStore for SqlStore {
         .bind(ts(task.updated_at))
         .bind(opt_ts(task.started_at))
         .bind(opt_ts(task.finished_at))
+        .bind(task.secrets.as_ref().map(|s| self.seal_secret(&s.expose().to_string(), &secrets_context(task.id))).transpose()?)
         .execute(&mut *tx)
         .await
         .on_violation(
@@ -149,6 +158,19 @@ impl TaskStore for SqlStore {
             .await
             .map_err(|e| self.err(e))?;
         row.as_ref().map(task_from_row).transpose()?.ok_or_else(|| Error::not_found("task", id))
+    }
+
+    async fn task_secrets(&self, id: TaskId) -> Result<Option<TaskSecrets>> {
+        let row = sqlx::query("SELECT secrets FROM tasks WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| Error::not_found("task", id))?;
+        let Some(stored) = col::<Option<String>>(&row, "secrets")? else { return Ok(None) };
+        let text = self.open_secret(&stored, &secrets_context(id))?;
+        let value = serde_json::from_str(&text).map_err(|e| integrity(format!("secrets of task {id}: {e}")))?;
+        Ok(Some(TaskSecrets::new(value)))
     }
 
     async fn list_tasks(&self, project: ProjectId, page: &PageRequest) -> Result<Page<Task>> {

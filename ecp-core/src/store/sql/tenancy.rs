@@ -227,7 +227,7 @@ impl TenancyStore for SqlStore {
             return Ok(Page { items: Vec::new(), next: None });
         }
         if let Some(s) = &filter.name_contains {
-            sql.push(" AND name_key LIKE ").bind(like_contains(s)).push(" ESCAPE '\\'");
+            sql.push(" AND name_key LIKE ").bind(like_contains(s)?).push(" ESCAPE '\\'");
         }
         self.fetch_page(sql, page, project_from_row, |p| p.id.to_string()).await
     }

@@ -1,0 +1,4 @@
+//! The public API of ecp-agent: commands handled without a broker against simulated services and
+//! wiremock hosts.
+
+mod commands;

@@ -1,0 +1,181 @@
+//! Desired state: delivering items, publishing them retained, and recording what agents report.
+
+use std::time::Duration;
+
+use ecp_core::edge::{AgentId, DesiredChange, DesiredRecord, ReportedItem};
+use ecp_telemetry::own::Direction;
+use tokio::sync::oneshot;
+
+use ecp_agent_proto::Channel;
+use ecp_agent_proto::mqtt::qos;
+use ecp_agent_proto::proto::{self, Applied, Desired, DesiredItem, Envelope, Message, Report};
+
+use super::presence::seen;
+use super::stats::count_message;
+use super::{AgentHub, HubEvent, Inner, encode_error, lock, transport_error};
+use crate::error::{Error, Result};
+use crate::template::ConfigChange;
+
+impl AgentHub {
+    /// Sets one item of `agent`'s desired configuration and waits up to `timeout` for the agent
+    /// to report it applied. The same change as already desired keeps its version, so a retried
+    /// delivery is not applied twice; one already applied returns at once.
+    ///
+    /// When the agent is away or slow, the item stays desired: the agent applies it when it
+    /// comes back (see [`converged`](Self::converged)), and this call fails with a retryable
+    /// `Transport` error.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown agent; `Transport` (retryable) when no report came in time;
+    /// `TooLarge` when the agent's desired configuration would exceed the payload limit;
+    /// `Backend`.
+    pub async fn deliver(&self, agent: &AgentId, key: &str, target: &str, change: &ConfigChange, timeout: Duration) -> Result<Applied> {
+        let inner = &self.inner;
+        let value = serde_json::to_value(change).map_err(|e| Error::Core(ecp_core::Error::invalid("change", e.to_string())))?;
+        let change = DesiredChange { agent: agent.clone(), key: key.to_owned(), target: target.to_owned(), change: value };
+        let batched = inner
+            .puts
+            .call(change.clone(), |changes| async move { inner.store.put_desired_many(&changes, inner.clock.now()).await.ok() })
+            .await;
+        let put = match batched {
+            Some(put) => put?,
+            // The batch's write failed as a whole: this item alone, for its own error.
+            None => inner.store.put_desired(agent, key, target, &change.change, inner.clock.now()).await?,
+        };
+        let record = put.item;
+        if let (Some((v, ok)), Some(detail)) = (record.applied, &record.detail)
+            && v >= record.version
+        {
+            return Ok(Applied { key: record.key, version: v, ok, detail: detail.clone() });
+        }
+        let (tx, rx) = oneshot::channel();
+        lock(&inner.reports).entry((agent.clone(), key.to_owned())).or_default().push((record.version, tx));
+        // The set was read after the write: publishing it needs no second read.
+        if let Err(e) = publish_records(inner, agent, put.all).await {
+            remove_waiter(inner, agent, key);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(applied)) => Ok(applied),
+            _ => {
+                remove_waiter(inner, agent, key);
+                Err(transport_error(
+                    format!("agent {agent}"),
+                    true,
+                    format!("no report of {key} v{} within {timeout:?}; the agent applies it when it is back", record.version),
+                ))
+            }
+        }
+    }
+
+    /// Publishes `agent`'s whole desired configuration, retained.
+    ///
+    /// # Errors
+    /// `TooLarge`, `Transport`, `Backend`.
+    pub async fn publish_desired(&self, agent: &AgentId) -> Result<()> {
+        publish_desired(&self.inner, agent).await
+    }
+
+    /// `agent`'s desired items and whether each is applied.
+    ///
+    /// # Errors
+    /// `Backend`.
+    pub async fn desired(&self, agent: &AgentId) -> Result<Vec<DesiredRecord>> {
+        Ok(self.inner.store.desired(agent).await?)
+    }
+
+    /// Whether `agent` applied every desired item at its latest version.
+    ///
+    /// # Errors
+    /// `Backend`.
+    pub async fn converged(&self, agent: &AgentId) -> Result<bool> {
+        Ok(self.inner.store.desired(agent).await?.iter().all(DesiredRecord::converged))
+    }
+}
+
+fn remove_waiter(inner: &Inner, agent: &AgentId, key: &str) {
+    let mut reports = lock(&inner.reports);
+    if let Some(list) = reports.get_mut(&(agent.clone(), key.to_owned())) {
+        list.retain(|(_, tx)| !tx.is_closed());
+        if list.is_empty() {
+            reports.remove(&(agent.clone(), key.to_owned()));
+        }
+    }
+}
+
+pub(super) async fn publish_desired(inner: &Inner, agent: &AgentId) -> Result<()> {
+    publish_records(inner, agent, inner.store.desired(agent).await?).await
+}
+
+/// Publishes `records` as `agent`'s whole desired configuration, retained.
+async fn publish_records(inner: &Inner, agent: &AgentId, records: Vec<DesiredRecord>) -> Result<()> {
+    let mut items = Vec::with_capacity(records.len());
+    for r in records {
+        let change: ConfigChange = match serde_json::from_value(r.change) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(agent = %agent, key = %r.key, error = %e, "a stored desired item is not a change this version knows; skipped");
+                continue;
+            }
+        };
+        items.push(DesiredItem { key: r.key, version: r.version, target: r.target, change });
+    }
+    let version = items.iter().map(|i| i.version).max().unwrap_or(0);
+    let what = format!("agent {agent}");
+    let payload = proto::encode(&Envelope::new(Message::Desired(Desired { version, items })), inner.config.mqtt.max_payload())
+        .map_err(|e| encode_error(&what, e))?;
+    inner
+        .client
+        .publish(inner.config.topics.topic(agent, Channel::Desired), qos(Channel::Desired), true, payload)
+        .await
+        .map_err(|e| transport_error(what, true, e))?;
+    count_message(inner, Direction::Out, "desired");
+    Ok(())
+}
+
+/// Records `reports` (emptying it) in one store write, then wakes the deliveries waiting for
+/// them. When the write fails the waiters are not woken: their deliveries time out, retryable,
+/// and the agents report again on their next hello.
+pub(super) async fn record_reports(inner: &Inner, reports: &mut Vec<(AgentId, Report)>) {
+    if reports.is_empty() {
+        return;
+    }
+    let items: Vec<ReportedItem> = reports
+        .iter()
+        .flat_map(|(agent, report)| {
+            report.items.iter().map(|a| ReportedItem {
+                agent: agent.clone(),
+                key: a.key.clone(),
+                version: a.version,
+                ok: a.ok,
+                detail: a.detail.clone(),
+            })
+        })
+        .collect();
+    for (agent, _) in reports.iter() {
+        seen(inner, agent, None, None);
+    }
+    if let Err(e) = inner.store.record_reports(&items, inner.clock.now()).await {
+        tracing::warn!(reports = items.len(), error = %e, "agent hub: could not record reports");
+        reports.clear();
+        return;
+    }
+    for (agent, report) in reports.drain(..) {
+        for applied in report.items {
+            let waiters = {
+                let mut waiting = lock(&inner.reports);
+                let k = (agent.clone(), applied.key.clone());
+                let (done, keep): (Vec<_>, Vec<_>) =
+                    waiting.remove(&k).unwrap_or_default().into_iter().partition(|(v, _)| *v <= applied.version);
+                if !keep.is_empty() {
+                    waiting.insert(k, keep);
+                }
+                done
+            };
+            for (_, tx) in waiters {
+                let _ = tx.send(applied.clone());
+            }
+            let _ = inner.events.send(HubEvent::Applied(agent.clone(), applied));
+        }
+    }
+}
