@@ -16,3 +16,4 @@ mod import_props;
 #[cfg(feature = "kubernetes")]
 mod kubernetes_hosting;
 mod template_props;
+mod tenants_state_machine;
