@@ -565,7 +565,7 @@ pub fn decode(channel: Channel, payload: &[u8], limit: usize) -> Result<Envelope
     if payload.len() > limit {
         return Err(DecodeError::TooLarge { size: payload.len(), limit });
     }
-    let wire: WireIn = serde_json::from_slice(payload).map_err(|e| DecodeError::Malformed(redacted(&e)))?;
+    let wire: WireIn = serde_json::from_slice(payload).map_err(|e| DecodeError::Malformed(ecp_edge_api::error::redacted(&e)))?;
     if wire.v != u64::from(PROTOCOL_VERSION) {
         return Err(DecodeError::UnsupportedVersion(wire.v));
     }
@@ -599,54 +599,7 @@ pub fn decode(channel: Channel, payload: &[u8], limit: usize) -> Result<Envelope
 }
 
 fn body<T: serde::de::DeserializeOwned>(kind: &'static str, value: Value) -> Result<T, DecodeError> {
-    serde_json::from_value(value).map_err(|e| DecodeError::BadBody { kind, reason: redacted(&e) })
-}
-
-/// A serde error's text without the input it quotes (`invalid type: string "…"`,
-/// ``unknown variant `…` ``): a refused payload may hold a tunnelled password or token in the
-/// wrong place, and refusals are logged and sent back in replies. Field names, the expected
-/// types and the position stay.
-fn redacted(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    loop {
-        let quote = rest.find('"');
-        let named = ["unknown variant `", "unknown field `"].iter().filter_map(|p| rest.find(p).map(|i| i + p.len())).min();
-        match (quote, named) {
-            (Some(q), n) if n.is_none_or(|n| q < n) => {
-                // A string, escaped as Rust's `Debug` does: up to the first unescaped quote.
-                out.push_str(&rest[..=q]);
-                out.push_str("…\"");
-                let after = &rest[q + 1..];
-                let mut escaped = false;
-                let end = after.char_indices().find_map(|(i, c)| match c {
-                    _ if escaped => {
-                        escaped = false;
-                        None
-                    }
-                    '\\' => {
-                        escaped = true;
-                        None
-                    }
-                    '"' => Some(i + 1),
-                    _ => None,
-                });
-                rest = &after[end.unwrap_or(after.len())..];
-            }
-            (_, Some(n)) => {
-                // A name, unescaped: it ends before serde's own continuation of the message.
-                out.push_str(&rest[..n]);
-                out.push('…');
-                let after = &rest[n..];
-                let end = ["`, expected", "`, there are no"].iter().filter_map(|m| after.rfind(m)).max();
-                rest = &after[end.unwrap_or(after.len())..];
-            }
-            _ => break,
-        }
-    }
-    out.push_str(rest);
-    out
+    serde_json::from_value(value).map_err(|e| DecodeError::BadBody { kind, reason: ecp_edge_api::error::redacted(&e) })
 }
 
 #[cfg(test)]

@@ -168,7 +168,10 @@ fn parse_raw(endpoint: &str, response: &http::Response<Bytes>) -> Result<serde_j
         return Err(status_error(endpoint, status, None, code, body));
     }
     if let Some(code) = code.filter(|c| *c != 0) {
-        return Err(status_error(endpoint, status, None, Some(code), body));
+        // An error under HTTP 2xx: the body is an answer that may hold data (NanoMQ's
+        // configuration and its passwords), so only its `message` is quoted, not the body.
+        let message = json.as_ref().and_then(|v| v.get("message")?.as_str().map(excerpt));
+        return Err(Error::Api { endpoint: endpoint.to_owned(), status: status.as_u16(), product: None, code: Some(code), message });
     }
     Ok(match json {
         Some(v) => v,
@@ -375,7 +378,7 @@ pub(crate) fn json_value(endpoint: &str, body: &[u8]) -> Result<serde_json::Valu
 
 /// A JSON value as `T`.
 pub(crate) fn from_value<T: DeserializeOwned>(endpoint: &str, value: serde_json::Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| decode_error(endpoint, e))
+    serde_json::from_value(value).map_err(|e| decode_error(endpoint, crate::error::redacted(&e)))
 }
 
 /// The body as UTF-8 text.
@@ -461,6 +464,46 @@ mod tests {
         for bad in ["api", "/api/", "/a//b", "/a/../b", "/a b", "/a?b"] {
             assert!(check_prefix(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn decode_errors_quote_no_string_of_the_answer() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Login {
+            token: String,
+            n: u64,
+        }
+        for (body, want) in [
+            (serde_json::json!("tok-\"secret\\"), "invalid type: string \"…\", expected struct Login"),
+            (serde_json::json!({"token": "t", "n": "pw-secret"}), "invalid type: string \"…\", expected u64"),
+            (serde_json::json!({"token": "t", "n": 1, "pw-secret": 1}), "unknown field `…`, expected `token` or `n`"),
+            (serde_json::json!({"token": 5, "n": 1}), "invalid type: integer `5`, expected a string"),
+            (serde_json::json!({"n": 1}), "missing field `token`"),
+        ] {
+            let e = from_value::<Login>("GET /x", body).unwrap_err();
+            let Error::Decode { reason, .. } = &e else { panic!("{e:?}") };
+            assert_eq!(reason, want);
+        }
+    }
+
+    #[test]
+    fn raw_errors_under_200_quote_no_data() {
+        let call = ApiCall::raw("GET", "/api/v4/configuration", None, None).unwrap();
+        let answer = |status: u16, body: &str| {
+            let mut r = http::Response::new(Bytes::copy_from_slice(body.as_bytes()));
+            *r.status_mut() = StatusCode::from_u16(status).unwrap();
+            call.parse(&r)
+        };
+        let e = answer(200, r#"{"code":7,"data":{"http_server":{"password":"pw-sentinel"}}}"#).unwrap_err();
+        assert!(matches!(&e, Error::Api { status: 200, code: Some(7), message: None, .. }), "{e:?}");
+        let e = answer(200, r#"{"error":1,"message":"bad\nthing"}"#).unwrap_err();
+        assert!(matches!(&e, Error::Api { code: Some(1), message: Some(m), .. } if m == "bad thing"), "{e:?}");
+        // Other statuses: an excerpt of whatever was answered.
+        let e = answer(502, "Bad Gateway: upstream timed out").unwrap_err();
+        assert!(matches!(&e, Error::Api { status: 502, message: Some(m), .. } if m.contains("Bad Gateway")), "{e:?}");
+        assert_eq!(answer(200, r#"{"code":0,"data":[]}"#).unwrap(), serde_json::json!({"code":0,"data":[]}));
     }
 
     #[test]

@@ -129,3 +129,51 @@ impl Error {
 
 /// The result type of ecp-edge-api.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A serde error's text without the strings of the input it quotes (`invalid type: string "…"`,
+/// ``unknown field `…` ``): an answer or a message may hold a token or a password where another
+/// value belongs (a login token where an object is expected, a driver's password moved into a
+/// list, a tunnelled body in the wrong field), and errors are logged and shown. Field names, the
+/// expected types and the position stay. The agent protocol's codec uses it too.
+pub fn redacted(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    loop {
+        let quote = rest.find('"');
+        let named = ["unknown variant `", "unknown field `"].iter().filter_map(|p| rest.find(p).map(|i| i + p.len())).min();
+        match (quote, named) {
+            (Some(q), n) if n.is_none_or(|n| q < n) => {
+                // A string, escaped (as Rust's `Debug` or JSON does): up to the first unescaped quote.
+                out.push_str(&rest[..=q]);
+                out.push_str("…\"");
+                let after = &rest[q + 1..];
+                let mut escaped = false;
+                let end = after.char_indices().find_map(|(i, c)| match c {
+                    _ if escaped => {
+                        escaped = false;
+                        None
+                    }
+                    '\\' => {
+                        escaped = true;
+                        None
+                    }
+                    '"' => Some(i + 1),
+                    _ => None,
+                });
+                rest = &after[end.unwrap_or(after.len())..];
+            }
+            (_, Some(n)) => {
+                // A name, unescaped: it ends before serde's own continuation of the message.
+                out.push_str(&rest[..n]);
+                out.push('…');
+                let after = &rest[n..];
+                let end = ["`, expected", "`, there are no"].iter().filter_map(|m| after.rfind(m)).max();
+                rest = &after[end.unwrap_or(after.len())..];
+            }
+            _ => break,
+        }
+    }
+    out.push_str(rest);
+    out
+}
