@@ -247,6 +247,53 @@ mod tests {
         assert!(!shown.contains(&hex::encode(signer.key.expose_secret())), "{shown}");
     }
 
+    /// License files of the issuer `[7; 32]`: a trial and an official one.
+    fn signed_samples(signer: &LicenseSigner) -> (Vec<License>, Vec<Vec<u8>>) {
+        let trial = License { id: "trial-42".into(), customer: "Büro \"Nord\" / 東京".into(), kind: LicenseKind::Trial, ..license() };
+        let licenses = vec![license(), trial];
+        let files = licenses.iter().map(|l| signer.sign(l).unwrap().into_bytes()).collect();
+        (licenses, files)
+    }
+
+    /// Mutations of a validly signed license file either still verify, to the very license that
+    /// was signed (a mutation that only touched the file's JSON around the signed payload, such as
+    /// blanks or escapes), or are refused with `InvalidInput` or `Integrity`: never a panic, never
+    /// another license.
+    fn check_mutated(m: &ecp_testkit::mutate::Mutated) -> std::result::Result<(), proptest::test_runner::TestCaseError> {
+        let signer = LicenseSigner::from_secret(SecretBox::new(Box::new([7u8; 32])));
+        let verifier = LicenseVerifier::new(&signer.public_key()).unwrap();
+        let (licenses, _) = signed_samples(&signer);
+        match verifier.verify(&m.bytes, ts("2026-06-01T00:00:00Z")) {
+            Ok(verified) => proptest::prop_assert_eq!(&verified, &licenses[m.base]),
+            Err(e) => {
+                proptest::prop_assert!(matches!(e, Error::InvalidInput { .. } | Error::Integrity { what: "license", .. }), "{:?}", e);
+                proptest::prop_assert!(!e.to_string().is_empty());
+            }
+        }
+        Ok(())
+    }
+
+    fn signed_files() -> Vec<Vec<u8>> {
+        signed_samples(&LicenseSigner::from_secret(SecretBox::new(Box::new([7u8; 32])))).1
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, ..Default::default() })]
+
+        /// See [`check_mutated`]: any mutation (bytes, splices of the two files, JSON values).
+        #[test]
+        fn mutated_license_files_verify_unchanged_or_are_refused(m in ecp_testkit::mutate::mutated(signed_files())) {
+            check_mutated(&m)?;
+        }
+
+        /// See [`check_mutated`]: the file's values moved, replaced or removed (the signature
+        /// where the payload belongs, a number or `null` for a string, a key dropped).
+        #[test]
+        fn license_files_with_moved_values_verify_unchanged_or_are_refused(m in ecp_testkit::mutate::json_mutated(signed_files())) {
+            check_mutated(&m)?;
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_files_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {

@@ -22,6 +22,9 @@
 //!   request and answers with real-shaped objects, for the Kubernetes drivers' tests.
 //! - [`smtp`]: a small real SMTP server on a free loopback port (AUTH PLAIN/LOGIN, no TLS) that
 //!   keeps the messages it receives, for tests of email notifiers.
+//! - `mutate` (feature `mutate`): proptest strategies of well-formed samples mutated byte by byte
+//!   and, while they are JSON, value by value, for the properties of every parser of outside
+//!   input (a refusal is a typed error, never a panic).
 //! - [`docker`]: static test binaries (`sim-edge`) packed into `FROM scratch` Docker images, built
 //!   once and shared by parallel test processes, and the Docker engine check.
 
@@ -31,6 +34,8 @@ pub mod emqx;
 pub mod kube;
 pub mod methods;
 pub mod mosquitto;
+#[cfg(feature = "mutate")]
+pub mod mutate;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sim;

@@ -2,5 +2,4 @@
 //! the broker credentials and ACL files against a real mosquitto.
 
 mod acl;
-mod mutate;
 mod props;

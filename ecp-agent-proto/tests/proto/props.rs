@@ -5,9 +5,8 @@
 
 use ecp_agent_proto::Channel;
 use ecp_agent_proto::proto::{self, DEFAULT_MAX_PAYLOAD, Envelope, Heartbeat, Hello, LocalService, Message, Status};
+use ecp_testkit::mutate;
 use proptest::prelude::*;
-
-use crate::mutate;
 
 const CHANNELS: [Channel; 8] = [
     Channel::Hello,

@@ -274,10 +274,22 @@ impl EmqxClient {
     /// `absent_on_404`, the typed error of any other answer.
     async fn exchange<T>(&self, req: &Request, absent_on_404: bool, decode: impl FnOnce(&[u8]) -> Result<T>) -> Result<Option<T>> {
         let answer = self.send(req).await?;
+        self.answered(req, &answer, absent_on_404, decode)
+    }
+
+    /// Reads `answer` (no I/O): a 2xx body given to `decode`; `None` for a 404 when
+    /// `absent_on_404`, the typed error of any other answer.
+    fn answered<T>(
+        &self,
+        req: &Request,
+        answer: &Answer,
+        absent_on_404: bool,
+        decode: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<Option<T>> {
         match answer.status {
             200..=299 => decode(&answer.body).map(Some),
             404 if absent_on_404 => Ok(None),
-            _ => Err(self.refusal(req, &answer)),
+            _ => Err(self.refusal(req, answer)),
         }
     }
 
@@ -311,13 +323,18 @@ impl EmqxClient {
     pub async fn status(&self) -> Result<NodeHealth> {
         let req = request::status(true);
         let answer = self.send(&req).await?;
+        self.health(&req, &answer)
+    }
+
+    /// Reads the answer of `/status` (no I/O).
+    fn health(&self, req: &Request, answer: &Answer) -> Result<NodeHealth> {
         let report = StatusReport::parse(&answer.body);
         match answer.status {
             200..=299 => report
                 .map(NodeHealth::Ready)
                 .ok_or_else(|| Error::Decode { endpoint: req.endpoint(), reason: "not an EMQX status report".into() }),
             503 => Ok(NodeHealth::NotReady { retry_after: answer.retry_after, report }),
-            _ => Err(self.refusal(&req, &answer)),
+            _ => Err(self.refusal(req, answer)),
         }
     }
 
@@ -522,6 +539,9 @@ fn from_http(e: ecp_http::Error) -> Error {
 fn check_base_url(raw: &str) -> Result<url::Url> {
     ecp_http::check_base_url(raw.trim()).map_err(from_http)
 }
+
+#[cfg(test)]
+pub(super) mod props;
 
 #[cfg(test)]
 mod tests {

@@ -709,6 +709,39 @@ mod tests {
         }
     }
 
+    /// Mutations of EMQX's answers (the samples of the client's properties) read as each of the
+    /// four answers the poller reads: never a panic, every sample a finite value, every skip
+    /// located under the request it is about.
+    fn check_mutated(m: &ecp_testkit::mutate::Mutated) -> Result<(), TestCaseError> {
+        let scope = MetricScope::new(ecp_core::OrgId::new(), ecp_core::ProjectId::new());
+        let labels = Labels::empty();
+        let mut out = Out { scope, base: &labels, now: Timestamp::UNIX_EPOCH, collection: Collection::default() };
+        let _ = error_message(&m.bytes);
+        if let Ok(v) = serde_json::from_slice::<Value>(&m.bytes) {
+            sample_all(&mut out, &v);
+        }
+        prop_assert!(out.collection.samples.iter().all(|s| s.value.is_finite()), "{:?}", out.collection.samples);
+        let located = |l: &str| [NODES, MONITOR, METRICS, LICENSE].iter().any(|p| l.starts_with(p));
+        prop_assert!(out.collection.skipped.iter().all(|s| located(&s.location)), "{:?}", out.collection.skipped);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// See [`check_mutated`]: any mutation (bytes, splices of two answers, values).
+        #[test]
+        fn mutated_answers_sample_finite_values(m in ecp_testkit::mutate::mutated(super::super::client::props::bodies())) {
+            check_mutated(&m)?;
+        }
+
+        /// See [`check_mutated`]: only JSON values moved, replaced or removed.
+        #[test]
+        fn answers_with_moved_values_sample_finite_values(m in ecp_testkit::mutate::json_mutated(super::super::client::props::bodies())) {
+            check_mutated(&m)?;
+        }
+    }
+
     fn any_json() -> impl Strategy<Value = Value> {
         prop_oneof![
             Just(Value::Null),

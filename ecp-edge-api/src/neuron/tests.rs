@@ -7,7 +7,7 @@ use secrecy::SecretString;
 
 use super::*;
 use crate::error::Error;
-use crate::testing::{ParseFn, arb_body, arb_json, parsers, response, shaped};
+use crate::testing::{ParseFn, Sample, arb_body, arb_json, parsers, response, shaped};
 
 fn all_parsers() -> Vec<ParseFn> {
     let api = NeuronApi::new();
@@ -19,15 +19,71 @@ fn all_parsers() -> Vec<ParseFn> {
         api.version(),
         api.nodes(NodeType::Driver, &NodeFilter::default()),
         api.add_node("n", "p", None),
+        api.delete_node("n"),
         api.node_setting("n"),
+        api.set_node_setting("n", &serde_json::json!({})),
+        api.node_ctl("n", NodeCommand::Start),
         api.node_states(),
         api.node_state("n"),
         api.groups("n"),
         api.all_groups(),
+        api.add_group("n", "g", 1000),
+        api.update_group("n", "g", Some("g2"), Some(500)),
+        api.delete_group("n", "g"),
         api.tags("n", "g", None),
         api.add_tags("n", "g", &tags),
+        api.update_tags("n", "g", &tags),
         api.delete_tags("n", "g", &["t"]),
+        api.write_tag("n", "g", "t", &serde_json::json!(1)),
         api.metrics(None, None),
+    ]
+}
+
+/// Neuron 2.15's answers as the reference gives them (§3, §8).
+fn samples() -> Vec<Sample> {
+    const JSON: Option<&str> = Some("application/json");
+    vec![
+        Sample::ok(200, JSON, r#"{"token":"eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJhdWQiOiJuZXVyb24ifQ.tok-sentinel-neuron"}"#)
+            .secret("tok-sentinel-neuron"),
+        Sample::ok(200, JSON, "{}"),
+        Sample::ok(200, JSON, r#"{"error":0}"#),
+        Sample::ok(200, JSON, r#"{"version":"2.15.0","revision":"67d6beb","build_date":"2026-07-22"}"#),
+        Sample::ok(200, JSON, r#"{"nodes":[{"name":"modbus-1","plugin":"Modbus TCP","support_import_tags":true,"tags":""}]}"#),
+        // An OPC UA driver's setting holds the password of the server it reads.
+        Sample::ok(
+            200,
+            JSON,
+            r#"{"node":"opcua-1","params":{"url":"opc.tcp://10.0.0.9:4840","username":"plc","password":"pw-sentinel-opcua","cert":""}}"#,
+        )
+        .secret("pw-sentinel-opcua"),
+        Sample::ok(
+            200,
+            JSON,
+            r#"{"states":[{"node":"m1","running":3,"link":1,"rtt":100,"log_level":"notice","sub_group_count":1}],"neuron_core":{"log_level":"notice"}}"#,
+        ),
+        Sample::ok(200, JSON, r#"{"running":3,"link":1,"rtt":100,"log_level":"notice","sub_group_count":1}"#),
+        Sample::ok(200, JSON, r#"{"groups":[{"name":"g1","interval":1000,"tag_count":2}]}"#),
+        Sample::ok(200, JSON, r#"{"groups":[{"driver":"m1","group":"g1","interval":1000,"tag_count":2}]}"#),
+        Sample::ok(
+            200,
+            JSON,
+            r#"{"tags":[{"name":"t1","address":"1!400001","attribute":3,"type":4,"precision":0,"decimal":0,"bias":0,"description":"","unit":""}]}"#,
+        ),
+        Sample::ok(200, JSON, r#"{"index":3,"error":0,"results":[{"index":1,"error":2202}]}"#),
+        Sample::ok(
+            200,
+            Some("text/plain"),
+            "# HELP cpu_percent Total CPU utilisation percentage\n# TYPE cpu_percent gauge\ncpu_percent 12\n\
+             # TYPE node_type gauge\nnode_type{node=\"modbus-1\"} 1\nlast_rtt_ms{node=\"modbus-1\"} 100\n",
+        ),
+        Sample::refusal(400, JSON, r#"{"index":2,"error":2205}"#),
+        Sample::refusal(200, JSON, r#"{"error":2005}"#),
+        Sample::refusal(400, JSON, r#"{"error":3002}"#),
+        Sample::refusal(401, JSON, r#"{"error":1009}"#),
+        Sample::refusal(403, JSON, r#"{"error":1006}"#),
+        Sample::refusal(404, JSON, r#"{"error":2003}"#),
+        Sample::refusal(409, JSON, r#"{"error":2002}"#),
+        Sample::refusal(404, Some("text/html"), "<html><body>404 Not Found</body></html>"),
     ]
 }
 
@@ -98,14 +154,14 @@ proptest! {
     #[test]
     fn parsers_never_panic_on_bytes(status in 100u16..600, ct in proptest::option::of("[a-z/;= -]{0,30}"), body in arb_body()) {
         let r = response(status, ct.as_deref(), &body);
-        for p in all_parsers() { p(&r); }
+        for p in all_parsers() { let _ = p(&r); }
         let _ = token_refused(&r);
     }
 
     #[test]
     fn parsers_never_panic_on_json(status in prop_oneof![Just(200u16), Just(400), Just(401), Just(403), Just(404), Just(500)], value in shaped(arb_json(), &["nodes", "groups", "tags", "states", "error", "index", "results", "token"])) {
         let r = response(status, Some("application/json"), value.to_string().as_bytes());
-        for p in all_parsers() { p(&r); }
+        for p in all_parsers() { let _ = p(&r); }
     }
 }
 
@@ -138,3 +194,5 @@ fn error_codes_are_read_by_product() {
     let generic = Error::Api { endpoint: "GET /x".into(), status: 200, product: None, code: Some(2005), message: None };
     assert!(!generic.is_not_found());
 }
+
+crate::testing::mutated_answer_tests!();

@@ -690,8 +690,9 @@ fn rule_bodies() -> Vec<Vec<u8>> {
 }
 
 /// Mutations of well-formed custom alarm pushes (flips, inserted bytes and tokens, deleted,
-/// truncated and duplicated ranges, splices of two bodies) raise or update an alarm, or are refused
-/// with a typed error that leaves the project's alarms as they were and never shows the token.
+/// truncated and duplicated ranges, splices of two bodies, values moved, replaced or removed)
+/// raise or update an alarm, or are refused with a typed error that leaves the project's alarms as
+/// they were and never shows the token.
 #[test]
 fn mutated_custom_alarm_bodies_never_panic_and_refusals_change_nothing() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -703,7 +704,7 @@ fn mutated_custom_alarm_bodies_never_panic_and_refusals_change_nothing() {
     let config = proptest::test_runner::Config { cases: 256, failure_persistence: None, ..Default::default() };
     let mut runner = proptest::test_runner::TestRunner::new(config);
     runner
-        .run(&crate::mutate::mutated(samples), |m| {
+        .run(&ecp_testkit::mutate::mutated(samples), |m| {
             let before = (r.active(), r.history(), r.admin.storm().unwrap());
             match r.engine.push_custom(&t, &m.bytes) {
                 Ok(_) => {}
@@ -728,7 +729,7 @@ fn mutated_alarm_rule_bodies_never_panic_and_refusals_change_nothing() {
     let config = proptest::test_runner::Config { cases: 256, failure_persistence: None, ..Default::default() };
     let mut runner = proptest::test_runner::TestRunner::new(config);
     runner
-        .run(&crate::mutate::mutated(rule_bodies()), |m| {
+        .run(&ecp_testkit::mutate::mutated(rule_bodies()), |m| {
             let Ok(rule) = serde_json::from_slice::<AlarmRule>(&m.bytes) else { return Ok(()) };
             let before = r.admin.rules().unwrap();
             let valid = rule.validate().is_ok();

@@ -6,7 +6,6 @@ mod collector_runner;
 mod denials;
 mod logs;
 mod metric_store;
-mod mutate;
 mod notify;
 mod own_metrics;
 mod prom_fixtures;

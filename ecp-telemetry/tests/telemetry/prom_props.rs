@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use ecp_core::{OrgId, ProjectId, Timestamp};
 use ecp_telemetry::prom::{self, MetricKind, ParseLimits, ParsedExposition};
 use ecp_telemetry::{Labels, MetricScope};
+use ecp_testkit::mutate;
 use proptest::prelude::*;
 
-use crate::mutate;
 use crate::prom_fixtures::{EMQX_NODE, EMQX_UNAGGREGATED, NANOMQ, NEURON_ALL, NEURON_ONE_NODE};
 
 /// One family as a generator makes it: the samples are (labels, value, timestamp).

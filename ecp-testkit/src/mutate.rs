@@ -1,14 +1,35 @@
-//! Mutations of well-formed samples for the mutated-input properties: flipped and replaced bytes,
-//! inserted bytes and format tokens, deleted, truncated and duplicated ranges, two samples spliced,
-//! and, while the input is still JSON, values moved to other fields, replaced by edge values or
-//! removed. Inputs stay under [`MAX_LEN`] bytes, so no case allocates without bound.
+//! Mutations of well-formed samples, for the mutated-input properties of the parsers of outside
+//! input (feature `mutate`): flipped and replaced bytes, inserted bytes and format tokens, deleted,
+//! truncated and duplicated ranges, two samples spliced, and, while the input is still JSON, values
+//! moved to other fields, replaced by edge values or removed. Inputs stay under [`MAX_LEN`] bytes,
+//! so no case allocates without bound.
+//!
+//! Arbitrary bytes rarely get past a parser's first check; a mutated real sample does, and reaches
+//! the checks behind the syntax. A property takes [`mutated`] (every kind of edit) or
+//! [`json_mutated`] (only value edits, so every case is still JSON) of the samples, and the
+//! [`Mutated::base`] of each case says which sample it started from:
+//!
+//! ```
+//! use ecp_testkit::mutate;
+//! use proptest::prelude::*;
+//!
+//! let samples = vec![br#"{"name":"a","interval":1000}"#.to_vec(), br#"{"name":"b","interval":10}"#.to_vec()];
+//! let mut runner = proptest::test_runner::TestRunner::default();
+//! runner
+//!     .run(&mutate::json_mutated(samples), |m| {
+//!         prop_assert!(m.base < 2 && m.bytes.len() <= mutate::MAX_LEN);
+//!         prop_assert!(serde_json::from_slice::<serde_json::Value>(&m.bytes).is_ok());
+//!         Ok(())
+//!     })
+//!     .unwrap();
+//! ```
 
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::Value;
 
 /// The longest mutated input.
-pub(crate) const MAX_LEN: usize = 4096;
+pub const MAX_LEN: usize = 4096;
 
 /// Bytes worth inserting into text formats: JSON and exposition syntax, edge numbers, escapes.
 const TOKENS: &[&[u8]] = &[
@@ -192,10 +213,12 @@ fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
 }
 
 /// A mutated sample: which sample it started from, and its bytes.
-#[derive(Clone)]
-pub(crate) struct Mutated {
-    pub(crate) base: usize,
-    pub(crate) bytes: Vec<u8>,
+#[derive(Clone, PartialEq, Eq)]
+pub struct Mutated {
+    /// The index, in the samples given, of the sample the mutations started from.
+    pub base: usize,
+    /// The mutated bytes, at most [`MAX_LEN`].
+    pub bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for Mutated {
@@ -204,17 +227,88 @@ impl std::fmt::Debug for Mutated {
     }
 }
 
-/// One of `samples` with one to four mutations applied.
-pub(crate) fn mutated(samples: Vec<Vec<u8>>) -> impl Strategy<Value = Mutated> {
+/// One of `samples` with one to four mutations of any kind applied (byte edits, splices with the
+/// other samples, and value edits while the bytes are JSON).
+///
+/// # Panics
+/// When `samples` is empty.
+pub fn mutated(samples: Vec<Vec<u8>>) -> impl Strategy<Value = Mutated> {
     assert!(!samples.is_empty());
     (0..samples.len(), proptest::collection::vec(mutation(), 1..5))
         .prop_map(move |(base, edits)| Mutated { base, bytes: apply(&samples, base, &edits) })
 }
 
-/// One of `samples` (JSON) with one to three values moved, replaced or removed: still JSON, so
-/// every case reaches the checks behind the syntax.
-pub(crate) fn json_mutated(samples: Vec<Vec<u8>>) -> impl Strategy<Value = Mutated> {
+/// One of `samples` (JSON) with one to three values moved, replaced or removed: still JSON (unless
+/// a value moved into itself grows it past [`MAX_LEN`]), so every case reaches the checks behind
+/// the syntax. A sample that is not JSON stays as it is.
+///
+/// # Panics
+/// When `samples` is empty.
+pub fn json_mutated(samples: Vec<Vec<u8>>) -> impl Strategy<Value = Mutated> {
     assert!(!samples.is_empty());
     (0..samples.len(), proptest::collection::vec(json_edit(), 1..4))
         .prop_map(move |(base, edits)| Mutated { base, bytes: apply(&samples, base, &edits) })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::test_runner::{Config, TestRunner};
+
+    use super::*;
+
+    fn runner() -> TestRunner {
+        TestRunner::new(Config { cases: 256, failure_persistence: None, ..Config::default() })
+    }
+
+    fn samples() -> Vec<Vec<u8>> {
+        vec![
+            br#"{"token":"t","list":[1,2,{"a/b~c":null}],"n":1.5}"#.to_vec(),
+            b"not json at all".to_vec(),
+            vec![b'x'; MAX_LEN + 100],
+            Vec::new(),
+        ]
+    }
+
+    #[test]
+    fn mutations_are_bounded_and_name_their_sample() {
+        let n = samples().len();
+        runner()
+            .run(&mutated(samples()), |m| {
+                prop_assert!(m.base < n);
+                prop_assert!(m.bytes.len() <= MAX_LEN);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn json_mutations_stay_json_and_change_something() {
+        let originals = samples();
+        let json: Value = serde_json::from_slice(&originals[0]).unwrap();
+        let changed = std::cell::Cell::new(0);
+        runner()
+            .run(&json_mutated(samples()), |m| {
+                match m.base {
+                    0 => {
+                        let v = serde_json::from_slice::<Value>(&m.bytes);
+                        prop_assert!(v.is_ok(), "{:?}", m);
+                        changed.set(changed.get() + usize::from(v.unwrap() != json));
+                    }
+                    // Not JSON: left as it was (cut to the bound).
+                    b => prop_assert_eq!(&m.bytes[..], &originals[b][..originals[b].len().min(MAX_LEN)]),
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert!(changed.get() > 0);
+    }
+
+    #[test]
+    fn json_pointers_escape_keys() {
+        let v: Value = serde_json::from_slice(&samples()[0]).unwrap();
+        let mut all = Vec::new();
+        pointers(&v, String::new(), &mut all);
+        assert!(all.contains(&"/list/2/a~1b~0c".to_owned()), "{all:?}");
+        assert!(all.iter().all(|p| v.pointer(p).is_some()), "{all:?}");
+    }
 }
