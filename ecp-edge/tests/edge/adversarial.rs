@@ -185,3 +185,84 @@ async fn another_tenants_ids_answer_like_ids_that_never_existed() {
     same!("delete_agent", |id: AgentId| stranger.delete_agent(&id), agent, no_agent);
     assert!(differ.is_empty(), "another tenant's ids answered differently:\n{}", differ.join("\n"));
 }
+
+/// Names, tags and selectors made of SQL wildcards, quotes, backslashes, glob characters, very
+/// long and mixed-direction text: each is stored as written, matches only itself (a wildcard is a
+/// literal, a glob character is the glob's), never another tenant's service, and a name over the
+/// limit is refused without storing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_tags_and_selectors_match_only_themselves() {
+    use ecp_core::edge::EdgeSelector;
+    let w = world().await;
+    let ours = w.as_admin().await;
+    let theirs = w.fleet.project(&w.stranger, w.other.id()).await.unwrap();
+    let long = "ש".repeat(100) + &"x".repeat(100);
+    let names = [
+        "100%",
+        "100_",
+        "a%b",
+        "a_b",
+        "it's",
+        "say \"hi\"",
+        r"back\slash",
+        r"end\",
+        "star*",
+        "what?",
+        "[abc]",
+        "'; DROP TABLE x; --",
+        "מכונה line-1",
+        "line-1 مصنع",
+        long.as_str(),
+    ];
+    let tags = ["a_b", "ab_", "x-1", "שלום", "日本_1"];
+    for (i, name) in names.iter().enumerate() {
+        let tag = tags[i % tags.len()];
+        let s = ours
+            .register(NewEdgeService::direct(*name, EdgeKind::NeuronEx, format!("http://10.0.0.{}:8085", i + 1)).tags([tag]))
+            .await
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        assert_eq!(s.name(), *name, "stored as written");
+        // The other tenant has a service of the same name and tag, and one that a wildcard would match.
+        theirs.register(NewEdgeService::direct(*name, EdgeKind::NeuronEx, "http://10.1.0.1:8085").tags([tag])).await.unwrap();
+    }
+    for bait in ["100x", "100", "axb", "a-b", "its", "a~b", "abc", "zz"] {
+        ours.register(NewEdgeService::direct(bait, EdgeKind::NanoMq, "http://10.0.1.1:8081").tags(["axb"])).await.unwrap();
+    }
+    let select = async |fleet: &ecp_edge::fleet::ProjectFleet, sel: EdgeSelector| -> Vec<String> {
+        let mut got: Vec<String> =
+            fleet.select(&sel, &PageRequest::first(1000)).await.unwrap().items.iter().map(|s| s.name().to_owned()).collect();
+        got.sort();
+        got
+    };
+    // A name glob without `*` or `?` matches exactly that name (case-insensitively), in our project only.
+    for name in names.iter().filter(|n| !n.contains(['*', '?'])) {
+        assert_eq!(select(&ours, EdgeSelector::all().name(*name)).await, vec![name.to_string()], "{name:?}");
+    }
+    assert_eq!(select(&ours, EdgeSelector::all().name("%")).await, Vec::<String>::new());
+    assert_eq!(select(&ours, EdgeSelector::all().name("_")).await, Vec::<String>::new());
+    assert_eq!(select(&ours, EdgeSelector::all().name("a%b")).await, vec!["a%b"]);
+    assert_eq!(select(&ours, EdgeSelector::all().name("100?")).await, vec!["100%", "100_", "100x"]);
+    assert_eq!(select(&ours, EdgeSelector::all().name("*%*")).await, vec!["100%", "a%b"]);
+    assert_eq!(select(&ours, EdgeSelector::all().name(r"*\*")).await, vec![r"back\slash", r"end\"]);
+    assert_eq!(select(&ours, EdgeSelector::all().name("*'*")).await, vec!["'; DROP TABLE x; --", "it's"]);
+    assert_eq!(select(&ours, EdgeSelector::all().name("*מכונה*")).await, vec!["מכונה line-1"]);
+    assert_eq!(select(&ours, EdgeSelector::all().name("ש*")).await, vec![long.clone()]);
+    assert_eq!(select(&ours, EdgeSelector::all().name("*")).await.len(), names.len() + 8);
+    // Tags match exactly: `a_b` is not `axb`, and tags of the other tenant count nowhere.
+    assert_eq!(select(&ours, EdgeSelector::with_tags(["a_b"])).await.len(), names.len().div_ceil(tags.len()));
+    assert_eq!(select(&ours, EdgeSelector::with_tags(["axb"])).await.len(), 8);
+    assert_eq!(select(&ours, EdgeSelector::all().any_tags(["ab_", "שלום"])).await.len(), 6);
+    let usage = ours.tags().await.unwrap();
+    assert!(usage.iter().all(|t| tags.contains(&t.name.as_str()) || t.name == "axb"), "{usage:?}");
+    assert_eq!(usage.iter().map(|t| t.services).sum::<u64>(), (names.len() + 8) as u64, "our services only");
+    // The other tenant sees its own, whatever it asks.
+    assert_eq!(select(&theirs, EdgeSelector::all().name("*")).await.len(), names.len());
+    assert_eq!(select(&theirs, EdgeSelector::with_tags(["axb"])).await.len(), 0);
+    // Over the limit: refused, nothing stored.
+    let before = select(&ours, EdgeSelector::all()).await;
+    let e = ours.register(NewEdgeService::direct(long.clone() + "!", EdgeKind::NeuronEx, "http://10.0.2.1:8085")).await.unwrap_err();
+    assert!(matches!(&e, ecp_edge::Error::Core(c) if c.is_invalid_input()), "{e}");
+    let e = ours.select(&EdgeSelector::all().name("x".repeat(201)), &PageRequest::first(10)).await.unwrap_err();
+    assert!(matches!(&e, ecp_edge::Error::Core(c) if c.is_invalid_input()), "{e}");
+    assert_eq!(select(&ours, EdgeSelector::all()).await, before);
+}

@@ -117,6 +117,13 @@ async fn failures(w: &World, operation: &str) -> Vec<ecp_core::AuditRecord> {
 async fn a_denied_call_writes_a_failure_record_and_changes_nothing() {
     let w = world().await;
     let admin = w.as_admin().await;
+    let fx = fixtures(&w, &admin).await;
+    let viewer = w.fleet.project(&w.viewer, w.project.id()).await.unwrap();
+    every_mutation_is_denied(&w, &admin, &viewer, "v@example.com", &fx).await;
+}
+
+/// A service, a tag, a template, a finished delivery and a managed agent in the project.
+async fn fixtures(w: &World, admin: &ProjectFleet) -> Fixtures {
     let s = admin.register(NewEdgeService::direct("line-1", EdgeKind::NeuronEx, "http://10.0.0.1:8085").tags(["hall"])).await.unwrap();
     admin.create_tag("spare").await.unwrap();
     let template =
@@ -130,10 +137,7 @@ async fn a_denied_call_writes_a_failure_record_and_changes_nothing() {
     let task: TaskId = handle.id();
     // Let it finish, so that nothing changes on its own while the denials run.
     handle.wait().await;
-
-    let viewer = w.fleet.project(&w.viewer, w.project.id()).await.unwrap();
-    let fx = Fixtures { service: s.id(), template: t.id, body: template, task, agent };
-    every_mutation_is_denied(&w, &admin, &viewer, "v@example.com", &fx).await;
+    Fixtures { service: s.id(), template: t.id, body: template, task, agent }
 }
 
 /// What the denied calls name: a service, a template, a task and an agent of the project.
@@ -199,18 +203,7 @@ async fn a_disabled_user_and_a_revoked_key_change_nothing() {
     use ecp_rbac::{Grant, NewApiKey, NewUser};
     let w = world().await;
     let admin = w.as_admin().await;
-    let s = admin.register(NewEdgeService::direct("line-1", EdgeKind::NeuronEx, "http://10.0.0.1:8085").tags(["hall"])).await.unwrap();
-    admin.create_tag("spare").await.unwrap();
-    let template =
-        ConfigTemplate::new(ChangeKind::EkuiperStream, json!({ "name": "s", "sql": "CREATE STREAM s () WITH (TYPE=\"memory\")" }), vec![]);
-    let t = admin.save_template(None, "stream", &template).await.unwrap();
-    let agent = AgentId::new("edge-denials").unwrap();
-    w.store.agent_hello(&agent, "1.0", &json!({}), ecp_core::Timestamp::now(), u64::MAX).await.unwrap();
-    w.fleet.project(&w.root, w.project.id()).await.unwrap().manage_agent(&agent, "gateway").await.unwrap();
-    let handle = admin.deliver(t.id, None, &EdgeSelector::all(), &ParamGrid::default(), RolloutPolicy::default()).await.unwrap();
-    let task = handle.id();
-    handle.wait().await;
-    let fx = Fixtures { service: s.id(), template: t.id, body: template, task, agent };
+    let fx = fixtures(&w, &admin).await;
 
     let grant = Grant::builtin(BuiltinRole::ProjectAdmin, w.project.scope());
     let second = w.ac.users.create_user(&w.root, NewUser::new("pa2@example.com", "pa2").grant(grant)).await.unwrap();
