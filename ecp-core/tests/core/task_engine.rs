@@ -108,6 +108,9 @@ impl TaskKind for FakeKind {
     fn name(&self) -> &str {
         self.name
     }
+    fn rolls_back(&self) -> bool {
+        true
+    }
     fn executor(&self, _task: &Task) -> ecp_core::Result<Arc<dyn TargetExecutor>> {
         Ok(self.executor.lock().clone().expect("executor set"))
     }
@@ -727,4 +730,21 @@ async fn task_secrets_reach_the_kind_and_no_reader() {
         let bytes = std::fs::read(e.unwrap().path()).unwrap();
         assert!(!bytes.windows(SENTINEL.len()).any(|w| w == SENTINEL.as_bytes()), "the secret is readable in the database files");
     }
+}
+
+/// A kind whose executors cannot undo an apply refuses `rollback_on_abort` at submit with
+/// `Unsupported`, storing nothing; without it, the same task runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_on_abort_needs_a_kind_that_rolls_back() {
+    let s = setup(|_| Behavior::Succeed).await;
+    let executor = s.kind.executor.lock().clone().unwrap();
+    s.engine.register(Arc::new(SecretKind { seen: Arc::default(), executor })).unwrap();
+    let with_rollback = policy().abort_when(0.3, 5).rollback_on_abort(true).build().unwrap();
+    let new = NewTask::new(s.project.id(), "secret_install", targets(3)).spec(serde_json::json!({})).policy(with_rollback.clone());
+    let e = s.engine.submit(&admin(), new).await.unwrap_err();
+    assert!(e.is_unsupported(), "{e}");
+    assert!(s.store.list_tasks(s.project.id(), &PageRequest::first(10)).await.unwrap().items.is_empty(), "nothing stored");
+    // The fake kind rolls back: the same policy is taken.
+    let new = NewTask::new(s.project.id(), "fake_delivery", targets(3)).spec(serde_json::json!({})).policy(with_rollback);
+    assert_eq!(s.engine.submit(&admin(), new).await.unwrap().wait().await, Some(TaskState::Succeeded));
 }

@@ -109,7 +109,8 @@ impl ProjectFleet {
     ///
     /// # Errors
     /// `NotFound`, `PermissionDenied`, `InvalidInput` (no target), `Conflict` while another
-    /// exclusive delivery runs in the project, `Backend`.
+    /// exclusive delivery runs in the project, `Unsupported` for `rollback_on_abort` (a delivered
+    /// configuration is not undone), `Backend`.
     pub async fn deliver(
         &self,
         id: TemplateId,

@@ -231,6 +231,11 @@ impl TaskKind for HostedKind {
         self.name
     }
 
+    /// An install is undone by uninstalling, an upgrade by going back to the image before it.
+    fn rolls_back(&self) -> bool {
+        true
+    }
+
     fn executor(&self, task: &Task) -> ecp_core::Result<Arc<dyn TargetExecutor>> {
         let op = if self.name == INSTALL_KIND {
             let mut spec: HostedSpec = serde_json::from_value(task.spec()["spec"].clone())

@@ -382,3 +382,24 @@ async fn the_license_limits_edge_services_and_tag_points() {
     let handle = f.deliver(replace.id, None, &all, &ParamGrid::default(), policy()).await.unwrap();
     assert_eq!(tokio::time::timeout(Duration::from_secs(30), handle.wait()).await.unwrap(), Some(TaskState::Succeeded));
 }
+
+/// A delivered configuration is not undone, so a delivery asking to roll back on abort is refused
+/// before anything is sent: `Unsupported`, recorded as a failure, no task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_cannot_ask_for_a_rollback_it_cannot_do() {
+    let w = world().await;
+    let f = w.as_admin().await;
+    f.register(NewEdgeService::direct("line-1", EdgeKind::NeuronEx, "http://10.0.0.1:8085")).await.unwrap();
+    let template =
+        ConfigTemplate::new(ChangeKind::EkuiperStream, json!({ "name": "s", "sql": "CREATE STREAM s () WITH (TYPE=\"memory\")" }), vec![]);
+    let saved = f.save_template(None, "stream", &template).await.unwrap();
+    let policy = RolloutPolicy::builder().abort_when(0.5, 1).rollback_on_abort(true).build().unwrap();
+    let e = f.deliver(saved.id, None, &EdgeSelector::all(), &ParamGrid::default(), policy).await.unwrap_err();
+    assert!(matches!(&e, ecp_edge::Error::Core(c) if c.is_unsupported()), "{e}");
+    assert!(f.tasks(&PageRequest::first(10)).await.unwrap().items.is_empty());
+    assert!(w.driver.applied.lock().is_empty());
+    let q = ecp_core::audit::AuditQuery { operation: Some("config_delivery.create".into()), success: Some(false), ..Default::default() };
+    let scope = ecp_core::audit::AuditScope { all: true, ..Default::default() };
+    let refused = w.store.query_audit(&q, &scope, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(refused.items.len(), 1, "the refusal is recorded");
+}

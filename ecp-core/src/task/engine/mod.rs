@@ -240,9 +240,13 @@ impl TaskEngine {
     /// # Errors
     /// `NotFound` for an unregistered kind or a missing project, `InvalidInput` for no targets, a
     /// duplicate target or a spec the kind refuses, `Conflict` while an exclusive task of the kind
-    /// is active in the project, `Backend`.
+    /// is active in the project, `Unsupported` for `rollback_on_abort` with a kind that does not
+    /// roll back ([`TaskKind::rolls_back`]), `Backend`.
     pub async fn submit(&self, principal: &Principal, new: NewTask) -> Result<TaskHandle> {
         let kind = self.kind(&new.kind)?;
+        if new.policy.rollback_on_abort && !kind.rolls_back() {
+            return Err(Error::unsupported("rollback on abort", "task kind"));
+        }
         if new.targets.is_empty() {
             return Err(Error::invalid("targets", "a task needs at least one target"));
         }

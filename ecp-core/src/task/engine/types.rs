@@ -75,6 +75,13 @@ pub trait TaskKind: Send + Sync + fmt::Debug + 'static {
         ResourceKind::EdgeService
     }
 
+    /// Whether its executors undo an apply ([`TargetExecutor::rollback`]). A task of a kind that
+    /// does not is refused `rollback_on_abort` at submit with `Unsupported`, instead of failing
+    /// each rollback after an abort. The default does not.
+    fn rolls_back(&self) -> bool {
+        false
+    }
+
     /// The executor of `task` (from its spec).
     ///
     /// # Errors
