@@ -187,8 +187,11 @@ const MAX_KEY_BYTES: usize = 200;
 /// The desired-state key of a change to the local service at `target` (`host:port`): the service
 /// and what the change configures (`127.0.0.1:8085 stream:demo`), so a newer change of the same
 /// thing replaces the older one, and the same change to two services of one agent are two items.
-/// At most 200 bytes (cut at a character boundary).
+/// At most 200 bytes: a longer key keeps its start (cut at a character boundary) and ends in `#`
+/// and 16 hex digits of the SHA-256 of the whole key, so two long names with one prefix stay two
+/// items.
 pub fn desired_key(target: &str, change: &ConfigChange) -> String {
+    use sha2::Digest as _;
     let what = match change {
         ConfigChange::NeuronSouthDevice { node, .. } => format!("node:{node}"),
         ConfigChange::EkuiperStream { name, .. } => format!("stream:{name}"),
@@ -199,11 +202,14 @@ pub fn desired_key(target: &str, change: &ConfigChange) -> String {
     };
     let mut key = format!("{target} {what}");
     if key.len() > MAX_KEY_BYTES {
-        let mut end = MAX_KEY_BYTES;
+        let digest = hex::encode(&sha2::Sha256::digest(key.as_bytes())[..8]);
+        let mut end = MAX_KEY_BYTES - digest.len() - 1;
         while !key.is_char_boundary(end) {
             end -= 1;
         }
         key.truncate(end);
+        key.push('#');
+        key.push_str(&digest);
     }
     key
 }
@@ -283,11 +289,18 @@ mod tests {
     }
 
     #[test]
-    fn long_keys_are_cut_to_200_bytes_at_a_character_boundary() {
+    fn long_keys_are_cut_to_200_bytes_at_a_character_boundary_and_stay_apart() {
         for name in ["s".repeat(300), "流".repeat(100), format!("a{}", "é".repeat(150))] {
             let key = desired_key("127.0.0.1:8085", &stream(&name));
             assert!(key.len() <= 200 && key.len() >= 197, "{} bytes", key.len());
             assert!(key.starts_with("127.0.0.1:8085 stream:"));
+            assert_eq!(key, desired_key("127.0.0.1:8085", &stream(&name)), "the same change, the same key");
+            // Another long name with the same first 200 bytes is another item.
+            let other = desired_key("127.0.0.1:8085", &stream(&format!("{name}-2")));
+            assert_ne!(key, other);
+            assert_eq!(key.len(), other.len());
         }
+        let short = desired_key("127.0.0.1:8085", &stream("demo"));
+        assert_eq!(short, "127.0.0.1:8085 stream:demo", "short keys are as they were");
     }
 }
