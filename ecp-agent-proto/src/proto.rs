@@ -519,6 +519,15 @@ pub enum EncodeError {
         /// The limit.
         limit: usize,
     },
+    /// A desired configuration with more items than an agent takes ([`MAX_DESIRED_ITEMS`]):
+    /// refused where it is sent, so no agent drops a set the hub believes delivered.
+    #[error("a desired configuration of {count} items exceeds the limit of {limit}")]
+    TooManyItems {
+        /// Its items.
+        count: usize,
+        /// The limit both ends hold to.
+        limit: usize,
+    },
     /// Serialization failed (a map with non-string keys ...).
     #[error("cannot encode a {kind} message: {reason}")]
     Invalid {
@@ -532,8 +541,14 @@ pub enum EncodeError {
 /// Encodes `envelope`, refusing payloads over `limit` bytes.
 ///
 /// # Errors
-/// [`EncodeError::TooLarge`] over the limit.
+/// [`EncodeError::TooLarge`] over the limit, [`EncodeError::TooManyItems`] for a desired
+/// configuration that [`decode`] would refuse.
 pub fn encode(envelope: &Envelope, limit: usize) -> Result<Vec<u8>, EncodeError> {
+    if let Message::Desired(d) = &envelope.message
+        && d.items.len() > MAX_DESIRED_ITEMS
+    {
+        return Err(EncodeError::TooManyItems { count: d.items.len(), limit: MAX_DESIRED_ITEMS });
+    }
     let kind = envelope.message.kind();
     let (id, ts) = (envelope.id.as_str(), envelope.ts);
     let bytes = match &envelope.message {
@@ -711,5 +726,24 @@ mod tests {
         let big = Message::Event(Event { level: Level::Info, message: "x".repeat(1000), fields: BTreeMap::new() });
         let err = encode(&Envelope::new(big), 512).unwrap_err();
         assert!(matches!(err, EncodeError::TooLarge { kind: "event", .. }), "{err}");
+    }
+
+    #[test]
+    fn a_desired_set_the_agent_would_refuse_is_refused_on_encode() {
+        let set = |n: usize| {
+            let items = (0..n)
+                .map(|i| DesiredItem {
+                    key: format!("stream:s{i}"),
+                    version: 1,
+                    target: "127.0.0.1:8085".into(),
+                    change: ConfigChange::EkuiperStream { name: format!("s{i}"), sql: "CREATE STREAM s () WITH (TYPE=\"memory\")".into() },
+                })
+                .collect();
+            Envelope::new(Message::Desired(Desired { version: 1, items }))
+        };
+        let full = encode(&set(MAX_DESIRED_ITEMS), DEFAULT_MAX_PAYLOAD).unwrap();
+        assert!(decode(Channel::Desired, &full, DEFAULT_MAX_PAYLOAD).is_ok(), "what is sent is taken");
+        let err = encode(&set(MAX_DESIRED_ITEMS + 1), DEFAULT_MAX_PAYLOAD).unwrap_err();
+        assert_eq!(err, EncodeError::TooManyItems { count: MAX_DESIRED_ITEMS + 1, limit: MAX_DESIRED_ITEMS });
     }
 }

@@ -47,7 +47,7 @@ impl Core {
                 Ok(_) => {}
                 Err(e) => {
                     self.codec.count(e.reason());
-                    tracing::debug!(error = %e, "edge agent: desired configuration rejected");
+                    tracing::warn!(error = %e, "edge agent: desired configuration rejected");
                 }
             }
         } else {

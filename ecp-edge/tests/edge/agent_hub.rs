@@ -362,3 +362,39 @@ fn the_hub_config_is_checked_when_built() {
     assert_eq!((set.request_timeout(), set.missed_heartbeats(), set.max_pending()), (Duration::from_secs(5), 5, 10));
     assert_eq!((set.session_expiry(), set.scope_ttl()), (Duration::from_secs(60), Duration::from_secs(1)));
 }
+
+/// The hub holds to the number of desired items an agent takes: a set over it is refused where it
+/// would be published, with a typed `LimitExceeded`, at once (not a delivery that waits for a
+/// report the agent never sends because it dropped the set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desired_set_over_the_agents_limit_is_refused_not_published() {
+    use ecp_agent_proto::proto::MAX_DESIRED_ITEMS;
+    use ecp_core::edge::DesiredChange;
+    use ecp_edge_api::ConfigChange;
+    let broker = broker().await;
+    let (hub, store) = hub(broker.port()).await;
+    let agent = AgentId::new("edge-full").unwrap();
+    store.agent_hello(&agent, "1.0", &json!({}), ecp_core::Timestamp::now(), u64::MAX).await.unwrap();
+    let stream =
+        |i: usize| ConfigChange::EkuiperStream { name: format!("s{i}"), sql: format!("CREATE STREAM s{i} () WITH (TYPE=\"memory\")") };
+    let changes: Vec<DesiredChange> = (0..MAX_DESIRED_ITEMS)
+        .map(|i| DesiredChange {
+            agent: agent.clone(),
+            key: format!("127.0.0.1:9081 stream:s{i}"),
+            target: "127.0.0.1:9081".into(),
+            change: serde_json::to_value(stream(i)).unwrap(),
+        })
+        .collect();
+    assert!(store.put_desired_many(&changes, ecp_core::Timestamp::now()).await.unwrap().iter().all(Result::is_ok));
+    hub.publish_desired(&agent).await.expect("a full set is published");
+    let started = std::time::Instant::now();
+    let one_more = MAX_DESIRED_ITEMS;
+    let e = hub
+        .deliver(&agent, &format!("127.0.0.1:9081 stream:s{one_more}"), "127.0.0.1:9081", &stream(one_more), Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, ecp_edge::Error::Core(ecp_core::Error::LimitExceeded { .. })), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10), "refused at once, not after the report timeout");
+    assert!(hub.publish_desired(&agent).await.is_err(), "the set stays refused until an item goes");
+    hub.shutdown();
+}

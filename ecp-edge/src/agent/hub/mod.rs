@@ -136,6 +136,9 @@ fn encode_error(what: &str, e: proto::EncodeError) -> Error {
         proto::EncodeError::TooLarge { size, limit, .. } => {
             Error::Service(ecp_edge_api::Error::TooLarge { endpoint: what.to_owned(), size, limit })
         }
+        proto::EncodeError::TooManyItems { limit, .. } => {
+            Error::Core(ecp_core::Error::LimitExceeded { limit: "desired items per agent", max: limit as u64 })
+        }
         other => Error::Core(ecp_core::Error::invalid("message", other.to_string())),
     }
 }
