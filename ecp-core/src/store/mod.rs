@@ -412,12 +412,14 @@ pub trait AuditStore: Send + Sync {
 /// Batch tasks of the task engine and their targets.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
-    /// Creates a task with its targets, all or nothing. A task whose policy is exclusive is refused
+    /// Creates a task with its targets, all or nothing, leased to `lease` (an owner and until when)
+    /// if given: the engine that submits a task holds it from the start, so no other replica's
+    /// claim takes it before its submitter runs it. A task whose policy is exclusive is refused
     /// while another exclusive task of its kind is active in its project.
     ///
     /// # Errors
     /// `Conflict` for that, `NotFound` for the project, `Backend`.
-    async fn create_task(&self, task: &Task, targets: &[TaskTarget], audit: &AuditEvent) -> Result<()>;
+    async fn create_task(&self, task: &Task, targets: &[TaskTarget], lease: Option<(&str, Timestamp)>, audit: &AuditEvent) -> Result<()>;
     /// One task.
     ///
     /// # Errors

@@ -748,3 +748,34 @@ async fn rollback_on_abort_needs_a_kind_that_rolls_back() {
     let new = NewTask::new(s.project.id(), "fake_delivery", targets(3)).spec(serde_json::json!({})).policy(with_rollback);
     assert_eq!(s.engine.submit(&admin(), new).await.unwrap().wait().await, Some(TaskState::Succeeded));
 }
+
+/// Submitting a task leases that task alone: a task no engine runs (its replica died before
+/// running it) stays for `resume` to take, instead of being claimed by the submit and left
+/// unstarted until the lease lapses; and the new task is the submitter's from its insert on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_leases_only_its_own_task() {
+    let s = setup(|_| Behavior::Succeed).await;
+    // An orphan: stored, never leased, never started.
+    let orphan = Task::pending(
+        s.org.id,
+        s.project.id(),
+        "fake_delivery",
+        serde_json::json!({}),
+        policy().exclusive(false).build().unwrap(),
+        (&admin()).into(),
+        ecp_core::Timestamp::now(),
+    );
+    let orphan_targets = vec![TaskTarget::new(orphan.id(), 0, "t00000", "edge 0", serde_json::Value::Null)];
+    let ev =
+        ecp_core::AuditEvent::new(&admin(), ecp_core::ResourceKind::EdgeService, ecp_core::Operation::new("fake_delivery.create").unwrap());
+    s.store.create_task(&orphan, &orphan_targets, None, &ev).await.unwrap();
+
+    let handle = s.engine.submit(&admin(), s.task(3, policy().exclusive(false).build().unwrap())).await.unwrap();
+    assert_eq!(handle.wait().await, Some(TaskState::Succeeded));
+    // Another replica's engine, on the same store, finds the orphan claimable and runs it.
+    let other = TaskEngine::builder(s.store.clone()).clock(Arc::new(SystemClock)).owner("node-b").build().unwrap();
+    other.register(s.kind.clone()).unwrap();
+    let resumed = other.resume().await.unwrap();
+    assert_eq!(resumed.iter().map(|h| h.id()).collect::<Vec<_>>(), vec![orphan.id()], "the submit left it alone");
+    assert_eq!(resumed[0].wait().await, Some(TaskState::Succeeded));
+}

@@ -81,13 +81,13 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
 
 #[async_trait]
 impl TaskStore for SqlStore {
-    async fn create_task(&self, task: &Task, targets: &[TaskTarget], audit: &AuditEvent) -> Result<()> {
+    async fn create_task(&self, task: &Task, targets: &[TaskTarget], lease: Option<(&str, Timestamp)>, audit: &AuditEvent) -> Result<()> {
         let exclusive = task.policy.exclusive.then(|| format!("{}:{}", task.project, task.kind));
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO tasks (id, org_id, project_id, kind, state, spec, policy, actor, exclusive_key, lease_owner, lease_until, reason, \
              created_at, updated_at, started_at, finished_at, secrets) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10, $11, $12, $13, $14, $15)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(task.id.to_string())
         .bind(task.org.to_string())
@@ -98,6 +98,8 @@ impl TaskStore for SqlStore {
         .bind(to_json(&task.policy)?)
         .bind(to_json(&task.created_by)?)
         .bind(exclusive)
+        .bind(lease.map(|(owner, _)| owner.to_owned()))
+        .bind(lease.map(|(_, until)| ts(until)))
         .bind(task.reason.clone())
         .bind(ts(task.created_at))
         .bind(ts(task.updated_at))

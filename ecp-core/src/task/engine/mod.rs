@@ -262,8 +262,11 @@ impl TaskEngine {
             .audit_event(&task, kind.as_ref(), "create")
             .await?
             .details(serde_json::json!({ "targets": targets.len(), "policy": task.policy }));
-        self.inner.store.create_task(&task, &targets, &event).await?;
-        self.inner.store.claim_tasks(&self.inner.config.owner, now, self.inner.config.lease).await?;
+        // Leased to this engine as it is created: claiming after the insert took every claimable
+        // task (another replica's task between its insert and its claim, or an orphan) without
+        // running it, and left a window where another replica's claim took this one.
+        let lease = (self.inner.config.owner.as_str(), crate::clock::add(now, self.inner.config.lease));
+        self.inner.store.create_task(&task, &targets, Some(lease), &event).await?;
         Ok(self.start(task, executor, kind))
     }
 

@@ -41,7 +41,7 @@ pub(crate) async fn tasks_targets_exclusivity_and_leases(f: &Fixture) {
     let t = task(f, &o, &p, "delivery", true);
     let targets: Vec<TaskTarget> =
         (0..1000).map(|i| TaskTarget::new(t.id(), i, format!("svc-{i}"), format!("edge {i}"), serde_json::json!({ "i": i }))).collect();
-    s.create_task(&t, &targets, &ev("delivery.create")).await.unwrap();
+    s.create_task(&t, &targets, None, &ev("delivery.create")).await.unwrap();
     assert_eq!(s.get_task(t.id()).await.unwrap(), t);
     let back = s.task_targets(t.id(), None, 10_000).await.unwrap();
     assert_eq!(back, targets, "targets come back in order, whole");
@@ -50,16 +50,16 @@ pub(crate) async fn tasks_targets_exclusivity_and_leases(f: &Fixture) {
 
     // One exclusive task of a kind per project; other kinds and non-exclusive ones are fine.
     let second = task(f, &o, &p, "delivery", true);
-    assert!(s.create_task(&second, &[], &ev("delivery.create")).await.unwrap_err().is_conflict());
-    s.create_task(&task(f, &o, &p, "upgrade", true), &[], &ev("upgrade.create")).await.unwrap();
-    s.create_task(&task(f, &o, &p, "delivery", false), &[], &ev("delivery.create")).await.unwrap();
+    assert!(s.create_task(&second, &[], None, &ev("delivery.create")).await.unwrap_err().is_conflict());
+    s.create_task(&task(f, &o, &p, "upgrade", true), &[], None, &ev("upgrade.create")).await.unwrap();
+    s.create_task(&task(f, &o, &p, "delivery", false), &[], None, &ev("delivery.create")).await.unwrap();
     // A target listed twice refuses the whole task.
     let dup = task(f, &o, &p, "other", false);
     let twice = vec![
         TaskTarget::new(dup.id(), 0, "a", "a", serde_json::Value::Null),
         TaskTarget::new(dup.id(), 1, "a", "a", serde_json::Value::Null),
     ];
-    assert!(s.create_task(&dup, &twice, &ev("other.create")).await.is_err());
+    assert!(s.create_task(&dup, &twice, None, &ev("other.create")).await.is_err());
     assert!(s.get_task(dup.id()).await.unwrap_err().is_not_found());
     // Every field of a target comes back exactly, hostile text included (targets go in as JSON rows).
     let full_task = task(f, &o, &p, "full", false);
@@ -73,12 +73,12 @@ pub(crate) async fn tasks_targets_exclusivity_and_leases(f: &Fixture) {
     full.started_at = Some(f.clock.now());
     full.finished_at = Some(f.clock.now());
     full.next_attempt_at = Some(f.clock.now());
-    s.create_task(&full_task, std::slice::from_ref(&full), &ev("full.create")).await.unwrap();
+    s.create_task(&full_task, std::slice::from_ref(&full), None, &ev("full.create")).await.unwrap();
     assert_eq!(s.task_targets(full_task.id(), None, 10).await.unwrap(), vec![full]);
     // A target of another task is refused, and so is the task.
     let other = task(f, &o, &p, "other2", false);
     let stray = vec![TaskTarget::new(t.id(), 0, "a", "a", serde_json::Value::Null)];
-    assert!(s.create_task(&other, &stray, &ev("other2.create")).await.is_err());
+    assert!(s.create_task(&other, &stray, None, &ev("other2.create")).await.is_err());
     assert!(s.get_task(other.id()).await.unwrap_err().is_not_found());
 
     // Updates in one batch.
@@ -115,11 +115,19 @@ pub(crate) async fn tasks_targets_exclusivity_and_leases(f: &Fixture) {
     let ended = s.get_task(t.id()).await.unwrap();
     assert_eq!((ended.state(), ended.reason()), (TaskState::Succeeded, Some("all done")));
     assert!(ended.finished_at().is_some());
-    s.create_task(&second, &[], &ev("delivery.create")).await.unwrap();
+    s.create_task(&second, &[], None, &ev("delivery.create")).await.unwrap();
     assert!(!s.claim_tasks("node-c", later, lease).await.unwrap().contains(&t.id()), "finished tasks are not claimed");
     let page = s.list_tasks(p.id(), &PageRequest::first(10)).await.unwrap();
     assert_eq!(page.items.len(), 5);
     assert!(page.items.windows(2).all(|w| w[0].id() > w[1].id()), "newest first");
+
+    // A task created leased to its submitter is no other owner's to claim while the lease holds.
+    let leased = task(f, &o, &p, "leased", false);
+    s.create_task(&leased, &[], Some(("node-d", ecp_core::clock::add(later, lease))), &ev("leased.create")).await.unwrap();
+    assert!(!s.claim_tasks("node-c", later, lease).await.unwrap().contains(&leased.id()));
+    assert!(s.renew_lease(leased.id(), "node-d", ecp_core::clock::add(later, lease)).await.unwrap(), "its submitter holds it");
+    let after = ecp_core::clock::add(later, Duration::from_secs(31));
+    assert!(s.claim_tasks("node-c", after, lease).await.unwrap().contains(&leased.id()), "taken over once it lapses");
     assert!(s.set_task_state(TaskId::new(), TaskState::Failed, None, f.clock.now(), None).await.unwrap_err().is_not_found());
 }
 
