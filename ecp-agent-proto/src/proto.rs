@@ -37,8 +37,9 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// default; larger ones are refused with a clear error on both sides.
 pub const DEFAULT_MAX_PAYLOAD: usize = 256 * 1024;
 
-/// The most desired items an agent holds.
-pub const MAX_DESIRED_ITEMS: usize = 256;
+/// The most desired items an agent holds: the hub refuses to set more (`LimitExceeded`), and the
+/// agent refuses a set with more. Sets are also bounded in bytes by the payload limit.
+pub const MAX_DESIRED_ITEMS: usize = 1024;
 
 /// One message, its envelope fields and its body.
 #[derive(Debug, Clone, PartialEq)]

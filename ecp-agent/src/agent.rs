@@ -65,6 +65,11 @@ pub(crate) struct Core {
     pub(crate) commands_handled: AtomicU64,
     pub(crate) commands_refused: AtomicU64,
     pub(crate) items_applied: AtomicU64,
+    /// The version of the newest desired set taken: an older one (published out of order, or a
+    /// stale retained message) is ignored whole. Persisted with the state.
+    pub(crate) set_version: AtomicU64,
+    /// Desired sets ignored for being older than `set_version`.
+    pub(crate) stale_sets: AtomicU64,
     pub(crate) commands: Arc<Semaphore>,
     pub(crate) queued: AtomicUsize,
     pub(crate) desired: Mutex<Option<Desired>>,
@@ -117,9 +122,9 @@ impl EdgeAgent {
             allow.insert(authority, i);
             services.push(Service { config: s.clone(), client, http });
         }
-        let items = match &config.state_file {
+        let (items, set_version) = match &config.state_file {
             Some(path) => load_state(path)?,
-            None => BTreeMap::new(),
+            None => (BTreeMap::new(), 0),
         };
         let t = &config.topics;
         let a = &config.agent_id;
@@ -151,6 +156,8 @@ impl EdgeAgent {
             commands_handled: AtomicU64::new(0),
             commands_refused: AtomicU64::new(0),
             items_applied: AtomicU64::new(0),
+            set_version: AtomicU64::new(set_version),
+            stale_sets: AtomicU64::new(0),
             commands: Arc::new(Semaphore::new(config.max_concurrent_commands)),
             queued: AtomicUsize::new(0),
             desired: Mutex::new(None),

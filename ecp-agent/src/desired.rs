@@ -58,7 +58,32 @@ impl Core {
 
     /// Applies every item of `desired` newer than recorded, in version order, and returns what to
     /// report: those outcomes, and the recorded outcomes of items at their recorded version.
+    ///
+    /// A set older than the newest taken is ignored whole (it was published out of order, or is a
+    /// stale retained message); the items recorded here that a newer set no longer holds were
+    /// withdrawn, and are forgotten: their effect on the service stays, and a later version of
+    /// the same key applies as a new item.
     pub(crate) async fn apply_desired(&self, desired: Desired) -> Vec<Applied> {
+        let taken = self.set_version.load(Ordering::SeqCst);
+        if desired.version < taken {
+            self.stale_sets.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(version = desired.version, newest = taken, "edge agent: an older desired set than the newest taken; ignored");
+            return Vec::new();
+        }
+        if desired.version > taken {
+            let mut state = self.state.lock().await;
+            let holds: std::collections::BTreeSet<&str> = desired.items.iter().map(|i| i.key.as_str()).collect();
+            let withdrawn: Vec<String> = state.keys().filter(|k| !holds.contains(k.as_str())).cloned().collect();
+            for key in &withdrawn {
+                state.remove(key);
+                lock(&self.applied_versions).remove(key);
+                tracing::info!(key = %key, "edge agent: desired item withdrawn; forgotten");
+            }
+            self.set_version.store(desired.version, Ordering::SeqCst);
+            if let Err(e) = self.persist(&state).await {
+                tracing::error!(error = %e, "edge agent: cannot record the desired set's version");
+            }
+        }
         let mut latest: BTreeMap<String, DesiredItem> = BTreeMap::new();
         for item in desired.items {
             if latest.get(&item.key).is_none_or(|i| i.version < item.version) {

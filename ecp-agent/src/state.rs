@@ -35,12 +35,16 @@ pub(crate) struct StateFile {
     pub(crate) format: u32,
     #[serde(default)]
     pub(crate) items: BTreeMap<String, Record>,
+    /// The version of the newest desired set taken (0 in files written before it was kept).
+    #[serde(default)]
+    pub(crate) set_version: u64,
 }
 
-pub(crate) fn load_state(path: &Path) -> Result<BTreeMap<String, Record>> {
+/// The recorded items and the version of the newest desired set taken.
+pub(crate) fn load_state(path: &Path) -> Result<(BTreeMap<String, Record>, u64)> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((BTreeMap::new(), 0)),
         Err(e) => return Err(Error::invalid("state_file", format!("cannot be read: {e}"))),
     };
     let mut state: StateFile =
@@ -57,22 +61,24 @@ pub(crate) fn load_state(path: &Path) -> Result<BTreeMap<String, Record>> {
         }
     }
     if interrupted {
-        save_state_sync(path, &state.items).map_err(|e| Error::invalid("state_file", format!("cannot be written: {e}")))?;
+        save_state_sync(path, &state.items, state.set_version)
+            .map_err(|e| Error::invalid("state_file", format!("cannot be written: {e}")))?;
     }
-    Ok(state.items)
+    Ok((state.items, state.set_version))
 }
 
-pub(crate) fn state_bytes(items: &BTreeMap<String, Record>) -> Vec<u8> {
+pub(crate) fn state_bytes(items: &BTreeMap<String, Record>, set_version: u64) -> Vec<u8> {
     #[derive(Serialize)]
     struct Out<'a> {
         format: u32,
         items: &'a BTreeMap<String, Record>,
+        set_version: u64,
     }
-    serde_json::to_vec(&Out { format: STATE_FORMAT, items }).unwrap_or_default()
+    serde_json::to_vec(&Out { format: STATE_FORMAT, items, set_version }).unwrap_or_default()
 }
 
-pub(crate) fn save_state_sync(path: &Path, items: &BTreeMap<String, Record>) -> std::io::Result<()> {
-    ecp_agent_proto::files::write_atomic(path, &state_bytes(items))
+pub(crate) fn save_state_sync(path: &Path, items: &BTreeMap<String, Record>, set_version: u64) -> std::io::Result<()> {
+    ecp_agent_proto::files::write_atomic(path, &state_bytes(items, set_version))
 }
 
 pub(crate) fn applied_view(items: &BTreeMap<String, Record>) -> BTreeMap<String, Applied> {
@@ -88,7 +94,7 @@ pub(crate) fn applied_view(items: &BTreeMap<String, Record>) -> BTreeMap<String,
 impl Core {
     pub(crate) async fn persist(&self, items: &BTreeMap<String, Record>) -> std::io::Result<()> {
         let Some(path) = self.config.state_file.clone() else { return Ok(()) };
-        let bytes = state_bytes(items);
+        let bytes = state_bytes(items, self.set_version.load(std::sync::atomic::Ordering::SeqCst));
         tokio::task::spawn_blocking(move || ecp_agent_proto::files::write_atomic(&path, &bytes))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))

@@ -41,6 +41,10 @@ pub struct AgentStats {
     pub rejected: BTreeMap<RejectReason, u64>,
     /// Desired items sent to a service (at most once per key and version).
     pub items_applied: u64,
+    /// Desired sets ignored for being older than the newest taken.
+    pub stale_sets: u64,
+    /// The version of the newest desired set taken.
+    pub set_version: u64,
 }
 
 impl Core {
@@ -66,6 +70,8 @@ impl Core {
             commands_refused: self.commands_refused.load(Ordering::Relaxed),
             rejected: self.codec.snapshot(),
             items_applied: self.items_applied.load(Ordering::Relaxed),
+            stale_sets: self.stale_sets.load(Ordering::Relaxed),
+            set_version: self.set_version.load(Ordering::SeqCst),
         }
     }
 

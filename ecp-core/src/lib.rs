@@ -61,7 +61,9 @@ pub use error::{BoxError, Error, Result};
 pub use id::{ApiKeyId, AuditId, BindingId, ClusterId, EdgeServiceId, OrgId, ProjectId, RoleId, SessionId, TaskId, TemplateId, UserId};
 pub use license::{License, LicenseKind, LicenseSigner, LicenseVerifier};
 pub use page::{Page, PageRequest};
-pub use store::{AgentStore, AuditStore, ClusterStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore, verify_audit};
+pub use store::{
+    AgentStore, AuditStore, ClusterStore, EdgeStore, IdentityStore, Store, StoreSignal, TaskStore, TenancyStore, verify_audit,
+};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use store::{SqlStore, SqlStoreConfig};
 pub use tenancy::{Organization, Project, Tenancy, TenancyLimits};

@@ -139,6 +139,16 @@ pub trait EdgeDriver: Send + Sync + fmt::Debug + 'static {
     /// take.
     async fn apply(&self, service: &EdgeService, change: &ConfigChange, key: &IdempotencyKey) -> Result<serde_json::Value>;
 
+    /// Takes back a change an attempt left waiting (an agent's desired item not yet applied),
+    /// after its task was canceled. The default keeps nothing waiting, so has nothing to take back.
+    ///
+    /// # Errors
+    /// The transport's or the store's error.
+    async fn withdraw(&self, service: &EdgeService, change: &ConfigChange) -> Result<()> {
+        let _ = (service, change);
+        Ok(())
+    }
+
     /// Drops whatever the driver keeps for a service (cached clients, login tokens) once it is
     /// deregistered. The default keeps nothing.
     fn forget(&self, service: &EdgeService) {

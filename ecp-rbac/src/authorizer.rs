@@ -292,8 +292,8 @@ impl RbacAuthorizer {
     /// organization or project. Cheap when nothing changed (one query). Returns how many records it
     /// read.
     ///
-    /// Call it periodically on every replica ([`RbacAuthorizer::spawn_sync`] does), or before a
-    /// decision that must see the latest grants.
+    /// [`RbacAuthorizer::spawn_follow`] calls it whenever the store signals a change, and
+    /// periodically; call it yourself before a decision that must see the latest grants.
     ///
     /// # Errors
     /// `Backend`; the index keeps what it had, and the next sync retries from the same record.
@@ -358,15 +358,44 @@ impl RbacAuthorizer {
         Ok(())
     }
 
-    /// Runs [`RbacAuthorizer::sync`] every `every` until the returned task is aborted or the
-    /// authorizer dropped.
-    pub fn spawn_sync(self: &Arc<Self>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    /// Keeps the index in step with the other replicas sharing the store, without being asked:
+    /// on a store that signals ([`Store::signals`], PostgreSQL) it syncs as soon as an audit record
+    /// is committed anywhere (signals that pile up during a sync make one more sync, not one each)
+    /// and after a lost connection; on every store, also every `every` (a store that does not
+    /// signal relies on that alone). Runs until the returned task is aborted or the authorizer
+    /// dropped. [`AccessControl::new`](crate::AccessControl::new) starts it.
+    pub fn spawn_follow(self: &Arc<Self>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        use ecp_core::StoreSignal;
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
         let weak = Arc::downgrade(self);
+        let mut signals = self.store.signals();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                let heard = async {
+                    match signals.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    got = heard => match got {
+                        Ok(StoreSignal::Audit | StoreSignal::Resync) | Err(RecvError::Lagged(_)) => {
+                            // One sync reads every record appended so far: what else waits is covered.
+                            if let Some(rx) = signals.as_mut() {
+                                while !matches!(rx.try_recv(), Err(TryRecvError::Empty | TryRecvError::Closed)) {}
+                            }
+                        }
+                        Ok(_) => continue,
+                        Err(RecvError::Closed) => {
+                            signals = None;
+                            continue;
+                        }
+                    },
+                }
                 let Some(this) = weak.upgrade() else { return };
                 if let Err(e) = this.sync().await {
                     tracing::warn!(error = %e, "syncing the authorizer with the store failed");

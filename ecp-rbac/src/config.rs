@@ -23,6 +23,7 @@ pub struct AccessConfig {
     pub(crate) limits: TenancyLimits,
     pub(crate) login_limits: LoginLimits,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) sync_every: Duration,
 }
 
 impl Default for AccessConfig {
@@ -38,6 +39,7 @@ impl Default for AccessConfig {
             limits: TenancyLimits::default(),
             login_limits: LoginLimits::default(),
             clock: Arc::new(SystemClock),
+            sync_every: Duration::from_secs(1),
         }
     }
 }
@@ -82,6 +84,14 @@ impl AccessConfig {
 pub struct AccessConfigBuilder(AccessConfig);
 
 impl AccessConfigBuilder {
+    /// How often the authorizer reads changes of access other replicas made (default 1 s; 10 ms
+    /// to 1 hour). On a store that signals (PostgreSQL) changes arrive at once, and this is the
+    /// safety net; on SQLite it is how a second process sharing the file finds out.
+    pub fn sync_every(mut self, every: Duration) -> Self {
+        self.0.sync_every = every;
+        self
+    }
+
     /// The argon2id cost.
     pub fn argon2(mut self, params: Argon2Params) -> Self {
         self.0.argon2 = params;
@@ -151,6 +161,9 @@ impl AccessConfigBuilder {
         let c = self.0;
         if c.lockout.max_failures == 0 || c.lockout.window.is_zero() || c.lockout.lock_for.is_zero() {
             return Err(ecp_core::Error::invalid("lockout", "failures, window and lock time must be positive"));
+        }
+        if !(Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&c.sync_every) {
+            return Err(ecp_core::Error::invalid("sync_every", "must be 10 ms to 1 hour"));
         }
         for (field, d) in [
             ("access_token_ttl", c.access_ttl),

@@ -91,13 +91,17 @@ pub struct AccessControl {
 }
 
 impl AccessControl {
-    /// Loads the authorizer's index from `store` and builds the services.
+    /// Loads the authorizer's index from `store`, starts keeping it in step with other replicas
+    /// ([`RbacAuthorizer::spawn_follow`], every [`AccessConfigBuilder::sync_every`] and at once on
+    /// a store that signals), and builds the services.
     ///
     /// # Errors
     /// `Backend` if the store fails.
     pub async fn new(store: Arc<dyn Store>, config: AccessConfig) -> Result<Self> {
         let clock = config.clock.clone();
         let authorizer = Arc::new(RbacAuthorizer::load(store.clone(), clock.clone()).await?);
+        // Stops on its own when the authorizer is dropped.
+        drop(authorizer.spawn_follow(config.sync_every));
         let hasher = password::Hasher::new(config.argon2, throttle::HashSlots::new(&config.login_limits, config.argon2)).await?;
         let throttle = throttle::Throttle::new(&config.login_limits, clock.clone());
         let tenancy = Tenancy::new(store.clone(), authorizer.clone(), clock.clone(), config.limits);

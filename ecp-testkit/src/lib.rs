@@ -38,6 +38,7 @@ pub mod mosquitto;
 pub mod mutate;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod proxy;
 pub mod sim;
 pub mod smtp;
 

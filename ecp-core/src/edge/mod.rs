@@ -681,6 +681,17 @@ pub struct DesiredPut {
     pub all: Vec<DesiredRecord>,
 }
 
+/// An agent's whole desired configuration and its version, which increases with every change
+/// (a put or a withdrawal): agents ignore a set older than the newest they took, so sets
+/// published out of order never undo a newer one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredSet {
+    /// The set's version.
+    pub version: u64,
+    /// Its items, by key.
+    pub items: Vec<DesiredRecord>,
+}
+
 /// A desired item to set, for [`AgentStore::put_desired_many`](crate::store::AgentStore::put_desired_many).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredChange {

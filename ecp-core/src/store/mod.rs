@@ -23,7 +23,7 @@ use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditScope, ChainHead, C
 use crate::clock::Timestamp;
 use crate::cluster::{ClusterQuota, ClusterRecord, LicenseUsage};
 use crate::edge::{
-    Agent, AgentFilter, AgentId, DesiredChange, DesiredPut, DesiredRecord, EdgeLimits, EdgeSelector, EdgeService, ProbeOutcome,
+    Agent, AgentFilter, AgentId, DesiredChange, DesiredPut, DesiredRecord, DesiredSet, EdgeLimits, EdgeSelector, EdgeService, ProbeOutcome,
     ReportedItem, TagUsage, TemplateRecord,
 };
 use crate::error::Result;
@@ -33,7 +33,7 @@ use crate::identity::{
     UserFilter, UserToken, UserTokenPurpose,
 };
 use crate::page::{Page, PageRequest};
-use crate::task::{TargetUpdate, Task, TaskState, TaskTarget, TaskTotals};
+use crate::task::{LeaseRenewal, TargetUpdate, Task, TaskControl, TaskState, TaskTarget, TaskTotals};
 use crate::tenancy::{Organization, Project, ProjectResource, ProjectResourceKind, ProjectUsage, TenancyLimits};
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -446,22 +446,26 @@ pub trait TaskStore: Send + Sync {
     /// # Errors
     /// `Backend`.
     async fn task_totals(&self, id: TaskId) -> Result<TaskTotals>;
-    /// Writes target changes in one transaction.
+    /// Writes target changes in one transaction. With `owner`, only changes of tasks whose lease
+    /// `owner` holds are written: a replica that lost a task's lease (it was cut off, and another
+    /// took the task over) never overwrites what the new owner wrote.
     ///
     /// # Errors
     /// `Backend`.
-    async fn update_targets(&self, updates: &[TargetUpdate]) -> Result<()>;
+    async fn update_targets(&self, updates: &[TargetUpdate], owner: Option<&str>) -> Result<()>;
     /// Moves a task to `state` (recording when it started or ended), with an optional audit record
-    /// in the same transaction. A terminal state frees the task's exclusive slot.
+    /// in the same transaction. A terminal state frees the task's exclusive slot. With `owner`, only
+    /// while `owner` holds the task's lease.
     ///
     /// # Errors
-    /// `NotFound`, `Backend`.
+    /// `NotFound`, `Conflict` when `owner` does not hold the lease, `Backend`.
     async fn set_task_state(
         &self,
         id: TaskId,
         state: TaskState,
         reason: Option<&str>,
         now: Timestamp,
+        owner: Option<&str>,
         audit: Option<&AuditEvent>,
     ) -> Result<()>;
     /// Takes the lease of every unfinished task that is unleased, leased by `owner`, or whose lease
@@ -471,11 +475,26 @@ pub trait TaskStore: Send + Sync {
     /// # Errors
     /// `Backend`.
     async fn claim_tasks(&self, owner: &str, now: Timestamp, lease: std::time::Duration) -> Result<Vec<TaskId>>;
-    /// Extends `owner`'s lease of a task; `false` if another owner holds it now.
+    /// Extends `owner`'s lease of a task, and reads the request in force for it
+    /// ([`request_task_control`](Self::request_task_control)); [`LeaseRenewal::Lost`] if another
+    /// owner holds it now or it ended.
     ///
     /// # Errors
     /// `Backend`.
-    async fn renew_lease(&self, id: TaskId, owner: &str, until: Timestamp) -> Result<bool>;
+    async fn renew_lease(&self, id: TaskId, owner: &str, until: Timestamp) -> Result<LeaseRenewal>;
+    /// Records a request to cancel, pause or resume an unfinished task and returns the request in
+    /// force after it: [`TaskControl::Cancel`] (a cancel stays), [`TaskControl::Pause`], or `None`
+    /// to run. The replica running the task follows it: at once on a store that signals
+    /// ([`Store::signals`]), else at its next lease renewal.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` for a task that ended, `Backend`.
+    async fn request_task_control(&self, id: TaskId, control: TaskControl, now: Timestamp) -> Result<Option<TaskControl>>;
+    /// The request in force for a task (see [`request_task_control`](Self::request_task_control)).
+    ///
+    /// # Errors
+    /// `NotFound`, `Backend`.
+    async fn task_control(&self, id: TaskId) -> Result<Option<TaskControl>>;
 }
 
 /// Edge services, their tags and synced information, and configuration templates.
@@ -674,6 +693,17 @@ pub trait AgentStore: Send + Sync {
     /// # Errors
     /// `Backend`.
     async fn desired(&self, id: &AgentId) -> Result<Vec<DesiredRecord>>;
+    /// An agent's desired configuration with its version (see [`DesiredSet`]).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown agent, `Backend`.
+    async fn desired_set(&self, id: &AgentId) -> Result<DesiredSet>;
+    /// Withdraws desired items of an agent (keys it does not hold are ignored) and returns the set
+    /// after, with a new version when anything was withdrawn.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown agent, `Backend`.
+    async fn withdraw_desired(&self, id: &AgentId, keys: &[String], at: Timestamp) -> Result<DesiredSet>;
     /// Records what agents reported for their desired items, in one write; reports for a key an
     /// agent does not have, for a version it was never given, or for an older version than already
     /// recorded are ignored. Of several reports of one key, the highest version counts. Returns
@@ -776,6 +806,22 @@ pub trait ClusterStore: Send + Sync {
     async fn license_usage(&self) -> Result<LicenseUsage>;
 }
 
+/// What a store tells every replica sharing it ([`Store::signals`]). Each is a hint to look again,
+/// never the change itself: a signal may come more than once, and signals lost while the
+/// connection that hears them was down are followed by [`StoreSignal::Resync`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreSignal {
+    /// Someone asked to cancel, pause or resume this task
+    /// ([`TaskStore::request_task_control`]).
+    TaskControl(TaskId),
+    /// Records were appended to the audit chain (every change of access is one).
+    Audit,
+    /// Signals may have been missed: look at everything again. A receiver that falls behind gets
+    /// `RecvError::Lagged` instead, which means the same.
+    Resync,
+}
+
 /// Everything ecp-rs persists. Object-safe: hosts hold an `Arc<dyn Store>`, and may bring their own
 /// backend by implementing the sub-traits.
 #[async_trait]
@@ -784,6 +830,14 @@ pub trait Store:
 {
     /// The backend's name (`"sqlite"`, `"postgres"`).
     fn backend(&self) -> &'static str;
+
+    /// What other replicas sharing the store did, as it happens: `None` for a store that cannot
+    /// tell (then replicas find out by polling: task controls at each lease renewal, access
+    /// changes at each sync). PostgreSQL tells through `LISTEN`/`NOTIFY`, so a change committed on
+    /// one replica reaches the others within milliseconds.
+    fn signals(&self) -> Option<tokio::sync::broadcast::Receiver<StoreSignal>> {
+        None
+    }
 
     /// Checks that the backend answers.
     ///

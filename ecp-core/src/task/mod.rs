@@ -25,6 +25,6 @@ pub use engine::{
     EngineEvent, NewTarget, NewTask, TargetError, TargetExecutor, TaskEngine, TaskEngineBuilder, TaskEvent, TaskHandle, TaskKind,
 };
 pub use model::{
-    AbortRule, IdempotencyKey, RetryPolicy, RolloutPolicy, RolloutPolicyBuilder, StartRate, TargetState, TargetUpdate, Task, TaskSecrets,
-    TaskState, TaskTarget, TaskTotals,
+    AbortRule, IdempotencyKey, LeaseRenewal, RetryPolicy, RolloutPolicy, RolloutPolicyBuilder, StartRate, TargetState, TargetUpdate, Task,
+    TaskControl, TaskSecrets, TaskState, TaskTarget, TaskTotals,
 };

@@ -464,6 +464,55 @@ impl TaskTotals {
     }
 }
 
+/// A request to steer a task. It is kept with the task in the store, so the replica that runs the
+/// task follows it whichever replica took it, and a task taken over after a crash keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TaskControl {
+    /// Stop starting targets; those in flight finish, the rest end canceled. A cancel stays.
+    Cancel,
+    /// Stop starting targets until resumed; those in flight finish.
+    Pause,
+    /// Start targets again after a pause.
+    Resume,
+}
+
+impl TaskControl {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskControl::Cancel => "cancel",
+            TaskControl::Pause => "pause",
+            TaskControl::Resume => "resume",
+        }
+    }
+
+    /// The control of a stable name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cancel" => Some(TaskControl::Cancel),
+            "pause" => Some(TaskControl::Pause),
+            "resume" => Some(TaskControl::Resume),
+            _ => None,
+        }
+    }
+}
+
+/// What renewing a task's lease found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseRenewal {
+    /// The lease is still this owner's, extended; `control` is the request in force
+    /// ([`TaskControl::Cancel`], [`TaskControl::Pause`], or `None` to run).
+    Held {
+        /// The request in force.
+        control: Option<TaskControl>,
+    },
+    /// Another owner holds the lease now, or the task ended.
+    Lost,
+}
+
 /// A task as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {

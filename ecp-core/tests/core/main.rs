@@ -2,6 +2,8 @@
 //! file linked the crate's dependencies once per file).
 
 mod parsers;
+#[cfg(feature = "postgres")]
+mod replicas;
 #[cfg(feature = "sqlite")]
 mod sealing;
 mod store_conformance;

@@ -262,6 +262,19 @@ impl EdgeDriver for AgentDriver {
         }
     }
 
+    async fn withdraw(&self, service: &EdgeService, change: &ConfigChange) -> Result<()> {
+        let agent = Self::agent_of(service)?;
+        let (target, _) = split_endpoint(service.endpoint())?;
+        let item = desired_key(&target, change);
+        // Applied already: nothing waits. (The agent may apply it between this read and the
+        // withdrawal; it then forgets the item, and what it did stays.)
+        let waiting = self.hub.desired(agent).await?.into_iter().any(|r| r.key == item && !r.converged());
+        if waiting {
+            self.hub.withdraw(agent, &[item]).await?;
+        }
+        Ok(())
+    }
+
     async fn restart(&self, service: &EdgeService) -> Result<()> {
         let agent = Self::agent_of(service)?;
         let (target, _) = split_endpoint(service.endpoint())?;

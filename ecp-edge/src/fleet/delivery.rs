@@ -111,6 +111,15 @@ impl TargetExecutor for DeliveryExecutor {
         let driver = self.drivers.get(service.mode()).map_err(TargetError::fatal)?;
         driver.apply(&service, &change, key).await.map_err(|e| TargetError { reason: with_causes(&e), retryable: e.is_retryable() })
     }
+
+    async fn withdraw(&self, target: &TaskTarget, _key: &IdempotencyKey) -> std::result::Result<(), TargetError> {
+        let id: EdgeServiceId = target.target.parse().map_err(TargetError::fatal)?;
+        let service = self.services.get(id).await.map_err(|e| TargetError { reason: e.to_string(), retryable: e.is_retryable() })?;
+        let values: BTreeMap<String, Value> = serde_json::from_value(target.params.clone()).unwrap_or_default();
+        let change = render_for(&self.template, &service, &values).map_err(TargetError::fatal)?;
+        let driver = self.drivers.get(service.mode()).map_err(TargetError::fatal)?;
+        driver.withdraw(&service, &change).await.map_err(|e| TargetError { reason: with_causes(&e), retryable: e.is_retryable() })
+    }
 }
 
 /// An error with its causes (`agent edge-7: transport failed (retryable): the agent is offline`),

@@ -2,7 +2,7 @@
 
 use ecp_core::access::{Permission, ResourceKind};
 use ecp_core::audit::Operation;
-use ecp_core::task::{Task, TaskTarget, TaskTotals};
+use ecp_core::task::{Task, TaskControl, TaskTarget, TaskTotals};
 use ecp_core::{Page, PageRequest, TaskId};
 
 use super::{ProjectFleet, ops};
@@ -40,30 +40,25 @@ impl ProjectFleet {
         Ok(self.store().task_targets(id, after_seq, limit).await?)
     }
 
-    async fn steer(&self, id: TaskId, op: Operation) -> Result<()> {
-        let event = self.scope.event(ResourceKind::ConfigDelivery, op.clone()).resource(id, None);
+    async fn steer(&self, id: TaskId, op: Operation, control: TaskControl) -> Result<()> {
+        let event = self.scope.event(ResourceKind::ConfigDelivery, op).resource(id, None);
         self.scope
             .audited_event(Permission::operate(ResourceKind::ConfigDelivery), event, async |_| {
                 self.task(id).await?;
-                let Some(handle) = self.fleet.inner.engine.handle(id) else {
-                    return Err(ecp_core::Error::conflict("task", id, "it is not running in this engine").into());
-                };
-                match op.as_str() {
-                    "task.cancel" => handle.cancel().await,
-                    "task.pause" => handle.pause().await,
-                    _ => handle.resume().await,
-                }
+                self.fleet.inner.engine.control(id, control).await?;
                 Ok(())
             })
             .await
     }
 
-    /// Cancels a running task. Needs `operate config delivery`.
+    /// Cancels an unfinished task, on whichever replica runs it (see
+    /// [`TaskEngine::control`](ecp_core::task::TaskEngine::control)). Needs `operate config
+    /// delivery`.
     ///
     /// # Errors
-    /// `NotFound`, `PermissionDenied`, `Conflict` if it is not running here, `Backend`.
+    /// `NotFound`, `PermissionDenied`, `Conflict` if it has ended, `Backend`.
     pub async fn cancel_task(&self, id: TaskId) -> Result<()> {
-        self.steer(id, ops::TASK_CANCEL).await
+        self.steer(id, ops::TASK_CANCEL, TaskControl::Cancel).await
     }
 
     /// Pauses a running task. Needs `operate config delivery`.
@@ -71,7 +66,7 @@ impl ProjectFleet {
     /// # Errors
     /// As [`cancel_task`](Self::cancel_task).
     pub async fn pause_task(&self, id: TaskId) -> Result<()> {
-        self.steer(id, ops::TASK_PAUSE).await
+        self.steer(id, ops::TASK_PAUSE, TaskControl::Pause).await
     }
 
     /// Resumes a paused task. Needs `operate config delivery`.
@@ -79,6 +74,6 @@ impl ProjectFleet {
     /// # Errors
     /// As [`cancel_task`](Self::cancel_task).
     pub async fn resume_task(&self, id: TaskId) -> Result<()> {
-        self.steer(id, ops::TASK_RESUME).await
+        self.steer(id, ops::TASK_RESUME, TaskControl::Resume).await
     }
 }

@@ -434,3 +434,99 @@ async fn credentials_issued_by_the_hub_let_only_that_agent_in_and_work_under_the
     agent.abort();
     hub.shutdown();
 }
+
+/// A delivery canceled while its agent is away takes its desired item back: the agent, back
+/// later, applies nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_canceled_while_its_agent_is_away_is_not_applied_when_it_returns() {
+    let broker = Mosquitto::builder().start().await.expect("mosquitto (scripts/test installs it)");
+    let sim = SimService::start(SimConfig::new(SimKind::Ekuiper)).await.unwrap();
+    let w = world(broker.port(), Duration::from_millis(500)).await;
+    let id = AgentId::new("edge-gone").unwrap();
+    let config = || agent_config(broker.port(), "edge-gone", &sim).build().unwrap();
+    let agent = EdgeAgent::new(config()).unwrap().spawn();
+    manage_all(&w, &["edge-gone".to_owned()], &sim).await;
+    agent.shutdown().await.unwrap();
+    wait_until("the agent offline", Duration::from_secs(10), async || !w.hub.is_online(&id)).await;
+
+    // The first attempt publishes the item and finds no report; the retry waits a minute.
+    let saved = w.fleet.save_template(None, "demo stream", &stream_template()).await.unwrap();
+    let policy = RolloutPolicy::builder()
+        .retries(3, Duration::from_secs(60), Duration::from_secs(60))
+        .target_timeout(Duration::from_secs(5))
+        .build();
+    let handle = w.fleet.deliver(saved.id, None, &EdgeSelector::all(), &ParamGrid::default(), policy.unwrap()).await.unwrap();
+    wait_until("the first attempt", Duration::from_secs(20), async || {
+        w.fleet.task_targets(handle.id(), None, 1).await.unwrap()[0].attempt == 1 && w.hub.desired(&id).await.unwrap().len() == 1
+    })
+    .await;
+    w.fleet.cancel_task(handle.id()).await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(20), handle.wait()).await.unwrap(), Some(TaskState::Canceled));
+    assert!(w.hub.desired(&id).await.unwrap().is_empty(), "the canceled delivery's item is withdrawn");
+
+    let agent = EdgeAgent::new(config()).unwrap().spawn();
+    wait_until("the agent back", Duration::from_secs(10), async || w.hub.is_online(&id)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sim.request_count("POST", "/streams"), 0, "nothing applied");
+    assert_eq!(agent.stats().items_applied, 0);
+    agent.abort();
+    w.hub.shutdown();
+}
+
+/// 300 distinct items to one agent (more than the 256 agents once took) converge; a withdrawn
+/// one is forgotten by the agent, in its state file too; a set older than the newest it took is
+/// ignored whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_items_converge_and_a_withdrawn_one_is_forgotten_at_the_agent() {
+    use ecp_edge_api::ConfigChange;
+    let broker = Mosquitto::builder().start().await.expect("mosquitto (scripts/test installs it)");
+    let sim = SimService::start(SimConfig::new(SimKind::Ekuiper)).await.unwrap();
+    let w = world(broker.port(), Duration::from_secs(30)).await;
+    let state = tempfile::tempdir().unwrap();
+    let path = state.path().join("state.json");
+    let id = AgentId::new("edge-many").unwrap();
+    let agent = EdgeAgent::new(agent_config(broker.port(), "edge-many", &sim).state_file(path.clone()).build().unwrap()).unwrap().spawn();
+    wait_until("the agent's hello", Duration::from_secs(10), async || w.hub.is_online(&id)).await;
+
+    let target = sim.addr().to_string();
+    let stream =
+        |i: usize| ConfigChange::EkuiperStream { name: format!("s{i}"), sql: format!("CREATE STREAM s{i} () WITH (TYPE=\"memory\")") };
+    let key = |i: usize| format!("{target} stream:s{i}");
+    let deliveries = (0..300).map(|i| {
+        let (hub, id, key, target, change) = (w.hub.clone(), id.clone(), key(i), target.clone(), stream(i));
+        async move { hub.deliver(&id, &key, &target, &change, Duration::from_secs(60)).await }
+    });
+    let applied = futures::future::join_all(deliveries).await;
+    assert!(applied.iter().all(|a| a.as_ref().is_ok_and(|a| a.ok)), "every item applied");
+    assert!(w.hub.converged(&id).await.unwrap());
+    assert_eq!(sim.request_count("POST", "/streams"), 300, "each applied once");
+
+    let set = w.hub.withdraw(&id, &[key(7)]).await.unwrap();
+    assert_eq!(set.items.len(), 299);
+    wait_until("the agent takes the set", Duration::from_secs(10), async || agent.stats().set_version == set.version).await;
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let items = file["items"].as_object().unwrap();
+    assert_eq!(items.len(), 299, "the agent forgot the withdrawn item");
+    assert!(!items.contains_key(&key(7)) && items.contains_key(&key(8)));
+    assert_eq!(file["set_version"], json!(set.version));
+
+    // An older set (a stale retained message, or one published out of order) changes nothing.
+    let old = ecp_agent_proto::proto::Desired { version: set.version - 1, items: vec![] };
+    let payload = ecp_agent_proto::proto::encode(
+        &ecp_agent_proto::proto::Envelope::new(ecp_agent_proto::proto::Message::Desired(old)),
+        ecp_agent_proto::proto::DEFAULT_MAX_PAYLOAD,
+    )
+    .unwrap();
+    let mut options = rumqttc::v5::MqttOptions::new("test-stale", "127.0.0.1", broker.port());
+    options.set_clean_start(true);
+    let (client, mut events) = rumqttc::v5::AsyncClient::new(options, 10);
+    let topic = ecp_agent_proto::Topics::default().topic(&id, ecp_agent_proto::Channel::Desired);
+    client.publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, payload).await.unwrap();
+    let driving = tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    wait_until("the stale set is refused", Duration::from_secs(10), async || agent.stats().stale_sets == 1).await;
+    driving.abort();
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(file["items"].as_object().unwrap().len(), 299, "nothing forgotten for an older set");
+    agent.abort();
+    w.hub.shutdown();
+}

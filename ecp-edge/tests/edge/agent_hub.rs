@@ -395,6 +395,17 @@ async fn a_desired_set_over_the_agents_limit_is_refused_not_published() {
         .unwrap_err();
     assert!(matches!(&e, ecp_edge::Error::Core(ecp_core::Error::LimitExceeded { .. })), "{e}");
     assert!(started.elapsed() < Duration::from_secs(10), "refused at once, not after the report timeout");
-    assert!(hub.publish_desired(&agent).await.is_err(), "the set stays refused until an item goes");
+    assert_eq!(hub.stats().refused_items, 1, "refusals are counted");
+    assert_eq!(hub.desired(&agent).await.unwrap().len(), MAX_DESIRED_ITEMS, "the refused item is not kept");
+    hub.publish_desired(&agent).await.expect("the set is published again: later deliveries are not refused for it");
+    // Withdrawing one makes room.
+    let set = hub.withdraw(&agent, &["127.0.0.1:9081 stream:s0".to_owned()]).await.unwrap();
+    assert_eq!(set.items.len(), MAX_DESIRED_ITEMS - 1);
+    assert!(set.items.iter().all(|r| r.version < set.version), "the set after a withdrawal is newer than every item");
+    let e = hub
+        .deliver(&agent, &format!("127.0.0.1:9081 stream:s{one_more}"), "127.0.0.1:9081", &stream(one_more), Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "now it is published and waits for the (absent) agent: {e}");
     hub.shutdown();
 }

@@ -1,5 +1,5 @@
 //! Two replicas of a host share one store: a change of access made through one reaches the other's
-//! authorizer with `sync()`, read from the audit log.
+//! authorizer with `sync()`, read from the audit log, and on its own.
 
 use crate::common;
 
@@ -16,7 +16,14 @@ async fn grants_revocations_and_deletions_reach_the_other_replica() {
     let path = dir.path().join("shared.db");
     let store =
         |p: std::path::PathBuf| async move { Arc::new(SqlStore::connect(SqlStoreConfig::sqlite_file(p).build().unwrap()).await.unwrap()) };
-    let config = || AccessConfig::builder().argon2(Argon2Params::new(1024, 1, 1).unwrap()).build().unwrap();
+    // These replicas sync when told to (the test's steps), the third one (below) on its own.
+    let config = || {
+        AccessConfig::builder()
+            .argon2(Argon2Params::new(1024, 1, 1).unwrap())
+            .sync_every(std::time::Duration::from_secs(3600))
+            .build()
+            .unwrap()
+    };
     let a = AccessControl::new(store(path.clone()).await, config()).await.unwrap();
     let root = a.users.bootstrap_admin("root@example.com", "Root", &common::secret("R00t-passw0rd!")).await.unwrap();
     let root = Principal::user(root.id, root.email);
@@ -83,14 +90,68 @@ async fn grants_revocations_and_deletions_reach_the_other_replica() {
     b.authorizer.sync().await.unwrap();
     assert!(b.authorizer.check(&ann_p, edit, &temp.scope()).is_err());
 
-    // The background sync does the same on its own.
-    let c = AccessControl::new(store(path.clone()).await, config()).await.unwrap();
-    let task = c.authorizer.spawn_sync(std::time::Duration::from_millis(20));
+    // A replica follows on its own (SQLite does not signal: every `sync_every`).
+    let following = AccessConfig::builder()
+        .argon2(Argon2Params::new(1024, 1, 1).unwrap())
+        .sync_every(std::time::Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let c = AccessControl::new(store(path.clone()).await, following).await.unwrap();
     a.users.grant(&root, Subject::User(ann.id), Grant::builtin(BuiltinRole::Viewer, project.scope())).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while c.authorizer.check(&ann_p, view, &project.scope()).is_err() {
         assert!(std::time::Instant::now() < deadline, "the background sync did not catch up");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    task.abort();
+}
+
+/// On PostgreSQL a change of access reaches the other replicas by NOTIFY, at once: their own
+/// periodic sync is an hour away here, so only the signal can explain the refusal.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_revoked_on_one_replica_is_refused_on_another_within_a_second() {
+    use secrecy::SecretString;
+    use std::time::{Duration, Instant};
+
+    let Some(url) = ecp_testkit::postgres::fresh_database().await else { return };
+    let store = || async {
+        let config = SqlStoreConfig::builder(SecretString::from(url.clone())).build().unwrap();
+        Arc::new(SqlStore::connect(config).await.unwrap())
+    };
+    let config =
+        || AccessConfig::builder().argon2(Argon2Params::new(1024, 1, 1).unwrap()).sync_every(Duration::from_secs(3600)).build().unwrap();
+    let a = AccessControl::new(store().await, config()).await.unwrap();
+    let root = a.users.bootstrap_admin("root@example.com", "Root", &common::secret("R00t-passw0rd!")).await.unwrap();
+    let root = Principal::user(root.id, root.email);
+    let b = AccessControl::new(store().await, config()).await.unwrap();
+    let org = a.tenancy.create_org(&root, "acme").await.unwrap();
+    let project = a.tenancy.create_project(&root, org.id, "plant").await.unwrap();
+    let edit = Permission::edit(ResourceKind::EdgeService);
+
+    let mut latencies = Vec::new();
+    for round in 0..5 {
+        let user = a
+            .users
+            .create_user(
+                &root,
+                NewUser::new(format!("op{round}@example.com"), "Op").grant(Grant::builtin(BuiltinRole::ProjectAdmin, project.scope())),
+            )
+            .await
+            .unwrap();
+        let p = Principal::user(user.id, user.email.clone());
+        let t0 = Instant::now();
+        while b.authorizer.check(&p, edit, &project.scope()).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "the grant never reached replica b");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        a.users.revoke(&root, Subject::User(user.id), project.scope()).await.unwrap();
+        let t0 = Instant::now();
+        while b.authorizer.check(&p, edit, &project.scope()).is_ok() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "the revocation never reached replica b");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(t0.elapsed());
+    }
+    eprintln!("revocation latency across replicas: {latencies:?}");
+    assert!(latencies.iter().all(|l| *l < Duration::from_secs(1)), "{latencies:?}");
 }

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use super::{Dialect, Sql, SqlStore, col, col_bool, col_opt_parse, col_opt_ts, col_ts, col_u64, page_limit, ts};
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
-use crate::edge::{Agent, AgentFilter, AgentId, DesiredChange, DesiredPut, DesiredRecord, ReportedItem};
+use crate::edge::{Agent, AgentFilter, AgentId, DesiredChange, DesiredPut, DesiredRecord, DesiredSet, ReportedItem};
 use crate::error::{Error, Result};
 use crate::id::ProjectId;
 use crate::page::{Page, PageRequest};
@@ -373,6 +373,40 @@ impl AgentStore for SqlStore {
         rows.iter().map(desired_from_row).collect()
     }
 
+    async fn desired_set(&self, id: &AgentId) -> Result<DesiredSet> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let set = self.desired_set_in(&mut tx, id).await?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(set)
+    }
+
+    async fn withdraw_desired(&self, id: &AgentId, keys: &[String], at: Timestamp) -> Result<DesiredSet> {
+        let mut tx = self.write().await?;
+        if !keys.is_empty() {
+            // The set's version passes every item's (on SQLite puts number items past the agent's
+            // counter without moving it), then the items go: the set after is newer than any before.
+            let held = "(SELECT MAX(d.version) FROM agent_desired d WHERE d.agent_id = agents.id)";
+            let mut sql = Sql::new(&format!(
+                "UPDATE agents SET desired_version = CASE WHEN COALESCE({held}, 0) > desired_version \
+                 THEN COALESCE({held}, 0) ELSE desired_version END + 1, updated_at = "
+            ));
+            sql.bind(ts(at)).push(" WHERE id = ").bind(id.as_str().to_owned());
+            sql.push(" AND EXISTS (SELECT 1 FROM agent_desired d WHERE d.agent_id = agents.id AND d.item_key IN ");
+            self.push_json_list(&mut sql, keys);
+            sql.push(")");
+            let bumped = sql.query().execute(&mut *tx).await.map_err(|e| self.err(e))?.rows_affected();
+            if bumped > 0 {
+                let mut del = Sql::new("DELETE FROM agent_desired WHERE agent_id = ");
+                del.bind(id.as_str().to_owned()).push(" AND item_key IN ");
+                self.push_json_list(&mut del, keys);
+                del.query().execute(&mut *tx).await.map_err(|e| self.err(e))?;
+            }
+        }
+        let set = self.desired_set_in(&mut tx, id).await?;
+        self.commit(tx).await?;
+        Ok(set)
+    }
+
     async fn record_reports(&self, reports: &[ReportedItem], at: Timestamp) -> Result<u64> {
         // Of several reports of one key, the highest version (the last of equal ones): UPDATE ...
         // FROM takes an arbitrary one of several matching rows.
@@ -416,6 +450,26 @@ impl SqlStore {
     /// concurrent puts). SQLite has no data-modifying CTE, but runs one writer at a time, so one
     /// more than the highest version the agent has (or its counter, from older versions of this
     /// store) is unique there; its counter is then only that floor.
+    /// An agent's set and its version: the agent's counter or its newest item, whichever is higher.
+    async fn desired_set_in(&self, tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &AgentId) -> Result<DesiredSet> {
+        let agent = sqlx::query("SELECT desired_version FROM agents WHERE id = $1")
+            .bind(id.as_str().to_owned())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| Error::not_found("agent", id))?;
+        let counter = col_u64(&agent, "desired_version")?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DESIRED_COLUMNS} FROM agent_desired WHERE agent_id = $1 ORDER BY item_key")))
+                .bind(id.as_str().to_owned())
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        let items = rows.iter().map(desired_from_row).collect::<Result<Vec<_>>>()?;
+        let version = items.iter().map(|i| i.version).max().unwrap_or(0).max(counter);
+        Ok(DesiredSet { version, items })
+    }
+
     async fn put_desired_round(&self, rows: String, at: Timestamp) -> Result<()> {
         let unchanged = "NOT EXISTS (SELECT 1 FROM agent_desired d WHERE d.agent_id = r.agent_id AND d.item_key = r.item_key \
                          AND d.target = r.target AND d.change = r.change)";

@@ -62,6 +62,8 @@ pub(super) async fn append(store: &SqlStore, tx: &mut Transaction<'static, Any>,
         .execute(&mut **tx)
         .await
         .map_err(|e| store.err(e))?;
+    // Every change of access is audited: replicas that hear of it sync their authorizers.
+    store.notify_in(tx, &crate::store::StoreSignal::Audit).await?;
     Ok(record)
 }
 

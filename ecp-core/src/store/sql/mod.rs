@@ -9,6 +9,7 @@ mod audit;
 mod cluster;
 mod edge;
 mod identity;
+mod signals;
 mod task;
 mod tenancy;
 
@@ -197,6 +198,8 @@ pub struct SqlStore {
     clock: Arc<dyn Clock>,
     /// Seals the secrets the store keeps; `None` only on a store given no keys (plain text).
     sealer: Option<Sealer>,
+    /// What other replicas signal (PostgreSQL only).
+    listener: Option<Arc<signals::Listener>>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -219,6 +222,7 @@ fn migrator() -> Migrator {
         m(7, "refresh_history", include_str!("../../../migrations/0007_refresh_history.sql")),
         m(8, "agent_claims", include_str!("../../../migrations/0008_agent_claims.sql")),
         m(9, "search_keys", include_str!("../../../migrations/0009_search_keys.sql")),
+        m(10, "task_control", include_str!("../../../migrations/0010_task_control.sql")),
     ])
 }
 
@@ -277,7 +281,12 @@ impl SqlStore {
                 None
             }
         };
-        Ok(SqlStore { pool, writes, dialect, clock: config.clock, sealer })
+        let listener = match dialect {
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => Some(Arc::new(signals::Listener::start(&config.url).await?)),
+            _ => None,
+        };
+        Ok(SqlStore { pool, writes, dialect, clock: config.clock, sealer, listener })
     }
 
     /// An in-memory SQLite store with default settings.
@@ -290,6 +299,9 @@ impl SqlStore {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        if let Some(l) = &self.listener {
+            l.stop();
+        }
         self.writes.close().await;
         self.pool.close().await;
     }
@@ -473,6 +485,10 @@ impl SqlStore {
 impl Store for SqlStore {
     fn backend(&self) -> &'static str {
         self.dialect.name()
+    }
+
+    fn signals(&self) -> Option<tokio::sync::broadcast::Receiver<crate::store::StoreSignal>> {
+        self.listener.as_ref().map(|l| l.tx.subscribe())
     }
 
     async fn ping(&self) -> Result<()> {

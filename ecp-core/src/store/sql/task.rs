@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::id::{ProjectId, TaskId};
 use crate::page::{Page, PageRequest};
 use crate::store::TaskStore;
-use crate::task::{RolloutPolicy, TargetState, TargetUpdate, Task, TaskSecrets, TaskState, TaskTarget, TaskTotals};
+use crate::task::{
+    LeaseRenewal, RolloutPolicy, TargetState, TargetUpdate, Task, TaskControl, TaskSecrets, TaskState, TaskTarget, TaskTotals,
+};
 
 const TASK_COLUMNS: &str =
     "id, org_id, project_id, kind, state, spec, policy, actor, reason, created_at, updated_at, started_at, finished_at";
@@ -73,6 +75,11 @@ fn target_from_row(row: &AnyRow) -> Result<TaskTarget> {
         finished_at: col_opt_ts(row, "finished_at")?,
         next_attempt_at: col_opt_ts(row, "next_attempt_at")?,
     })
+}
+
+fn control_col(row: &AnyRow) -> Result<Option<TaskControl>> {
+    let control: Option<String> = col(row, "control")?;
+    control.map(|c| TaskControl::parse(&c).ok_or_else(|| integrity(format!("task control {c:?}")))).transpose()
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -217,7 +224,7 @@ impl TaskStore for SqlStore {
         Ok(totals)
     }
 
-    async fn update_targets(&self, updates: &[TargetUpdate]) -> Result<()> {
+    async fn update_targets(&self, updates: &[TargetUpdate], owner: Option<&str>) -> Result<()> {
         if updates.is_empty() {
             return Ok(());
         }
@@ -245,6 +252,10 @@ impl TaskStore for SqlStore {
                 sql.bind(opt_ts(u.finished_at)).push(", ").bind(opt_ts(u.next_attempt_at)).push(")");
             }
             sql.push(") AS v WHERE task_targets.task_id = v.column1 AND task_targets.target_id = v.column2");
+            if let Some(owner) = owner {
+                sql.push(" AND EXISTS (SELECT 1 FROM tasks WHERE tasks.id = v.column1 AND tasks.lease_owner = ");
+                sql.bind(owner.to_owned()).push(")");
+            }
             sql.query().execute(&mut *tx).await.map_err(|e| self.err(e))?;
         }
         self.commit(tx).await
@@ -256,29 +267,35 @@ impl TaskStore for SqlStore {
         state: TaskState,
         reason: Option<&str>,
         now: Timestamp,
+        owner: Option<&str>,
         audit: Option<&AuditEvent>,
     ) -> Result<()> {
         let mut tx = self.write().await?;
         let terminal = state.is_terminal();
-        let done = sqlx::query(
+        let fence = if owner.is_some() { " AND lease_owner = $7" } else { "" };
+        let sql = format!(
             "UPDATE tasks SET state = $1, reason = COALESCE($2, reason), updated_at = $3, \
              started_at = CASE WHEN $4 = 1 THEN COALESCE(started_at, $3) ELSE started_at END, \
              finished_at = CASE WHEN $5 = 1 THEN $3 ELSE finished_at END, \
              exclusive_key = CASE WHEN $5 = 1 THEN NULL ELSE exclusive_key END, \
              lease_owner = CASE WHEN $5 = 1 THEN NULL ELSE lease_owner END \
-             WHERE id = $6",
-        )
-        .bind(state.as_str())
-        .bind(reason.map(str::to_owned))
-        .bind(ts(now))
-        .bind(i64::from(state == TaskState::Running))
-        .bind(i64::from(terminal))
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
+             WHERE id = $6{fence}"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state.as_str())
+            .bind(reason.map(str::to_owned))
+            .bind(ts(now))
+            .bind(i64::from(state == TaskState::Running))
+            .bind(i64::from(terminal))
+            .bind(id.to_string());
+        if let Some(owner) = owner {
+            query = query.bind(owner.to_owned());
+        }
+        let done = query.execute(&mut *tx).await.map_err(|e| self.err(e))?;
         if done.rows_affected() == 0 {
-            return Err(Error::not_found("task", id));
+            drop(tx);
+            self.get_task(id).await?;
+            return Err(Error::conflict("task", id, "its lease is held by another replica"));
         }
         if let Some(event) = audit {
             self.append_in(&mut tx, event).await?;
@@ -304,14 +321,54 @@ impl TaskStore for SqlStore {
         Ok(ids)
     }
 
-    async fn renew_lease(&self, id: TaskId, owner: &str, until: Timestamp) -> Result<bool> {
-        let done = sqlx::query("UPDATE tasks SET lease_until = $1 WHERE id = $2 AND lease_owner = $3")
+    async fn renew_lease(&self, id: TaskId, owner: &str, until: Timestamp) -> Result<LeaseRenewal> {
+        let row = sqlx::query("UPDATE tasks SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 RETURNING control")
             .bind(ts(until))
             .bind(id.to_string())
             .bind(owner.to_owned())
-            .execute(&self.writes)
+            .fetch_optional(&self.writes)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(done.rows_affected() == 1)
+        Ok(match row {
+            Some(row) => LeaseRenewal::Held { control: control_col(&row)? },
+            None => LeaseRenewal::Lost,
+        })
+    }
+
+    async fn request_task_control(&self, id: TaskId, control: TaskControl, now: Timestamp) -> Result<Option<TaskControl>> {
+        let wanted = match control {
+            TaskControl::Resume => None,
+            other => Some(other.as_str().to_owned()),
+        };
+        let mut tx = self.write().await?;
+        let row = sqlx::query(
+            "UPDATE tasks SET control = CASE WHEN control = 'cancel' THEN control ELSE $1 END, updated_at = $2 \
+             WHERE id = $3 AND state IN ('pending', 'running', 'paused') RETURNING control",
+        )
+        .bind(wanted)
+        .bind(ts(now))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        let Some(row) = row else {
+            drop(tx);
+            self.get_task(id).await?;
+            return Err(Error::conflict("task", id, "it has ended"));
+        };
+        let in_force = control_col(&row)?;
+        self.notify_in(&mut tx, &crate::store::StoreSignal::TaskControl(id)).await?;
+        self.commit(tx).await?;
+        Ok(in_force)
+    }
+
+    async fn task_control(&self, id: TaskId) -> Result<Option<TaskControl>> {
+        let row = sqlx::query("SELECT control FROM tasks WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| Error::not_found("task", id))?;
+        control_col(&row)
     }
 }

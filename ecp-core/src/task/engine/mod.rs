@@ -12,7 +12,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::model::{Task, TaskState, TaskTarget, TaskTotals};
+use super::model::{Task, TaskControl, TaskState, TaskTarget, TaskTotals};
 use crate::access::Principal;
 use crate::audit::{AuditEvent, Operation};
 use crate::clock::Clock;
@@ -26,9 +26,10 @@ pub use types::{EngineEvent, NewTarget, NewTask, TargetError, TargetExecutor, Ta
 
 #[derive(Debug)]
 enum Control {
-    Cancel,
-    Pause,
-    Resume,
+    /// A request through a [`TaskHandle`]: recorded in the store, then followed.
+    Request(TaskControl),
+    /// The request in force as the store has it (made on any replica).
+    InForce(Option<TaskControl>),
 }
 
 /// A running task: watch it, steer it, wait for it. Cheap to clone.
@@ -51,19 +52,20 @@ impl TaskHandle {
         self.events.subscribe()
     }
 
-    /// Stops starting targets; those in flight finish, the rest end canceled.
+    /// Stops starting targets; those in flight finish, the rest end canceled. The request is kept
+    /// in the store (see [`TaskEngine::control`], which reaches a task on any replica).
     pub async fn cancel(&self) {
-        let _ = self.control.send(Control::Cancel).await;
+        let _ = self.control.send(Control::Request(TaskControl::Cancel)).await;
     }
 
     /// Stops starting targets until [`resume`](Self::resume); those in flight finish.
     pub async fn pause(&self) {
-        let _ = self.control.send(Control::Pause).await;
+        let _ = self.control.send(Control::Request(TaskControl::Pause)).await;
     }
 
     /// Starts targets again after a pause.
     pub async fn resume(&self) {
-        let _ = self.control.send(Control::Resume).await;
+        let _ = self.control.send(Control::Request(TaskControl::Resume)).await;
     }
 
     /// Waits for the task to end and returns how it ended (`None` if its runner stopped without
@@ -311,6 +313,41 @@ impl TaskEngine {
         Ok(handles)
     }
 
+    /// Asks for a task to be canceled, paused or resumed, wherever it runs: the request is kept in
+    /// the store, the replica that runs the task follows it (within milliseconds on a store that
+    /// signals, PostgreSQL; else at its next lease renewal, a third of the lease), and a replica
+    /// that takes the task over later keeps it. Returns the request in force after this one
+    /// (a cancel stays; `None` means run). The caller has authorized it.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` for a task that ended, `Backend`.
+    pub async fn control(&self, id: TaskId, control: TaskControl) -> Result<Option<TaskControl>> {
+        let in_force = self.inner.store.request_task_control(id, control, self.inner.clock.now()).await?;
+        if let Some(h) = self.handle(id) {
+            let _ = h.control.send(Control::InForce(in_force)).await;
+        }
+        Ok(in_force)
+    }
+
+    /// Calls [`resume`](Self::resume) every half lease until the returned task is aborted or the
+    /// engine dropped: on every replica, this is what takes over the tasks of a replica that died
+    /// (once their leases lapse). Register the task kinds first.
+    pub fn spawn_takeover(&self) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        let every = self.inner.config.lease / 2;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(e) = (TaskEngine { inner }).resume().await {
+                    tracing::warn!(error = %e, "taking over tasks failed; retrying");
+                }
+            }
+        })
+    }
+
     /// The handle of a task running in this engine.
     pub fn handle(&self, id: TaskId) -> Option<TaskHandle> {
         self.inner.running.lock().get(&id).cloned()
@@ -330,12 +367,13 @@ impl TaskEngine {
         let (control_tx, control_rx) = mpsc::channel(16);
         let (events, _) = broadcast::channel(self.inner.config.event_capacity);
         let (done_tx, done_rx) = watch::channel(None);
+        let control_tx_runner = control_tx.clone();
         let handle = TaskHandle { id: task.id, control: control_tx, events: events.clone(), done: done_rx };
         self.inner.running.lock().insert(task.id, handle.clone());
         let engine = self.clone();
         tokio::spawn(async move {
             let id = task.id;
-            let runner = Runner::new(engine.clone(), task, executor, kind, control_rx, events);
+            let runner = Runner::new(engine.clone(), task, executor, kind, (control_tx_runner, control_rx), events);
             let outcome = runner.run().await;
             match outcome {
                 Ok(state) => {

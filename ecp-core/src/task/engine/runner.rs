@@ -3,17 +3,16 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::clock;
 use crate::error::Result;
-use crate::store::Store;
-use crate::task::model::{IdempotencyKey, TargetState, TargetUpdate, Task, TaskState, TaskTarget, TaskTotals};
+use crate::store::{Store, StoreSignal};
+use crate::task::model::{IdempotencyKey, LeaseRenewal, TargetState, TargetUpdate, Task, TaskControl, TaskState, TaskTarget, TaskTotals};
 
 use super::writer::Writer;
 use super::{Control, EngineEvent, TargetError, TargetExecutor, TaskEngine, TaskEvent, TaskKind};
@@ -28,12 +27,23 @@ enum Stop {
 type Attempt = (usize, u32, Result<Result<serde_json::Value, TargetError>, tokio::time::error::Elapsed>);
 type Undo = (usize, Result<Result<(), TargetError>, tokio::time::error::Elapsed>);
 
+/// What [`Runner::undo`] does to a target.
+#[derive(Debug, Clone, Copy)]
+enum UndoOp {
+    /// Undo a successful apply (rollback after an abort).
+    Rollback,
+    /// Take back what an unfinished attempt left waiting (after a cancel).
+    Withdraw,
+}
+
 pub(super) struct Runner {
     engine: TaskEngine,
     task: Task,
     executor: Arc<dyn TargetExecutor>,
     kind: Arc<dyn TaskKind>,
     control: mpsc::Receiver<Control>,
+    /// For the follower, which passes on what the store says.
+    control_tx: mpsc::Sender<Control>,
     events: broadcast::Sender<TaskEvent>,
     kind_name: Arc<str>,
     targets: Vec<TaskTarget>,
@@ -47,13 +57,25 @@ impl Runner {
         task: Task,
         executor: Arc<dyn TargetExecutor>,
         kind: Arc<dyn TaskKind>,
-        control: mpsc::Receiver<Control>,
+        (control_tx, control): (mpsc::Sender<Control>, mpsc::Receiver<Control>),
         events: broadcast::Sender<TaskEvent>,
     ) -> Self {
         let cfg = &engine.inner.config;
-        let writer = Writer::spawn(engine.inner.store.clone(), cfg.flush_interval, cfg.flush_batch.max(1));
+        let writer = Writer::spawn(engine.inner.store.clone(), cfg.flush_interval, cfg.flush_batch.max(1), cfg.owner.clone());
         let kind_name = Arc::from(task.kind.as_str());
-        Self { engine, task, executor, kind, control, events, kind_name, targets: Vec::new(), totals: TaskTotals::default(), writer }
+        Self {
+            engine,
+            task,
+            executor,
+            kind,
+            control,
+            control_tx,
+            events,
+            kind_name,
+            targets: Vec::new(),
+            totals: TaskTotals::default(),
+            writer,
+        }
     }
 
     fn store(&self) -> &Arc<dyn Store> {
@@ -120,7 +142,8 @@ impl Runner {
 
     async fn set_state(&mut self, state: TaskState, reason: Option<&str>) -> Result<()> {
         self.writer.flush().await;
-        self.store().set_task_state(self.task.id, state, reason, self.now(), None).await?;
+        let owner = self.engine.inner.config.owner.as_str();
+        self.store().set_task_state(self.task.id, state, reason, self.now(), Some(owner), None).await?;
         self.task.state = state;
         self.emit_task(state);
         Ok(())
@@ -162,43 +185,116 @@ impl Runner {
         if self.task.state.is_terminal() {
             return Ok(Some(self.task.state));
         }
-        let lease_lost = Arc::new(AtomicBool::new(false));
-        let renewer = self.spawn_lease_renewal(lease_lost.clone());
-        let result = self.drive(&lease_lost).await;
-        renewer.abort();
-        self.writer.flush().await;
-        result
+        let control = self.store().task_control(self.task.id).await?;
+        let (lost_tx, mut lost) = watch::channel(false);
+        let follower = self.spawn_follower(control, lost_tx);
+        // Losing the lease ends whatever the runner waits for (an attempt, a write to a store it
+        // cannot reach): it stops acting at once.
+        let result = tokio::select! {
+            r = self.drive(control) => r,
+            _ = lost.wait_for(|l| *l) => Ok(None),
+        };
+        follower.abort();
+        match result {
+            Ok(Some(state)) => {
+                self.writer.flush().await;
+                Ok(Some(state))
+            }
+            // The lease is gone: what is not written stays unwritten (the new owner runs those
+            // targets again, with the same keys), and nothing more is written.
+            Ok(None) => {
+                self.writer.abandon();
+                Ok(None)
+            }
+            Err(e) if e.is_conflict() => {
+                tracing::warn!(task = %self.task.id, "another replica holds the task's lease; stopping");
+                self.writer.abandon();
+                Ok(None)
+            }
+            Err(e) => {
+                self.writer.flush().await;
+                Err(e)
+            }
+        }
     }
 
-    fn spawn_lease_renewal(&self, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    /// Follows the store while the task runs: renews the lease every third of it, passing on the
+    /// request in force each renewal reads, and, on a store that signals, reads the request at
+    /// once when any replica makes one. Stops the runner when the lease is lost, or when it could
+    /// not be renewed before the next renewal would come too late: a replica cut off from the
+    /// store stops acting before another may take its task over.
+    fn spawn_follower(&self, mut last: Option<TaskControl>, lost: watch::Sender<bool>) -> tokio::task::JoinHandle<()> {
         let store = self.store().clone();
         let clock = self.engine.inner.clock.clone();
         let owner = self.engine.inner.config.owner.clone();
         let lease = self.engine.inner.config.lease;
         let id = self.task.id;
+        let tx = self.control_tx.clone();
+        let mut signals = store.signals();
         tokio::spawn(async move {
             let period = (lease / 3).max(Duration::from_millis(10));
+            let mut held_until = Instant::now() + lease;
+            let mut renew_at = Instant::now() + period;
             loop {
-                tokio::time::sleep(period).await;
-                match store.renew_lease(id, &owner, clock::add(clock.now(), lease)).await {
-                    Ok(true) => {}
-                    Ok(false) => {
+                let look = tokio::select! {
+                    () = tokio::time::sleep_until(renew_at) => false,
+                    signal = next_signal(&mut signals) => match signal {
+                        Some(StoreSignal::TaskControl(t)) => t == id,
+                        Some(StoreSignal::Resync) => true,
+                        Some(_) => false,
+                        None => {
+                            signals = None;
+                            false
+                        }
+                    },
+                };
+                if look {
+                    match tokio::time::timeout(period, store.task_control(id)).await {
+                        Ok(Ok(control)) if control != last => {
+                            last = control;
+                            let _ = tx.send(Control::InForce(control)).await;
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::warn!(task = %id, error = %e, "reading the task's control failed"),
+                        Err(_) => tracing::warn!(task = %id, "reading the task's control timed out"),
+                    }
+                    continue;
+                }
+                let started = Instant::now();
+                renew_at = started + period;
+                match tokio::time::timeout(period, store.renew_lease(id, &owner, clock::add(clock.now(), lease))).await {
+                    Ok(Ok(LeaseRenewal::Held { control })) => {
+                        held_until = started + lease;
+                        if control != last {
+                            last = control;
+                            let _ = tx.send(Control::InForce(control)).await;
+                        }
+                    }
+                    Ok(Ok(LeaseRenewal::Lost)) => {
                         tracing::warn!(task = %id, "lease taken over by another engine; stopping");
-                        lost.store(true, Ordering::SeqCst);
+                        let _ = lost.send(true);
                         return;
                     }
-                    Err(e) => tracing::warn!(task = %id, error = %e, "renewing the task lease failed"),
+                    Ok(Err(e)) => tracing::warn!(task = %id, error = %e, "renewing the task lease failed"),
+                    Err(_) => tracing::warn!(task = %id, "renewing the task lease timed out"),
+                }
+                if Instant::now() + period >= held_until {
+                    tracing::warn!(task = %id, "the task lease could not be renewed in time; stopping before it lapses");
+                    let _ = lost.send(true);
+                    return;
                 }
             }
         })
     }
 
-    async fn drive(&mut self, lease_lost: &AtomicBool) -> Result<Option<TaskState>> {
+    async fn drive(&mut self, initial: Option<TaskControl>) -> Result<Option<TaskState>> {
         let policy = self.task.policy.clone();
         let window = policy.window();
-        let mut paused = self.task.state == TaskState::Paused;
-        if !paused {
-            self.set_state(TaskState::Running, None).await?;
+        let mut stop: Option<Stop> = (initial == Some(TaskControl::Cancel)).then_some(Stop::Canceled);
+        let mut paused = initial == Some(TaskControl::Pause);
+        let to = if paused { TaskState::Paused } else { TaskState::Running };
+        if stop.is_none() && self.task.state != to {
+            self.set_state(to, None).await?;
         }
         // Targets that were running when a previous runner died go first, with the same attempt (and
         // so the same idempotency key); then the pending ones, in order.
@@ -220,14 +316,9 @@ impl Runner {
             }
         }
         let mut in_flight: JoinSet<Attempt> = JoinSet::new();
-        let mut stop: Option<Stop> = None;
         let mut last_start: Option<Instant> = None;
         let mut control_open = true;
         loop {
-            if lease_lost.load(Ordering::SeqCst) {
-                in_flight.shutdown().await;
-                return Ok(None);
-            }
             let now = Instant::now();
             while let Some(Reverse((at, _, _))) = delayed.peek() {
                 if *at > now {
@@ -297,20 +388,36 @@ impl Runner {
                     }
                 }
                 _ = sleep_until(wake), if wake.is_some() => {}
-                msg = self.control.recv(), if control_open => match msg {
-                    Some(Control::Cancel) => stop = stop.or(Some(Stop::Canceled)),
-                    Some(Control::Pause) if !paused && stop.is_none() => {
-                        paused = true;
-                        self.set_state(TaskState::Paused, None).await?;
+                msg = self.control.recv(), if control_open => {
+                    let in_force = match msg {
+                        Some(Control::Request(c)) => match self.store().request_task_control(self.task.id, c, self.now()).await {
+                            Ok(in_force) => in_force,
+                            Err(e) => {
+                                // Followed here all the same; a replica taking the task over would not know.
+                                tracing::warn!(task = %self.task.id, error = %e, "recording a task control failed");
+                                (c != TaskControl::Resume).then_some(c)
+                            }
+                        },
+                        Some(Control::InForce(c)) => c,
+                        // Every sender is gone: nobody can steer the task any more; it runs on.
+                        None => {
+                            control_open = false;
+                            continue;
+                        }
+                    };
+                    match in_force {
+                        Some(TaskControl::Cancel) => stop = stop.or(Some(Stop::Canceled)),
+                        Some(TaskControl::Pause) if !paused && stop.is_none() => {
+                            paused = true;
+                            self.set_state(TaskState::Paused, None).await?;
+                        }
+                        None if paused && stop.is_none() => {
+                            paused = false;
+                            self.set_state(TaskState::Running, None).await?;
+                        }
+                        _ => {}
                     }
-                    Some(Control::Resume) if paused => {
-                        paused = false;
-                        self.set_state(TaskState::Running, None).await?;
-                    }
-                    Some(_) => {}
-                    // Every handle is gone: nobody can steer the task any more; it runs on.
-                    None => control_open = false,
-                },
+                }
             }
         }
         // Whatever never started ends canceled.
@@ -325,6 +432,9 @@ impl Runner {
         }
         if stop == Some(Stop::Aborted) && policy.rollback_on_abort {
             self.roll_back(window, policy.target_timeout).await;
+        }
+        if stop == Some(Stop::Canceled) {
+            self.withdraw_unfinished(window, policy.target_timeout).await;
         }
         let failures = self.totals.failed + self.totals.timed_out;
         let (state, reason) = match stop {
@@ -373,18 +483,7 @@ impl Runner {
 
     async fn roll_back(&mut self, window: usize, timeout: Duration) {
         let done: Vec<usize> = (0..self.targets.len()).filter(|i| self.targets[*i].state == TargetState::Succeeded).rev().collect();
-        let mut in_flight: JoinSet<Undo> = JoinSet::new();
-        let mut iter = done.into_iter();
-        loop {
-            while in_flight.len() < window {
-                let Some(idx) = iter.next() else { break };
-                let target = self.targets[idx].clone();
-                let key = IdempotencyKey(format!("{}:rollback", target.key(target.attempt)));
-                let executor = self.executor.clone();
-                in_flight.spawn(async move { (idx, tokio::time::timeout(timeout, executor.rollback(&target, &key)).await) });
-            }
-            let Some(joined) = in_flight.join_next().await else { break };
-            let Ok((idx, outcome)) = joined else { continue };
+        for (idx, outcome) in self.undo(UndoOp::Rollback, done, window, timeout).await {
             match outcome {
                 Ok(Ok(())) => self.transition(idx, TargetState::RolledBack, Some("rolled back after the abort".into())),
                 Ok(Err(e)) => {
@@ -399,6 +498,53 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// After a cancel: takes back what the targets tried and not succeeded left waiting (a
+    /// desired item an offline agent would apply on its return).
+    async fn withdraw_unfinished(&mut self, window: usize, timeout: Duration) {
+        let tried: Vec<usize> =
+            (0..self.targets.len()).filter(|&i| self.targets[i].attempt > 0 && self.targets[i].state != TargetState::Succeeded).collect();
+        for (idx, outcome) in self.undo(UndoOp::Withdraw, tried, window, timeout).await {
+            let failed = match outcome {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.reason,
+                Err(_) => format!("no answer within {timeout:?}"),
+            };
+            let target = &self.targets[idx].target;
+            tracing::warn!(task = %self.task.id, target = %target, reason = %failed, "withdrawing a canceled target's change failed");
+        }
+    }
+
+    /// Runs `op` on `targets`, `window` at a time, each within `timeout`; the outcomes in the
+    /// order they came.
+    async fn undo(&self, op: UndoOp, targets: Vec<usize>, window: usize, timeout: Duration) -> Vec<Undo> {
+        let mut in_flight: JoinSet<Undo> = JoinSet::new();
+        let mut iter = targets.into_iter();
+        let mut outcomes = Vec::new();
+        loop {
+            while in_flight.len() < window.max(1) {
+                let Some(idx) = iter.next() else { break };
+                let target = self.targets[idx].clone();
+                let executor = self.executor.clone();
+                in_flight.spawn(async move {
+                    let applied = target.key(target.attempt);
+                    let outcome = match op {
+                        UndoOp::Rollback => {
+                            let key = IdempotencyKey(format!("{}:rollback", applied.0));
+                            tokio::time::timeout(timeout, executor.rollback(&target, &key)).await
+                        }
+                        UndoOp::Withdraw => tokio::time::timeout(timeout, executor.withdraw(&target, &applied)).await,
+                    };
+                    (idx, outcome)
+                });
+            }
+            let Some(joined) = in_flight.join_next().await else { break };
+            if let Ok(outcome) = joined {
+                outcomes.push(outcome);
+            }
+        }
+        outcomes
     }
 
     async fn finish(&mut self, state: TaskState, reason: Option<&str>) -> Result<()> {
@@ -416,10 +562,22 @@ impl Runner {
         if state != TaskState::Succeeded {
             event = event.failed(format!("task {state}{}", reason.map(|r| format!(": {r}")).unwrap_or_default()));
         }
-        self.store().set_task_state(self.task.id, state, reason, self.now(), Some(&event)).await?;
+        let owner = self.engine.inner.config.owner.as_str();
+        self.store().set_task_state(self.task.id, state, reason, self.now(), Some(owner), Some(&event)).await?;
         self.task.state = state;
         self.emit_task(state);
         Ok(())
+    }
+}
+
+/// The next signal of the store; `None` when it has none (never resolves then) or stopped.
+/// A receiver that fell behind hears `Resync`.
+async fn next_signal(signals: &mut Option<broadcast::Receiver<StoreSignal>>) -> Option<StoreSignal> {
+    let Some(rx) = signals else { return std::future::pending().await };
+    match rx.recv().await {
+        Ok(s) => Some(s),
+        Err(broadcast::error::RecvError::Lagged(_)) => Some(StoreSignal::Resync),
+        Err(broadcast::error::RecvError::Closed) => None,
     }
 }
 

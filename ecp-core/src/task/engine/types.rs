@@ -54,6 +54,17 @@ pub trait TargetExecutor: Send + Sync + fmt::Debug + 'static {
     /// A [`TargetError`], retryable or not.
     async fn apply(&self, target: &TaskTarget, key: &IdempotencyKey) -> Result<serde_json::Value, TargetError>;
 
+    /// Takes back what an unfinished attempt left waiting to be applied later (a desired item
+    /// an offline agent would apply when it returns), when the task is canceled before the
+    /// target succeeded. The default has nothing to take back.
+    ///
+    /// # Errors
+    /// A [`TargetError`]; the target stays canceled either way.
+    async fn withdraw(&self, target: &TaskTarget, key: &IdempotencyKey) -> Result<(), TargetError> {
+        let _ = (target, key);
+        Ok(())
+    }
+
     /// Undoes a successful apply (when the task aborts with rollback). The default cannot.
     ///
     /// # Errors

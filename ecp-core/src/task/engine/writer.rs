@@ -1,6 +1,7 @@
 //! [`Writer`]: the batching writer of target updates.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -10,8 +11,10 @@ use crate::store::Store;
 use crate::task::model::TargetUpdate;
 
 /// Writes target updates in batches, in order, retrying until the store takes them.
+/// Fenced by the lease: only while its owner holds the task's lease do its writes land.
 pub(super) struct Writer {
     tx: mpsc::UnboundedSender<WriterMsg>,
+    abandoned: Arc<AtomicBool>,
 }
 
 // Nearly every message is an update: boxing it would cost an allocation per target state change.
@@ -22,8 +25,10 @@ enum WriterMsg {
 }
 
 impl Writer {
-    pub(super) fn spawn(store: Arc<dyn Store>, interval: Duration, batch: usize) -> Self {
+    pub(super) fn spawn(store: Arc<dyn Store>, interval: Duration, batch: usize, owner: String) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<WriterMsg>();
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let gave_up = abandoned.clone();
         tokio::spawn(async move {
             let mut pending: Vec<TargetUpdate> = Vec::new();
             let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
@@ -50,7 +55,10 @@ impl Writer {
                 }
                 let mut backoff = Duration::from_millis(50);
                 while !pending.is_empty() {
-                    match store.update_targets(&pending).await {
+                    if gave_up.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match store.update_targets(&pending, Some(&owner)).await {
                         Ok(()) => pending.clear(),
                         Err(e) => {
                             tracing::warn!(error = %e, updates = pending.len(), "writing target states failed; retrying");
@@ -67,7 +75,15 @@ impl Writer {
                 }
             }
         });
-        Self { tx }
+        Self { tx, abandoned }
+    }
+
+    /// Gives up what is not written yet (the lease is gone) and stops.
+    pub(super) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        let (tx, _) = oneshot::channel();
+        // Wakes a writer waiting for updates; it finds the flag before it writes.
+        let _ = self.tx.send(WriterMsg::Flush(tx));
     }
 
     pub(super) fn send(&self, u: TargetUpdate) {

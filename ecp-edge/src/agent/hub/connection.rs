@@ -64,6 +64,8 @@ impl AgentHub {
             unmanaged: AtomicU64::new(0),
             refused_hellos: AtomicU64::new(0),
             puts: Coalescer::new(PUT_BATCH),
+            published: tokio::sync::Mutex::new(HashMap::new()),
+            refused_items: AtomicU64::new(0),
             config,
         });
         let (work_tx, work_rx) = mpsc::channel(16_384);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ecp_core::edge::{AgentId, DesiredChange, DesiredRecord, ReportedItem};
+use ecp_core::edge::{AgentId, DesiredChange, DesiredRecord, DesiredSet, ReportedItem};
 use ecp_telemetry::own::Direction;
 use tokio::sync::oneshot;
 
@@ -50,9 +50,19 @@ impl AgentHub {
         }
         let (tx, rx) = oneshot::channel();
         lock(&inner.reports).entry((agent.clone(), key.to_owned())).or_default().push((record.version, tx));
-        // The set was read after the write: publishing it needs no second read.
-        if let Err(e) = publish_records(inner, agent, put.all).await {
+        // The set was read after the write: publishing it needs no second read. Its version is
+        // its newest item's: the write just numbered this one past the agent's counter.
+        let version = put.all.iter().map(|r| r.version).max().unwrap_or(record.version);
+        if let Err(e) = publish_records(inner, agent, version, put.all).await {
             remove_waiter(inner, agent, key);
+            if matches!(&e, Error::Core(ecp_core::Error::LimitExceeded { .. })) {
+                // Refused, so not kept: a later delivery to this agent is not refused for it.
+                inner.refused_items.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(agent = %agent, key = %key, "agent hub: a desired item over the agent's limit refused");
+                if let Err(w) = withdraw(inner, agent, &[key.to_owned()]).await {
+                    tracing::warn!(agent = %agent, key = %key, error = %w, "agent hub: a refused desired item could not be removed");
+                }
+            }
             return Err(e);
         }
         match tokio::time::timeout(timeout, rx).await {
@@ -74,6 +84,16 @@ impl AgentHub {
     /// `TooLarge`, `Transport`, `Backend`.
     pub async fn publish_desired(&self, agent: &AgentId) -> Result<()> {
         publish_desired(&self.inner, agent).await
+    }
+
+    /// Withdraws desired items of `agent` and publishes the set without them: the agent forgets
+    /// them (what they did to its services stays). Deliveries still waiting for those items fail
+    /// as not reported. Keys the agent does not hold are ignored.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown agent, `Transport`, `Backend`.
+    pub async fn withdraw(&self, agent: &AgentId, keys: &[String]) -> Result<DesiredSet> {
+        withdraw(&self.inner, agent, keys).await
     }
 
     /// `agent`'s desired items and whether each is applied.
@@ -104,11 +124,26 @@ fn remove_waiter(inner: &Inner, agent: &AgentId, key: &str) {
 }
 
 pub(super) async fn publish_desired(inner: &Inner, agent: &AgentId) -> Result<()> {
-    publish_records(inner, agent, inner.store.desired(agent).await?).await
+    let set = inner.store.desired_set(agent).await?;
+    publish_records(inner, agent, set.version, set.items).await
 }
 
-/// Publishes `records` as `agent`'s whole desired configuration, retained.
-async fn publish_records(inner: &Inner, agent: &AgentId, records: Vec<DesiredRecord>) -> Result<()> {
+async fn withdraw(inner: &Inner, agent: &AgentId, keys: &[String]) -> Result<DesiredSet> {
+    let set = inner.store.withdraw_desired(agent, keys, inner.clock.now()).await?;
+    {
+        let mut waiting = lock(&inner.reports);
+        for key in keys {
+            waiting.remove(&(agent.clone(), key.clone()));
+        }
+    }
+    publish_records(inner, agent, set.version, set.items.clone()).await?;
+    Ok(set)
+}
+
+/// Publishes `records` as `agent`'s whole desired configuration at `version`, retained: unless
+/// this hub already published a newer one (agents ignore older sets anyway; this keeps the
+/// retained message the newest).
+async fn publish_records(inner: &Inner, agent: &AgentId, version: u64, records: Vec<DesiredRecord>) -> Result<()> {
     let mut items = Vec::with_capacity(records.len());
     for r in records {
         let change: ConfigChange = match serde_json::from_value(r.change) {
@@ -120,15 +155,20 @@ async fn publish_records(inner: &Inner, agent: &AgentId, records: Vec<DesiredRec
         };
         items.push(DesiredItem { key: r.key, version: r.version, target: r.target, change });
     }
-    let version = items.iter().map(|i| i.version).max().unwrap_or(0);
     let what = format!("agent {agent}");
     let payload = proto::encode(&Envelope::new(Message::Desired(Desired { version, items })), inner.config.mqtt.max_payload())
         .map_err(|e| encode_error(&what, e))?;
+    let mut published = inner.published.lock().await;
+    if published.get(agent).is_some_and(|&v| v > version) {
+        return Ok(());
+    }
     inner
         .client
         .publish(inner.config.topics.topic(agent, Channel::Desired), qos(Channel::Desired), true, payload)
         .await
         .map_err(|e| transport_error(what, true, e))?;
+    published.insert(agent.clone(), version);
+    drop(published);
     count_message(inner, Direction::Out, "desired");
     Ok(())
 }

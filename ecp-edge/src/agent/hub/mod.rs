@@ -104,6 +104,11 @@ struct Inner {
     refused_hellos: AtomicU64,
     /// Concurrent deliveries' desired items, set in one store write per batch.
     puts: Coalescer<DesiredChange, ecp_core::Result<DesiredPut>>,
+    /// The version of the set last published per agent: held while publishing, so this hub
+    /// publishes each agent's sets in version order and never an older one after a newer.
+    published: tokio::sync::Mutex<HashMap<AgentId, u64>>,
+    /// Desired items refused for an agent already holding the most it takes.
+    refused_items: AtomicU64,
 }
 
 /// The most desired items set in one store write.

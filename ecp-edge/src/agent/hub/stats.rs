@@ -49,6 +49,9 @@ pub struct HubStats {
     /// Hellos of agents never seen, dropped because the store held the most unmanaged agents
     /// allowed ([`AgentHubConfigBuilder::max_unmanaged_agents`](super::AgentHubConfigBuilder::max_unmanaged_agents)).
     pub refused_hellos: u64,
+    /// Desired items refused because their agent already held the most it takes
+    /// ([`MAX_DESIRED_ITEMS`](ecp_agent_proto::proto::MAX_DESIRED_ITEMS)).
+    pub refused_items: u64,
 }
 
 impl AgentHub {
@@ -69,6 +72,7 @@ impl AgentHub {
             rejected: i.codec.snapshot().into_iter().map(|(r, n)| (r.as_str().to_owned(), n)).collect(),
             unmanaged_heartbeats: i.unmanaged.load(Ordering::Relaxed),
             refused_hellos: i.refused_hellos.load(Ordering::Relaxed),
+            refused_items: i.refused_items.load(Ordering::Relaxed),
         }
     }
 

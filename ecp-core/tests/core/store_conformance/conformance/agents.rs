@@ -153,6 +153,24 @@ pub(crate) async fn desired_items_version_and_converge(f: &Fixture) {
         s.put_desired(&a, &"k".repeat(201), "t", &stream, f.clock.now()).await.unwrap_err(),
         ecp_core::Error::InvalidInput { .. }
     ));
+
+    // The set's version is its newest item's; a withdrawal makes a newer set without the item,
+    // and the next item is newer still.
+    let set = s.desired_set(&a).await.unwrap();
+    assert_eq!((set.version, set.items), (3, s.desired(&a).await.unwrap()));
+    let same = s.withdraw_desired(&a, &["nope".to_owned()], f.clock.now()).await.unwrap();
+    assert_eq!(same.version, 3, "withdrawing nothing changes nothing");
+    let after = s.withdraw_desired(&a, &["stream:s".to_owned(), "nope".to_owned()], f.clock.now()).await.unwrap();
+    assert_eq!(after.version, 4);
+    assert_eq!(after.items.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(), vec!["rule:r"]);
+    assert_eq!(s.desired_set(&a).await.unwrap(), after);
+    let back = s.put_desired(&a, "stream:s", "127.0.0.1:8085", &stream, f.clock.now()).await.unwrap().item;
+    assert_eq!((back.version, back.applied), (5, None), "a withdrawn key comes back as a new item");
+    let empty = s.withdraw_desired(&a, &["stream:s".to_owned(), "rule:r".to_owned()], f.clock.now()).await.unwrap();
+    assert_eq!((empty.version, empty.items.len()), (6, 0), "an empty set still has its version");
+    let ghost = AgentId::new("ghost").unwrap();
+    assert!(s.desired_set(&ghost).await.unwrap_err().is_not_found());
+    assert!(s.withdraw_desired(&ghost, &["k".to_owned()], f.clock.now()).await.unwrap_err().is_not_found());
 }
 
 /// Reports of many agents in one write: the highest version of a key counts, and what does not

@@ -6,8 +6,8 @@ use ecp_core::access::Principal;
 use ecp_core::audit::Actor;
 use ecp_core::prelude::*;
 use ecp_core::task::{
-    IdempotencyKey, NewTarget, NewTask, RolloutPolicy, TargetError, TargetExecutor, TargetState, TargetUpdate, Task, TaskEngine, TaskKind,
-    TaskState, TaskTarget,
+    IdempotencyKey, LeaseRenewal, NewTarget, NewTask, RolloutPolicy, TargetError, TargetExecutor, TargetState, TargetUpdate, Task,
+    TaskControl, TaskEngine, TaskKind, TaskState, TaskTarget,
 };
 use ecp_core::{Organization, PageRequest, Project, TaskId, TenancyLimits};
 
@@ -91,7 +91,7 @@ pub(crate) async fn tasks_targets_exclusivity_and_leases(f: &Fixture) {
     failed.state = TargetState::Failed;
     failed.attempt = 1;
     failed.reason = Some("bad".into());
-    s.update_targets(&[TargetUpdate::of(&done), TargetUpdate::of(&failed)]).await.unwrap();
+    s.update_targets(&[TargetUpdate::of(&done), TargetUpdate::of(&failed)], None).await.unwrap();
     let back = s.task_targets(t.id(), None, 2).await.unwrap();
     assert_eq!(back, vec![done, failed]);
     let totals = s.task_totals(t.id()).await.unwrap();
@@ -102,19 +102,48 @@ pub(crate) async fn tasks_targets_exclusivity_and_leases(f: &Fixture) {
     let mine = s.claim_tasks("node-a", f.clock.now(), lease).await.unwrap();
     assert!(mine.contains(&t.id()));
     assert!(s.claim_tasks("node-b", f.clock.now(), lease).await.unwrap().is_empty());
-    assert!(s.renew_lease(t.id(), "node-a", ecp_core::clock::add(f.clock.now(), lease)).await.unwrap());
-    assert!(!s.renew_lease(t.id(), "node-b", f.clock.now()).await.unwrap());
+    assert_eq!(
+        s.renew_lease(t.id(), "node-a", ecp_core::clock::add(f.clock.now(), lease)).await.unwrap(),
+        LeaseRenewal::Held { control: None }
+    );
+    assert_eq!(s.renew_lease(t.id(), "node-b", f.clock.now()).await.unwrap(), LeaseRenewal::Lost);
     let later = ecp_core::clock::add(f.clock.now(), Duration::from_secs(31));
     assert!(s.claim_tasks("node-b", later, lease).await.unwrap().contains(&t.id()));
-    assert!(!s.renew_lease(t.id(), "node-a", later).await.unwrap(), "the old owner lost it");
+    assert_eq!(s.renew_lease(t.id(), "node-a", later).await.unwrap(), LeaseRenewal::Lost, "the old owner lost it");
+
+    // Writes are fenced by the lease: the old owner's land nowhere, the new owner's do.
+    let mut stale = targets[2].clone();
+    stale.state = TargetState::Running;
+    stale.attempt = 1;
+    s.update_targets(&[TargetUpdate::of(&stale)], Some("node-a")).await.unwrap();
+    assert_eq!(s.task_targets(t.id(), Some(1), 1).await.unwrap()[0].state, TargetState::Pending, "the old owner wrote nothing");
+    let err = s.set_task_state(t.id(), TaskState::Failed, None, f.clock.now(), Some("node-a"), None).await.unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(s.get_task(t.id()).await.unwrap().state(), TaskState::Pending);
+    s.update_targets(&[TargetUpdate::of(&stale)], Some("node-b")).await.unwrap();
+    assert_eq!(s.task_targets(t.id(), Some(1), 1).await.unwrap()[0].state, TargetState::Running, "the new owner's write lands");
+
+    // Controls: kept with the task, read by lease renewals; a cancel stays; an ended task refuses.
+    assert_eq!(s.task_control(t.id()).await.unwrap(), None);
+    assert_eq!(s.request_task_control(t.id(), TaskControl::Pause, f.clock.now()).await.unwrap(), Some(TaskControl::Pause));
+    assert_eq!(s.renew_lease(t.id(), "node-b", later).await.unwrap(), LeaseRenewal::Held { control: Some(TaskControl::Pause) });
+    assert_eq!(s.request_task_control(t.id(), TaskControl::Resume, f.clock.now()).await.unwrap(), None);
+    assert_eq!(s.task_control(t.id()).await.unwrap(), None);
+    assert_eq!(s.request_task_control(t.id(), TaskControl::Cancel, f.clock.now()).await.unwrap(), Some(TaskControl::Cancel));
+    assert_eq!(s.request_task_control(t.id(), TaskControl::Resume, f.clock.now()).await.unwrap(), Some(TaskControl::Cancel));
+    assert_eq!(s.request_task_control(t.id(), TaskControl::Pause, f.clock.now()).await.unwrap(), Some(TaskControl::Cancel));
+    assert!(s.request_task_control(TaskId::new(), TaskControl::Cancel, f.clock.now()).await.unwrap_err().is_not_found());
+    assert!(s.task_control(TaskId::new()).await.unwrap_err().is_not_found());
 
     // A terminal state frees the exclusive slot.
-    s.set_task_state(t.id(), TaskState::Running, None, f.clock.now(), None).await.unwrap();
+    s.set_task_state(t.id(), TaskState::Running, None, f.clock.now(), Some("node-b"), None).await.unwrap();
     assert!(s.get_task(t.id()).await.unwrap().started_at().is_some());
-    s.set_task_state(t.id(), TaskState::Succeeded, Some("all done"), f.clock.now(), Some(&ev("delivery.finish"))).await.unwrap();
+    s.set_task_state(t.id(), TaskState::Succeeded, Some("all done"), f.clock.now(), None, Some(&ev("delivery.finish"))).await.unwrap();
     let ended = s.get_task(t.id()).await.unwrap();
     assert_eq!((ended.state(), ended.reason()), (TaskState::Succeeded, Some("all done")));
     assert!(ended.finished_at().is_some());
+    let err = s.request_task_control(t.id(), TaskControl::Pause, f.clock.now()).await.unwrap_err();
+    assert!(err.is_conflict(), "an ended task takes no control: {err}");
     s.create_task(&second, &[], None, &ev("delivery.create")).await.unwrap();
     assert!(!s.claim_tasks("node-c", later, lease).await.unwrap().contains(&t.id()), "finished tasks are not claimed");
     let page = s.list_tasks(p.id(), &PageRequest::first(10)).await.unwrap();
@@ -125,10 +154,16 @@ pub(crate) async fn tasks_targets_exclusivity_and_leases(f: &Fixture) {
     let leased = task(f, &o, &p, "leased", false);
     s.create_task(&leased, &[], Some(("node-d", ecp_core::clock::add(later, lease))), &ev("leased.create")).await.unwrap();
     assert!(!s.claim_tasks("node-c", later, lease).await.unwrap().contains(&leased.id()));
-    assert!(s.renew_lease(leased.id(), "node-d", ecp_core::clock::add(later, lease)).await.unwrap(), "its submitter holds it");
+    assert!(
+        matches!(s.renew_lease(leased.id(), "node-d", ecp_core::clock::add(later, lease)).await.unwrap(), LeaseRenewal::Held { .. }),
+        "its submitter holds it"
+    );
     let after = ecp_core::clock::add(later, Duration::from_secs(31));
     assert!(s.claim_tasks("node-c", after, lease).await.unwrap().contains(&leased.id()), "taken over once it lapses");
-    assert!(s.set_task_state(TaskId::new(), TaskState::Failed, None, f.clock.now(), None).await.unwrap_err().is_not_found());
+    assert!(s.set_task_state(TaskId::new(), TaskState::Failed, None, f.clock.now(), None, None).await.unwrap_err().is_not_found());
+    assert!(
+        s.set_task_state(TaskId::new(), TaskState::Failed, None, f.clock.now(), Some("node-c"), None).await.unwrap_err().is_not_found()
+    );
 }
 
 #[derive(Debug)]
