@@ -817,6 +817,9 @@ pub enum StoreSignal {
     TaskControl(TaskId),
     /// Records were appended to the audit chain (every change of access is one).
     Audit,
+    /// An agent's reports of desired items were recorded
+    /// ([`AgentStore::record_reports`]): a delivery waiting for one on another replica is done.
+    Reported(AgentId),
     /// Signals may have been missed: look at everything again. A receiver that falls behind gets
     /// `RecvError::Lagged` instead, which means the same.
     Resync,

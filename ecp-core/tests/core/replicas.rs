@@ -1,7 +1,8 @@
 //! Task engines of two replicas on one real PostgreSQL: a control made on one reaches the task
 //! running on the other within milliseconds (LISTEN/NOTIFY), and a replica cut off from the
 //! database (a TCP proxy the test cuts) stops before its lease lapses, while the other takes the
-//! task over and finishes it with every target applied once.
+//! task over and finishes it with every target applied once. Every kind of signal reaches the other
+//! replica's store.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -232,4 +233,37 @@ async fn a_replica_cut_off_stops_before_its_lease_lapses_and_another_finishes_th
     assert!(a.handle(id).is_none(), "replica a did not take the ended task back");
     takeover_a.abort();
     takeover_b.abort();
+}
+
+/// Each kind of signal reaches another store on the same database, after its change commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_signal_reaches_the_other_replicas_store() {
+    use ecp_core::StoreSignal;
+    use ecp_core::edge::{AgentId, ReportedItem};
+    let Some(url) = ecp_testkit::postgres::fresh_database().await else { return };
+    let (a, b) = (connect(&url).await, connect(&url).await);
+    let mut heard = b.signals().expect("a PostgreSQL store signals");
+    let mut next = async || tokio::time::timeout(Duration::from_secs(5), heard.recv()).await.expect("a signal within 5 s").unwrap();
+
+    let project = project(&a).await;
+    assert_eq!(next().await, StoreSignal::Audit, "the organization's audit record");
+    assert_eq!(next().await, StoreSignal::Audit, "the project's");
+
+    let devices = Arc::new(Mutex::new(Devices::default()));
+    let engine =
+        engine(a.clone(), "replica-a", Duration::from_secs(30), Arc::new(Slow { who: "a", delay: Duration::from_secs(60), devices }));
+    let handle = engine.submit(&Principal::system("test"), task(&project, 1, 1)).await.unwrap();
+    assert_eq!(next().await, StoreSignal::Audit, "the task's creation");
+    a.request_task_control(handle.id(), TaskControl::Pause, ecp_core::Timestamp::now()).await.unwrap();
+    assert_eq!(next().await, StoreSignal::TaskControl(handle.id()));
+
+    let agent = AgentId::new("edge-signal").unwrap();
+    a.agent_hello(&agent, "1.0", &serde_json::json!({}), ecp_core::Timestamp::now(), u64::MAX).await.unwrap();
+    let change = serde_json::json!({"kind": "ekuiper_stream", "name": "s", "sql": "CREATE STREAM s () WITH (TYPE=\"memory\")"});
+    let put = a.put_desired(&agent, "k", "127.0.0.1:1", &change, ecp_core::Timestamp::now()).await.unwrap();
+    let report = ReportedItem { agent: agent.clone(), key: "k".into(), version: put.item.version, ok: true, detail: serde_json::json!({}) };
+    a.record_reports(&[report], ecp_core::Timestamp::now()).await.unwrap();
+    assert_eq!(next().await, StoreSignal::Reported(agent));
+    assert!(a.signals().is_some() && b.backend() == "postgres");
+    handle.cancel().await;
 }

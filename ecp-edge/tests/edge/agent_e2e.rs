@@ -530,3 +530,51 @@ async fn three_hundred_items_converge_and_a_withdrawn_one_is_forgotten_at_the_ag
     agent.abort();
     w.hub.shutdown();
 }
+
+/// Two hubs (two replicas' stores on one PostgreSQL) share the agents' messages: a delivery
+/// started on hub A completes when the agent's report reaches hub B, at once, not after a timeout.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_that_reaches_another_replica_completes_the_delivery_waiting_here() {
+    use ecp_edge_api::ConfigChange;
+    use secrecy::SecretString;
+    let Some(url) = ecp_testkit::postgres::fresh_database().await else { return };
+    let broker = Mosquitto::builder().start().await.expect("mosquitto (scripts/test installs it)");
+    let sim = SimService::start(SimConfig::new(SimKind::Ekuiper)).await.unwrap();
+    let store = || async {
+        let config = ecp_core::SqlStoreConfig::builder(SecretString::from(url.clone())).build().unwrap();
+        Arc::new(SqlStore::connect(config).await.unwrap())
+    };
+    let hub = |id: &'static str, store: Arc<SqlStore>| {
+        let mqtt = MqttConfig::builder("127.0.0.1", broker.port()).insecure(true).build().unwrap();
+        let config = AgentHubConfig::builder(mqtt).hub_id(id).shared_group("replicas").build().unwrap();
+        async move { AgentHub::connect(config, store, Arc::new(SystemClock)).await.unwrap() }
+    };
+    let (a, b) = (hub("hub-a", store().await).await, hub("hub-b", store().await).await);
+    let id = AgentId::new("edge-shared").unwrap();
+    let agent = EdgeAgent::new(agent_config(broker.port(), "edge-shared", &sim).build().unwrap()).unwrap().spawn();
+    wait_until("the agent's hello", Duration::from_secs(10), async || a.is_online(&id) || b.is_online(&id)).await;
+
+    let (before_a, before_b) = (a.stats().received, b.stats().received);
+    let target = sim.addr().to_string();
+    let started = Instant::now();
+    for i in 0..20 {
+        let change = ConfigChange::EkuiperStream { name: format!("s{i}"), sql: format!("CREATE STREAM s{i} () WITH (TYPE=\"memory\")") };
+        // Far below the 30 s a delivery would wait if only the replica that receives the report
+        // could complete it.
+        let applied = tokio::time::timeout(
+            Duration::from_secs(5),
+            a.deliver(&id, &format!("{target} stream:s{i}"), &target, &change, Duration::from_secs(30)),
+        )
+        .await
+        .expect("the delivery completed without waiting for its timeout")
+        .unwrap();
+        assert!(applied.ok);
+    }
+    let (got_a, got_b) = (a.stats().received - before_a, b.stats().received - before_b);
+    eprintln!("20 deliveries from hub a in {:?}; reports and other messages received: a {got_a}, b {got_b}", started.elapsed());
+    assert!(got_b > 0, "hub b received some of the agent's messages (shared subscription)");
+    agent.abort();
+    a.shutdown();
+    b.shutdown();
+}

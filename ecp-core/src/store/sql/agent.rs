@@ -435,21 +435,21 @@ impl AgentStore for SqlStore {
              AND agent_desired.version >= r.v AND (agent_desired.applied_version IS NULL OR agent_desired.applied_version <= r.v)",
         );
         let done = sql.query().execute(&self.writes).await.map_err(|e| self.err(e))?;
+        if done.rows_affected() > 0 {
+            let mut agents: Vec<&str> = last.keys().map(|(a, _)| *a).collect();
+            agents.sort_unstable();
+            agents.dedup();
+            // The reports are in: a lost signal only makes another replica's waiting delivery
+            // wait for its retry.
+            if let Err(e) = self.notify_reported(&agents).await {
+                tracing::warn!(error = %e, "signalling recorded reports failed");
+            }
+        }
         Ok(done.rows_affected())
     }
 }
 
 impl SqlStore {
-    /// Sets the desired items of `rows` (a JSON array of `[agent, key, target, change text]`, each
-    /// agent at most once) in one autocommit statement. The item takes the agent's next version
-    /// only when it changes: stored values are `Value::to_string()`, canonical (sorted keys), so
-    /// equal text is an equal change. A newer version of the key stored meanwhile (a concurrent
-    /// put) stays.
-    ///
-    /// PostgreSQL bumps the agents' counters in the same statement (their row locks order
-    /// concurrent puts). SQLite has no data-modifying CTE, but runs one writer at a time, so one
-    /// more than the highest version the agent has (or its counter, from older versions of this
-    /// store) is unique there; its counter is then only that floor.
     /// An agent's set and its version: the agent's counter or its newest item, whichever is higher.
     async fn desired_set_in(&self, tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &AgentId) -> Result<DesiredSet> {
         let agent = sqlx::query("SELECT desired_version FROM agents WHERE id = $1")
@@ -470,6 +470,16 @@ impl SqlStore {
         Ok(DesiredSet { version, items })
     }
 
+    /// Sets the desired items of `rows` (a JSON array of `[agent, key, target, change text]`, each
+    /// agent at most once) in one autocommit statement. The item takes the agent's next version
+    /// only when it changes: stored values are `Value::to_string()`, canonical (sorted keys), so
+    /// equal text is an equal change. A newer version of the key stored meanwhile (a concurrent
+    /// put) stays.
+    ///
+    /// PostgreSQL bumps the agents' counters in the same statement (their row locks order
+    /// concurrent puts). SQLite has no data-modifying CTE, but runs one writer at a time, so one
+    /// more than the highest version the agent has (or its counter, from older versions of this
+    /// store) is unique there; its counter is then only that floor.
     async fn put_desired_round(&self, rows: String, at: Timestamp) -> Result<()> {
         let unchanged = "NOT EXISTS (SELECT 1 FROM agent_desired d WHERE d.agent_id = r.agent_id AND d.item_key = r.item_key \
                          AND d.target = r.target AND d.change = r.change)";

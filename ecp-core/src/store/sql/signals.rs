@@ -21,6 +21,7 @@ fn encode(signal: &StoreSignal) -> String {
     match signal {
         StoreSignal::TaskControl(id) => format!("task:{id}"),
         StoreSignal::Audit => "audit".to_owned(),
+        StoreSignal::Reported(agent) => format!("reported:{agent}"),
         StoreSignal::Resync => "resync".to_owned(),
     }
 }
@@ -30,6 +31,7 @@ fn encode(signal: &StoreSignal) -> String {
 fn decode(payload: &str) -> Option<StoreSignal> {
     match payload.split_once(':') {
         Some(("task", id)) => id.parse().ok().map(StoreSignal::TaskControl),
+        Some(("reported", agent)) => crate::edge::AgentId::new(agent).ok().map(StoreSignal::Reported),
         None if payload == "audit" => Some(StoreSignal::Audit),
         None if payload == "resync" => Some(StoreSignal::Resync),
         _ => None,
@@ -50,6 +52,24 @@ impl SqlStore {
             .execute(&mut **tx)
             .await
             .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+impl SqlStore {
+    /// Signals [`StoreSignal::Reported`] for each of `agents` (PostgreSQL), in one statement, after
+    /// their reports were committed.
+    pub(super) async fn notify_reported(&self, agents: &[&str]) -> Result<()> {
+        if self.dialect != Dialect::Postgres || agents.is_empty() {
+            return Ok(());
+        }
+        let mut sql = super::Sql::new("SELECT COUNT(*) AS n FROM (SELECT pg_notify(");
+        sql.bind(CHANNEL.to_owned()).push(", 'reported:' || (value->>0)) FROM ");
+        let rows: Vec<[&str; 1]> = agents.iter().map(|a| [*a]).collect();
+        // Serializing strings cannot fail.
+        self.push_json_rows(&mut sql, serde_json::to_string(&rows).unwrap_or_default());
+        sql.push(") AS sent");
+        sql.query().execute(&self.writes).await.map_err(|e| self.err(e))?;
         Ok(())
     }
 }
@@ -129,10 +149,11 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_and_strangers_are_ignored() {
-        for s in [StoreSignal::TaskControl(TaskId::new()), StoreSignal::Audit, StoreSignal::Resync] {
+        let agent = crate::edge::AgentId::new("edge-7").unwrap();
+        for s in [StoreSignal::TaskControl(TaskId::new()), StoreSignal::Audit, StoreSignal::Reported(agent), StoreSignal::Resync] {
             assert_eq!(decode(&encode(&s)), Some(s));
         }
-        for bad in ["", "task:", "task:not-a-uuid", "audit:1", "other", "TASK:0"] {
+        for bad in ["", "task:", "task:not-a-uuid", "audit:1", "other", "TASK:0", "reported:", "reported:a b"] {
             assert_eq!(decode(bad), None, "{bad:?}");
         }
     }

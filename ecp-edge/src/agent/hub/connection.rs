@@ -73,7 +73,12 @@ impl AgentHub {
         let poll = tokio::spawn(poll_loop(inner.clone(), eventloop, work_tx, fail_tx));
         let work = tokio::spawn(work_loop(inner.clone(), work_rx));
         let sweep = tokio::spawn(sweep_loop(inner.clone()));
-        let hub = AgentHub { inner: inner.clone(), tasks: Arc::new(vec![poll.abort_handle(), work.abort_handle(), sweep.abort_handle()]) };
+        let mut tasks = vec![poll.abort_handle(), work.abort_handle(), sweep.abort_handle()];
+        // Reports that reach another replica (shared subscriptions) complete deliveries waiting here.
+        if let Some(signals) = inner.store.signals() {
+            tasks.push(tokio::spawn(super::desired::follow_reports(inner.clone(), signals)).abort_handle());
+        }
+        let hub = AgentHub { inner: inner.clone(), tasks: Arc::new(tasks) };
         let deadline = inner.config.mqtt.connect_timeout() + Duration::from_secs(2);
         let outcome = tokio::time::timeout(deadline, async {
             tokio::select! {
@@ -168,7 +173,7 @@ async fn poll_loop(inner: Arc<Inner>, mut eventloop: EventLoop, work: mpsc::Send
                 // connection (or the broker its retained copy): send them again.
                 let inner2 = inner.clone();
                 tokio::spawn(async move {
-                    let waiting: std::collections::BTreeSet<AgentId> = lock(&inner2.reports).keys().map(|(a, _)| a.clone()).collect();
+                    let waiting: std::collections::BTreeSet<AgentId> = lock(&inner2.reports).keys().cloned().collect();
                     for agent in waiting {
                         if let Err(e) = publish_desired(&inner2, &agent).await {
                             tracing::warn!(agent = %agent, error = %e, "agent hub: could not resend a desired configuration");

@@ -49,7 +49,7 @@ impl AgentHub {
             return Ok(Applied { key: record.key, version: v, ok, detail: detail.clone() });
         }
         let (tx, rx) = oneshot::channel();
-        lock(&inner.reports).entry((agent.clone(), key.to_owned())).or_default().push((record.version, tx));
+        lock(&inner.reports).entry(agent.clone()).or_default().entry(key.to_owned()).or_default().push((record.version, tx));
         // The set was read after the write: publishing it needs no second read. Its version is
         // its newest item's: the write just numbered this one past the agent's counter.
         let version = put.all.iter().map(|r| r.version).max().unwrap_or(record.version);
@@ -115,10 +115,68 @@ impl AgentHub {
 
 fn remove_waiter(inner: &Inner, agent: &AgentId, key: &str) {
     let mut reports = lock(&inner.reports);
-    if let Some(list) = reports.get_mut(&(agent.clone(), key.to_owned())) {
+    let Some(keys) = reports.get_mut(agent) else { return };
+    if let Some(list) = keys.get_mut(key) {
         list.retain(|(_, tx)| !tx.is_closed());
         if list.is_empty() {
-            reports.remove(&(agent.clone(), key.to_owned()));
+            keys.remove(key);
+        }
+    }
+    if keys.is_empty() {
+        reports.remove(agent);
+    }
+}
+
+/// Takes the deliveries waiting for `agent`'s `key` at `version` or older.
+fn take_waiters(inner: &Inner, agent: &AgentId, key: &str, version: u64) -> Vec<oneshot::Sender<Applied>> {
+    let mut reports = lock(&inner.reports);
+    let Some(keys) = reports.get_mut(agent) else { return Vec::new() };
+    let Some(list) = keys.remove(key) else { return Vec::new() };
+    let (done, keep): (Vec<_>, Vec<_>) = list.into_iter().partition(|(v, _)| *v <= version);
+    if !keep.is_empty() {
+        keys.insert(key.to_owned(), keep);
+    }
+    if keys.is_empty() {
+        reports.remove(agent);
+    }
+    done.into_iter().map(|(_, tx)| tx).collect()
+}
+
+/// Wakes the deliveries waiting for reports of `agent` that the store has (recorded by another
+/// replica that received them).
+pub(super) async fn wake_recorded(inner: &Inner, agent: &AgentId) {
+    if !lock(&inner.reports).contains_key(agent) {
+        return;
+    }
+    let records = match inner.store.desired(agent).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(agent = %agent, error = %e, "agent hub: could not read recorded reports");
+            return;
+        }
+    };
+    for r in records {
+        let (Some((version, ok)), Some(detail)) = (r.applied, r.detail) else { continue };
+        let applied = Applied { key: r.key, version, ok, detail };
+        for tx in take_waiters(inner, agent, &applied.key, version) {
+            let _ = tx.send(applied.clone());
+        }
+    }
+}
+
+/// Follows the store's signals: reports another replica recorded wake this hub's deliveries.
+pub(super) async fn follow_reports(inner: std::sync::Arc<Inner>, mut signals: tokio::sync::broadcast::Receiver<ecp_core::StoreSignal>) {
+    use ecp_core::StoreSignal;
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let agents: Vec<AgentId> = match signals.recv().await {
+            Ok(StoreSignal::Reported(agent)) => vec![agent],
+            Ok(StoreSignal::Resync) | Err(RecvError::Lagged(_)) => lock(&inner.reports).keys().cloned().collect(),
+            Ok(_) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        for agent in agents {
+            wake_recorded(&inner, &agent).await;
         }
     }
 }
@@ -132,8 +190,13 @@ async fn withdraw(inner: &Inner, agent: &AgentId, keys: &[String]) -> Result<Des
     let set = inner.store.withdraw_desired(agent, keys, inner.clock.now()).await?;
     {
         let mut waiting = lock(&inner.reports);
-        for key in keys {
-            waiting.remove(&(agent.clone(), key.clone()));
+        if let Some(waiting_keys) = waiting.get_mut(agent) {
+            for key in keys {
+                waiting_keys.remove(key);
+            }
+            if waiting_keys.is_empty() {
+                waiting.remove(agent);
+            }
         }
     }
     publish_records(inner, agent, set.version, set.items.clone()).await?;
@@ -202,17 +265,7 @@ pub(super) async fn record_reports(inner: &Inner, reports: &mut Vec<(AgentId, Re
     }
     for (agent, report) in reports.drain(..) {
         for applied in report.items {
-            let waiters = {
-                let mut waiting = lock(&inner.reports);
-                let k = (agent.clone(), applied.key.clone());
-                let (done, keep): (Vec<_>, Vec<_>) =
-                    waiting.remove(&k).unwrap_or_default().into_iter().partition(|(v, _)| *v <= applied.version);
-                if !keep.is_empty() {
-                    waiting.insert(k, keep);
-                }
-                done
-            };
-            for (_, tx) in waiters {
+            for tx in take_waiters(inner, &agent, &applied.key, applied.version) {
                 let _ = tx.send(applied.clone());
             }
             let _ = inner.events.send(HubEvent::Applied(agent.clone(), applied));

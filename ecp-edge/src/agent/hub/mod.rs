@@ -14,7 +14,9 @@
 //!   again when it says hello, so it converges without anyone acting.
 //!
 //! Replicas share the agents' traffic with `shared_group` (`$share/{group}/…` subscriptions);
-//! replies come back on each hub's own response topic.
+//! replies come back on each hub's own response topic, and a report received by one replica is
+//! recorded in the store, which signals it ([`Store::signals`](ecp_core::Store::signals)), so the
+//! delivery waiting for it on another replica completes at once.
 //!
 //! With a [`SampleSink`] configured ([`AgentHubConfigBuilder::sample_sink`]), heartbeats of
 //! *managed* agents become samples of the agent's project (see [`samples`] for
@@ -72,7 +74,8 @@ struct Pending {
     tx: oneshot::Sender<Reply>,
 }
 
-type ReportWaiters = HashMap<(AgentId, String), Vec<(u64, oneshot::Sender<Applied>)>>;
+/// Deliveries waiting for reports: agent → item key → (version, waiter).
+type ReportWaiters = HashMap<AgentId, HashMap<String, Vec<(u64, oneshot::Sender<Applied>)>>>;
 
 /// What the hub looked up about an agent for its samples: its project (none while unmanaged) and
 /// its services' kinds.
