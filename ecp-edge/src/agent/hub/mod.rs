@@ -15,7 +15,7 @@
 //!
 //! Replicas share the agents' traffic with `shared_group` (`$share/{group}/…` subscriptions);
 //! replies come back on each hub's own response topic, and a report received by one replica is
-//! recorded in the store, which signals it ([`Store::signals`](ecp_core::Store::signals)), so the
+//! recorded in the store, which signals it ([`Store::signals`]), so the
 //! delivery waiting for it on another replica completes at once.
 //!
 //! With a [`SampleSink`] configured ([`AgentHubConfigBuilder::sample_sink`]), heartbeats of
