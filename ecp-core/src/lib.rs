@@ -62,7 +62,8 @@ pub use id::{ApiKeyId, AuditId, BindingId, ClusterId, EdgeServiceId, OrgId, Proj
 pub use license::{License, LicenseKind, LicenseSigner, LicenseVerifier};
 pub use page::{Page, PageRequest};
 pub use store::{
-    AgentStore, AuditStore, ClusterStore, EdgeStore, IdentityStore, Store, StoreSignal, TaskStore, TenancyStore, verify_audit,
+    AgentStore, AuditStore, ClusterStore, DocumentStore, EdgeStore, IdentityStore, Store, StoreSignal, TaskStore, TenancyStore,
+    verify_audit,
 };
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use store::{SqlStore, SqlStoreConfig};
@@ -72,7 +73,7 @@ pub use tenancy::{Organization, Project, Tenancy, TenancyLimits};
 pub mod prelude {
     pub use crate::access::Authorizer;
     pub use crate::clock::Clock;
-    pub use crate::store::{AgentStore, AuditStore, ClusterStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore};
+    pub use crate::store::{AgentStore, AuditStore, ClusterStore, DocumentStore, EdgeStore, IdentityStore, Store, TaskStore, TenancyStore};
 }
 
 #[doc(hidden)]

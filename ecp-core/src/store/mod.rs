@@ -806,6 +806,30 @@ pub trait ClusterStore: Send + Sync {
     async fn license_usage(&self) -> Result<LicenseUsage>;
 }
 
+/// The largest document a [`DocumentStore`] keeps: 1 MiB of JSON text.
+pub const MAX_DOCUMENT: usize = 1024 * 1024;
+
+/// Small JSON documents components keep by kind and key (the alarm engine's per-project
+/// configuration), written whole and read back when they start.
+#[async_trait]
+pub trait DocumentStore: Send + Sync {
+    /// Stores `doc` under `kind` and `key` (1 to 200 bytes each), replacing what was there.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad kind or key, `LimitExceeded` over [`MAX_DOCUMENT`], `Backend`.
+    async fn put_document(&self, kind: &str, key: &str, doc: &serde_json::Value, at: Timestamp) -> Result<()>;
+    /// Every document of `kind`, by key.
+    ///
+    /// # Errors
+    /// `Integrity` for a stored document that is not JSON, `Backend`.
+    async fn documents(&self, kind: &str) -> Result<Vec<(String, serde_json::Value)>>;
+    /// Removes a document; `false` if there was none.
+    ///
+    /// # Errors
+    /// `Backend`.
+    async fn delete_document(&self, kind: &str, key: &str) -> Result<bool>;
+}
+
 /// What a store tells every replica sharing it ([`Store::signals`]). Each is a hint to look again,
 /// never the change itself: a signal may come more than once, and signals lost while the
 /// connection that hears them was down are followed by [`StoreSignal::Resync`].
@@ -829,7 +853,18 @@ pub enum StoreSignal {
 /// backend by implementing the sub-traits.
 #[async_trait]
 pub trait Store:
-    TenancyStore + IdentityStore + AuditStore + TaskStore + EdgeStore + AgentStore + ClusterStore + Send + Sync + Debug + 'static
+    TenancyStore
+    + IdentityStore
+    + AuditStore
+    + TaskStore
+    + EdgeStore
+    + AgentStore
+    + ClusterStore
+    + DocumentStore
+    + Send
+    + Sync
+    + Debug
+    + 'static
 {
     /// The backend's name (`"sqlite"`, `"postgres"`).
     fn backend(&self) -> &'static str;

@@ -103,6 +103,7 @@ conformance! {
     agents::many_items_are_put_in_one_call,
     clusters::clusters_license_pool_transfer_and_project_guard,
     clusters::concurrent_registrations_never_overshoot_the_license,
+    documents::documents_are_kept_by_kind_and_key,
 }
 
 #[tokio::test]

@@ -6,7 +6,9 @@
 //! metric store) on an interval; [`Alarms::project`] hands out a [`ProjectAlarms`] handle whose every
 //! call is authorized for one principal in one project and audited.
 //!
-//! State is kept in memory: rules, alarms and tokens do not survive a restart of the process.
+//! Rules, silences, settings and custom alarm tokens survive a restart when the engine keeps them
+//! in the store ([`AlarmEngine::persist`]); alarms themselves (active and history) are kept in
+//! memory only.
 
 mod engine;
 mod glue;
@@ -205,6 +207,7 @@ impl ProjectAlarms {
         self.handle
             .audited_event(perm, event, async |audit| {
                 let (v, details) = f(self)?;
+                self.engine().config_changed(self.project.id());
                 if audit.event().resource_name.is_none()
                     && let Some(name) = details.get("name").and_then(|n| n.as_str())
                 {

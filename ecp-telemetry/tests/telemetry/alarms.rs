@@ -749,3 +749,87 @@ fn mutated_alarm_rule_bodies_never_panic_and_refusals_change_nothing() {
         })
         .unwrap();
 }
+
+/// With the engine keeping its configuration in the store, rules (a deleted built-in included), silences, settings and the
+/// custom alarm token survive a restart (a new store connection and a new engine on the same
+/// SQLite file), and every project of the store is evaluated from start-up, also one nobody opened.
+#[tokio::test]
+async fn configuration_survives_a_restart_and_every_project_is_evaluated_from_start_up() {
+    use ecp_core::SqlStoreConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ecp.db");
+    let clock = ManualClock::new(Timestamp::from_second(1_800_000_000).unwrap());
+    let connect = || async { Arc::new(SqlStore::connect(SqlStoreConfig::sqlite_file(&path).build().unwrap()).await.unwrap()) };
+    let metrics = || Arc::new(MetricStore::new(MetricStoreConfig::builder().clock(Arc::new(clock.clone())).build().unwrap()));
+    let authz = Arc::new(TestAuthz { viewer: Principal::user(UserId::new(), "viewer") });
+    let ops = Principal::system("ops");
+
+    let db = connect().await;
+    let ev = |op: &str| AuditEvent::new(&Principal::system("t"), ResourceKind::Organization, Operation::new(op).unwrap());
+    let org = Organization::new("acme", clock.now()).unwrap();
+    db.create_org(&org, &TenancyLimits::default(), &ev("organization.create")).await.unwrap();
+    let opened = Project::new(org.id, "opened", clock.now()).unwrap();
+    let unopened = Project::new(org.id, "never-opened", clock.now()).unwrap();
+    for p in [&opened, &unopened] {
+        db.create_project(p, &TenancyLimits::default(), &ev("project.create")).await.unwrap();
+    }
+
+    // First life: a rule, a silenced built-in, settings and a token.
+    let engine = AlarmEngine::new(metrics() as Arc<dyn MetricReader>, Arc::new(clock.clone()), AlarmConfig::default()).unwrap();
+    let writer = engine.persist(db.clone(), Duration::from_millis(100)).await.unwrap();
+    let alarms = Alarms::new(engine.clone(), db.clone(), authz.clone());
+    let admin = alarms.project(&ops, opened.id()).await.unwrap();
+    admin.create_rule(AlarmRule::new("hot", threshold("cpu", Comparison::Gt, 80.0), Severity::Critical).counts(1, 1)).await.unwrap();
+    let offline = admin.builtin(Builtin::EdgeServiceOffline).unwrap();
+    admin.silence_rule(offline.id, None).await.unwrap();
+    let agent_offline = admin.builtin(Builtin::EdgeAgentOffline).unwrap();
+    admin.delete_rule(agent_offline.id).await.unwrap();
+    let settings = AlarmSettings { enabled: true, notify_critical_only: true };
+    admin.set_settings(settings).await.unwrap();
+    let token = admin.issue_custom_token().await.unwrap().token.expose_secret().to_string();
+    let rules = admin.rules().unwrap();
+    let kept = async || {
+        let docs = db.documents("alarm_project").await.unwrap();
+        docs.iter().any(|(k, d)| k == &opened.id().to_string() && d["token_hash"].is_string() && d.to_string().contains("\"hot\""))
+    };
+    let t0 = std::time::Instant::now();
+    while !kept().await {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the configuration was never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writer.abort();
+    drop((admin, alarms, engine));
+
+    // Second life.
+    let db = connect().await;
+    let store = metrics();
+    let engine = AlarmEngine::new(store.clone() as Arc<dyn MetricReader>, Arc::new(clock.clone()), AlarmConfig::default()).unwrap();
+    let mut events = engine.subscribe();
+    let _writer = engine.persist(db.clone(), Duration::from_millis(100)).await.unwrap();
+    // Both projects' edge services are offline; nobody has opened anything yet.
+    for p in [&opened, &unopened] {
+        let scope = MetricScope::new(org.id, p.id());
+        for round in 0..5 {
+            clock.advance(STEP);
+            let s = Sample::new(scope, name("ecp_edge_up"), Labels::new([("source", "edge:1")]).unwrap(), clock.now(), 0.0);
+            assert_eq!(store.accept(&[s]).stored, 1);
+            let _ = round;
+            engine.evaluate();
+        }
+    }
+    let mut fired = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let AlarmEvent::Fired(a) = e {
+            fired.push(a.scope.project);
+        }
+    }
+    assert_eq!(fired, vec![unopened.id()], "the never-opened project fired; the opened one's rule is still silenced");
+    assert!(engine.stats().silenced > 0);
+
+    let alarms = Alarms::new(engine.clone(), db.clone(), authz);
+    let admin = alarms.project(&ops, opened.id()).await.unwrap();
+    assert_eq!(admin.rules().unwrap(), rules, "the rules are as they were: built-ins not doubled, the deleted one still gone");
+    assert_eq!(admin.settings().unwrap(), settings);
+    let body = format!(r#"{{"message":"valve stuck","timestamp":"{}"}}"#, clock.now().as_second());
+    assert!(matches!(engine.push_custom(&token, body.as_bytes()).unwrap(), CustomOutcome::Raised(_)), "the token still pushes");
+}

@@ -7,6 +7,7 @@
 mod agent;
 mod audit;
 mod cluster;
+mod documents;
 mod edge;
 mod identity;
 mod signals;
@@ -223,6 +224,7 @@ fn migrator() -> Migrator {
         m(8, "agent_claims", include_str!("../../../migrations/0008_agent_claims.sql")),
         m(9, "search_keys", include_str!("../../../migrations/0009_search_keys.sql")),
         m(10, "task_control", include_str!("../../../migrations/0010_task_control.sql")),
+        m(11, "documents", include_str!("../../../migrations/0011_documents.sql")),
     ])
 }
 

@@ -2,6 +2,7 @@
 //! history, silences, the storm guard and custom alarms.
 
 mod ops;
+mod persist;
 mod state;
 mod types;
 
@@ -96,6 +97,8 @@ struct Inner {
     events: broadcast::Sender<AlarmEvent>,
     outbox: Mutex<Option<mpsc::Sender<AlarmEvent>>>,
     counters: Counters,
+    /// Projects whose configuration changed, for the writer of [`AlarmEngine::persist`].
+    persist: Mutex<Option<mpsc::UnboundedSender<ProjectId>>>,
 }
 
 impl fmt::Debug for AlarmEngine {
@@ -124,6 +127,7 @@ impl AlarmEngine {
                 events,
                 outbox: Mutex::new(None),
                 counters: Counters::default(),
+                persist: Mutex::new(None),
             }),
         })
     }

@@ -3,6 +3,7 @@
 pub(crate) mod agents;
 pub(crate) mod audit;
 pub(crate) mod clusters;
+pub(crate) mod documents;
 pub(crate) mod edge;
 pub(crate) mod identity;
 pub(crate) mod tasks;
