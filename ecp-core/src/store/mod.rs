@@ -468,13 +468,14 @@ pub trait TaskStore: Send + Sync {
         owner: Option<&str>,
         audit: Option<&AuditEvent>,
     ) -> Result<()>;
-    /// Takes the lease of every unfinished task that is unleased, leased by `owner`, or whose lease
-    /// ran out, until `now + lease`; returns their ids. Replicas call it to pick up each other's
-    /// tasks after a crash.
+    /// Takes the lease of every unfinished task of `kinds` (those the claiming engine runs) that
+    /// is unleased, leased by `owner`, or whose lease ran out, until `now + lease`; returns their
+    /// ids. Replicas call it to pick up each other's tasks after a crash; a task of a kind a replica
+    /// does not run stays for one that does.
     ///
     /// # Errors
     /// `Backend`.
-    async fn claim_tasks(&self, owner: &str, now: Timestamp, lease: std::time::Duration) -> Result<Vec<TaskId>>;
+    async fn claim_tasks(&self, owner: &str, now: Timestamp, lease: std::time::Duration, kinds: &[&str]) -> Result<Vec<TaskId>>;
     /// Extends `owner`'s lease of a task, and reads the request in force for it
     /// ([`request_task_control`](Self::request_task_control)); [`LeaseRenewal::Lost`] if another
     /// owner holds it now or it ended.

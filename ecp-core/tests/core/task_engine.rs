@@ -779,3 +779,29 @@ async fn a_submit_leases_only_its_own_task() {
     assert_eq!(resumed.iter().map(|h| h.id()).collect::<Vec<_>>(), vec![orphan.id()], "the submit left it alone");
     assert_eq!(resumed[0].wait().await, Some(TaskState::Succeeded));
 }
+
+/// A replica whose engine does not run a task's kind does not lease the task: it stays for a
+/// replica that runs it, at once (not after a lease of a replica that never runs it lapses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_of_a_kind_an_engine_lacks_is_left_for_one_that_runs_it() {
+    let s = setup(|_| Behavior::Succeed).await;
+    let orphan = Task::pending(
+        s.org.id,
+        s.project.id(),
+        "fake_delivery",
+        serde_json::json!({}),
+        policy().exclusive(false).build().unwrap(),
+        (&admin()).into(),
+        ecp_core::Timestamp::now(),
+    );
+    let orphan_targets = vec![TaskTarget::new(orphan.id(), 0, "t00000", "edge 0", serde_json::Value::Null)];
+    let ev =
+        ecp_core::AuditEvent::new(&admin(), ecp_core::ResourceKind::EdgeService, ecp_core::Operation::new("fake_delivery.create").unwrap());
+    s.store.create_task(&orphan, &orphan_targets, None, &ev).await.unwrap();
+
+    let lacking = TaskEngine::builder(s.store.clone()).clock(Arc::new(SystemClock)).owner("node-b").build().unwrap();
+    assert!(lacking.resume().await.unwrap().is_empty(), "no kinds, nothing claimed");
+    let resumed = s.engine.resume().await.unwrap();
+    assert_eq!(resumed.iter().map(|h| h.id()).collect::<Vec<_>>(), vec![orphan.id()], "the engine with the kind takes it at once");
+    assert_eq!(resumed[0].wait().await, Some(TaskState::Succeeded));
+}

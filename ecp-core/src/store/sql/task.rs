@@ -303,18 +303,18 @@ impl TaskStore for SqlStore {
         self.commit(tx).await
     }
 
-    async fn claim_tasks(&self, owner: &str, now: Timestamp, lease: Duration) -> Result<Vec<TaskId>> {
+    async fn claim_tasks(&self, owner: &str, now: Timestamp, lease: Duration, kinds: &[&str]) -> Result<Vec<TaskId>> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.write().await?;
-        let rows = sqlx::query(
-            "UPDATE tasks SET lease_owner = $1, lease_until = $2 WHERE state IN ('pending', 'running', 'paused') \
-             AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $3) RETURNING id",
-        )
-        .bind(owner.to_owned())
-        .bind(ts(clock::add(now, lease)))
-        .bind(ts(now))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
+        let mut sql = Sql::new("UPDATE tasks SET lease_owner = ");
+        sql.bind(owner.to_owned()).push(", lease_until = ").bind(ts(clock::add(now, lease)));
+        sql.push(" WHERE state IN ('pending', 'running', 'paused') AND (lease_owner IS NULL OR lease_owner = ");
+        sql.bind(owner.to_owned()).push(" OR lease_until < ").bind(ts(now)).push(") AND kind IN ");
+        self.push_json_list(&mut sql, kinds);
+        sql.push(" RETURNING id");
+        let rows = sql.query().fetch_all(&mut *tx).await.map_err(|e| self.err(e))?;
         self.commit(tx).await?;
         let mut ids = rows.iter().map(|r| col_parse::<TaskId>(r, "id")).collect::<Result<Vec<_>>>()?;
         ids.sort();

@@ -285,14 +285,16 @@ impl TaskEngine {
     }
 
     /// Takes over every unfinished task this engine may run (its own after a restart, and those
-    /// whose owner's lease ran out) and runs them. Tasks of kinds not registered here are left
-    /// alone.
+    /// whose owner's lease ran out) and runs them. Tasks of kinds not registered here are not
+    /// claimed: they stay for a replica that runs them.
     ///
     /// # Errors
     /// `Backend`.
     pub async fn resume(&self) -> Result<Vec<TaskHandle>> {
         let now = self.inner.clock.now();
-        let ids = self.inner.store.claim_tasks(&self.inner.config.owner, now, self.inner.config.lease).await?;
+        let kinds: Vec<String> = self.inner.kinds.lock().keys().cloned().collect();
+        let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
+        let ids = self.inner.store.claim_tasks(&self.inner.config.owner, now, self.inner.config.lease, &kinds).await?;
         let mut handles = Vec::new();
         for id in ids {
             if let Some(h) = self.handle(id) {

@@ -22,6 +22,9 @@ async fn project(f: &Fixture) -> (Organization, Project) {
     (o, p)
 }
 
+/// The kinds of this suite's tasks, as an engine running all of them claims.
+const KINDS: &[&str] = &["delivery", "other", "full", "other2", "leased"];
+
 fn task(f: &Fixture, o: &Organization, p: &Project, kind: &str, exclusive: bool) -> Task {
     let now = f.clock.now();
     Task::pending(
@@ -97,18 +100,20 @@ pub(crate) async fn tasks_targets_exclusivity_and_leases(f: &Fixture) {
     let totals = s.task_totals(t.id()).await.unwrap();
     assert_eq!((totals.succeeded, totals.failed, totals.pending), (1, 1, 998));
 
-    // Leases: one owner at a time, taken over once expired.
+    // Leases: one owner at a time, taken over once expired; only by an owner that runs the kind.
     let lease = Duration::from_secs(30);
-    let mine = s.claim_tasks("node-a", f.clock.now(), lease).await.unwrap();
+    assert!(s.claim_tasks("node-x", f.clock.now(), lease, &["other_kind"]).await.unwrap().is_empty(), "not a kind node-x runs");
+    assert!(s.claim_tasks("node-x", f.clock.now(), lease, &[]).await.unwrap().is_empty());
+    let mine = s.claim_tasks("node-a", f.clock.now(), lease, KINDS).await.unwrap();
     assert!(mine.contains(&t.id()));
-    assert!(s.claim_tasks("node-b", f.clock.now(), lease).await.unwrap().is_empty());
+    assert!(s.claim_tasks("node-b", f.clock.now(), lease, KINDS).await.unwrap().is_empty());
     assert_eq!(
         s.renew_lease(t.id(), "node-a", ecp_core::clock::add(f.clock.now(), lease)).await.unwrap(),
         LeaseRenewal::Held { control: None }
     );
     assert_eq!(s.renew_lease(t.id(), "node-b", f.clock.now()).await.unwrap(), LeaseRenewal::Lost);
     let later = ecp_core::clock::add(f.clock.now(), Duration::from_secs(31));
-    assert!(s.claim_tasks("node-b", later, lease).await.unwrap().contains(&t.id()));
+    assert!(s.claim_tasks("node-b", later, lease, KINDS).await.unwrap().contains(&t.id()));
     assert_eq!(s.renew_lease(t.id(), "node-a", later).await.unwrap(), LeaseRenewal::Lost, "the old owner lost it");
 
     // Writes are fenced by the lease: the old owner's land nowhere, the new owner's do.
@@ -145,7 +150,7 @@ pub(crate) async fn tasks_targets_exclusivity_and_leases(f: &Fixture) {
     let err = s.request_task_control(t.id(), TaskControl::Pause, f.clock.now()).await.unwrap_err();
     assert!(err.is_conflict(), "an ended task takes no control: {err}");
     s.create_task(&second, &[], None, &ev("delivery.create")).await.unwrap();
-    assert!(!s.claim_tasks("node-c", later, lease).await.unwrap().contains(&t.id()), "finished tasks are not claimed");
+    assert!(!s.claim_tasks("node-c", later, lease, KINDS).await.unwrap().contains(&t.id()), "finished tasks are not claimed");
     let page = s.list_tasks(p.id(), &PageRequest::first(10)).await.unwrap();
     assert_eq!(page.items.len(), 5);
     assert!(page.items.windows(2).all(|w| w[0].id() > w[1].id()), "newest first");
@@ -153,13 +158,13 @@ pub(crate) async fn tasks_targets_exclusivity_and_leases(f: &Fixture) {
     // A task created leased to its submitter is no other owner's to claim while the lease holds.
     let leased = task(f, &o, &p, "leased", false);
     s.create_task(&leased, &[], Some(("node-d", ecp_core::clock::add(later, lease))), &ev("leased.create")).await.unwrap();
-    assert!(!s.claim_tasks("node-c", later, lease).await.unwrap().contains(&leased.id()));
+    assert!(!s.claim_tasks("node-c", later, lease, KINDS).await.unwrap().contains(&leased.id()));
     assert!(
         matches!(s.renew_lease(leased.id(), "node-d", ecp_core::clock::add(later, lease)).await.unwrap(), LeaseRenewal::Held { .. }),
         "its submitter holds it"
     );
     let after = ecp_core::clock::add(later, Duration::from_secs(31));
-    assert!(s.claim_tasks("node-c", after, lease).await.unwrap().contains(&leased.id()), "taken over once it lapses");
+    assert!(s.claim_tasks("node-c", after, lease, KINDS).await.unwrap().contains(&leased.id()), "taken over once it lapses");
     assert!(s.set_task_state(TaskId::new(), TaskState::Failed, None, f.clock.now(), None, None).await.unwrap_err().is_not_found());
     assert!(
         s.set_task_state(TaskId::new(), TaskState::Failed, None, f.clock.now(), Some("node-c"), None).await.unwrap_err().is_not_found()
