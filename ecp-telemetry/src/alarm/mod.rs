@@ -6,9 +6,8 @@
 //! metric store) on an interval; [`Alarms::project`] hands out a [`ProjectAlarms`] handle whose every
 //! call is authorized for one principal in one project and audited.
 //!
-//! Rules, silences, settings and custom alarm tokens survive a restart when the engine keeps them
-//! in the store ([`AlarmEngine::persist`]); alarms themselves (active and history) are kept in
-//! memory only.
+//! Rules, silences, settings, custom alarm tokens, active alarms and history survive a restart
+//! when the engine keeps them in the store ([`AlarmEngine::persist`]).
 
 mod engine;
 mod glue;
@@ -402,6 +401,7 @@ impl ProjectAlarms {
                     None => st.history_mut(id).ok_or_else(|| Error::from(ecp_core::Error::not_found("alarm", id)))?,
                 };
                 a.acknowledged = Some(Acknowledgement { by, at: now });
+                s.engine().alarm_changed(a);
                 Ok((a.clone(), serde_json::json!({ "name": a.name, "instance": a.instance })))
             })
         })
@@ -433,10 +433,12 @@ impl ProjectAlarms {
     pub async fn purge(&self, purge: Purge) -> Result<usize> {
         let event = self.event(ops::PURGE);
         self.change(Permission::edit(ResourceKind::Alarm), event, |s| {
-            let n = s.state(|st| match purge {
+            let removed = s.state(|st| match purge {
                 Purge::OlderThan(t) => st.purge(Some(t), None, MAX_PURGE),
                 Purge::KeepNewest(k) => st.purge(None, Some(k), MAX_PURGE),
             });
+            let n = removed.len();
+            s.engine().alarms_forgotten(s.project.id(), removed);
             Ok((n, serde_json::json!({ "removed": n })))
         })
         .await

@@ -752,7 +752,8 @@ fn mutated_alarm_rule_bodies_never_panic_and_refusals_change_nothing() {
 
 /// With the engine keeping its configuration in the store, rules (a deleted built-in included), silences, settings and the
 /// custom alarm token survive a restart (a new store connection and a new engine on the same
-/// SQLite file), and every project of the store is evaluated from start-up, also one nobody opened.
+/// SQLite file), and so do active alarms and history; every project of the store is evaluated from
+/// start-up, also one nobody opened.
 #[tokio::test]
 async fn configuration_survives_a_restart_and_every_project_is_evaluated_from_start_up() {
     use ecp_core::SqlStoreConfig;
@@ -775,7 +776,9 @@ async fn configuration_survives_a_restart_and_every_project_is_evaluated_from_st
     }
 
     // First life: a rule, a silenced built-in, settings and a token.
-    let engine = AlarmEngine::new(metrics() as Arc<dyn MetricReader>, Arc::new(clock.clone()), AlarmConfig::default()).unwrap();
+    let engine_metrics = metrics();
+    let engine =
+        AlarmEngine::new(engine_metrics.clone() as Arc<dyn MetricReader>, Arc::new(clock.clone()), AlarmConfig::default()).unwrap();
     let writer = engine.persist(db.clone(), Duration::from_millis(100)).await.unwrap();
     let alarms = Alarms::new(engine.clone(), db.clone(), authz.clone());
     let admin = alarms.project(&ops, opened.id()).await.unwrap();
@@ -788,9 +791,26 @@ async fn configuration_survives_a_restart_and_every_project_is_evaluated_from_st
     admin.set_settings(settings).await.unwrap();
     let token = admin.issue_custom_token().await.unwrap().token.expose_secret().to_string();
     let rules = admin.rules().unwrap();
+    // Alarms: a custom one acknowledged, another moved to history, and the rule's, still active.
+    let push = |uuid: &str| format!(r#"{{"message":"valve stuck","timestamp":"{}","uuid":"{uuid}"}}"#, clock.now().as_second());
+    let CustomOutcome::Raised(acked) = engine.push_custom(&token, push("u-1").as_bytes()).unwrap() else { panic!("not raised") };
+    admin.acknowledge(acked).await.unwrap();
+    let CustomOutcome::Raised(moved) = engine.push_custom(&token, push("u-2").as_bytes()).unwrap() else { panic!("not raised") };
+    admin.move_to_history(moved).await.unwrap();
+    let scope = MetricScope::new(org.id, opened.id());
+    clock.advance(STEP);
+    let hot = Sample::new(scope, name("cpu"), Labels::new([("node", "n1")]).unwrap(), clock.now(), 95.0);
+    assert_eq!(engine_metrics.accept(&[hot]).stored, 1);
+    engine.evaluate();
+    let active = admin.active(&AlarmFilter::default()).unwrap();
+    let history = admin.history(&AlarmFilter::default()).unwrap();
+    assert_eq!((active.len(), history.len()), (2, 1));
     let kept = async || {
         let docs = db.documents("alarm_project").await.unwrap();
+        let alarms = db.documents(&format!("alarm/{}", opened.id())).await.unwrap();
         docs.iter().any(|(k, d)| k == &opened.id().to_string() && d["token_hash"].is_string() && d.to_string().contains("\"hot\""))
+            && alarms.len() == 3
+            && alarms.iter().any(|(k, d)| k == &moved.to_string() && d["state"] == "history")
     };
     let t0 = std::time::Instant::now();
     while !kept().await {
@@ -830,6 +850,17 @@ async fn configuration_survives_a_restart_and_every_project_is_evaluated_from_st
     let admin = alarms.project(&ops, opened.id()).await.unwrap();
     assert_eq!(admin.rules().unwrap(), rules, "the rules are as they were: built-ins not doubled, the deleted one still gone");
     assert_eq!(admin.settings().unwrap(), settings);
+    assert_eq!(admin.active(&AlarmFilter::default()).unwrap(), active, "the active alarms, acknowledgement included");
+    assert_eq!(admin.history(&AlarmFilter::default()).unwrap(), history);
+    // The rule's alarm came back with its instance: it recovers, the same alarm closes.
+    clock.advance(STEP);
+    let cool = Sample::new(MetricScope::new(org.id, opened.id()), name("cpu"), Labels::new([("node", "n1")]).unwrap(), clock.now(), 10.0);
+    assert_eq!(store.accept(&[cool]).stored, 1);
+    engine.evaluate();
+    let recovered: Vec<_> = admin.history(&AlarmFilter::default()).unwrap().into_iter().filter(|a| a.name == "hot").collect();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].closure, Some(Closure::Recovered));
+    assert!(active.iter().any(|a| a.id == recovered[0].id), "the alarm that fired before the restart");
     let body = format!(r#"{{"message":"valve stuck","timestamp":"{}"}}"#, clock.now().as_second());
     assert!(matches!(engine.push_custom(&token, body.as_bytes()).unwrap(), CustomOutcome::Raised(_)), "the token still pushes");
 }

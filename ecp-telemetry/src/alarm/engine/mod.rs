@@ -97,8 +97,8 @@ struct Inner {
     events: broadcast::Sender<AlarmEvent>,
     outbox: Mutex<Option<mpsc::Sender<AlarmEvent>>>,
     counters: Counters,
-    /// Projects whose configuration changed, for the writer of [`AlarmEngine::persist`].
-    persist: Mutex<Option<mpsc::UnboundedSender<ProjectId>>>,
+    /// What changed, for the writer of [`AlarmEngine::persist`].
+    persist: Mutex<Option<mpsc::UnboundedSender<persist::Change>>>,
 }
 
 impl fmt::Debug for AlarmEngine {
@@ -421,6 +421,7 @@ impl AlarmEngine {
         let id = alarm.id;
         let notify = !st.settings.notify_critical_only || alarm.severity == Severity::Critical;
         st.active.insert(id, alarm.clone());
+        self.alarm_changed(&alarm);
         c.fired.fetch_add(1, Ordering::Relaxed);
         tracing::info!(project = %st.scope.project, alarm = %id, name = %alarm.name, instance = %alarm.instance, severity = %alarm.severity, "alarm fired");
         self.emit(AlarmEvent::Fired(alarm), notify);
@@ -450,10 +451,15 @@ impl AlarmEngine {
         alarm.closure = Some(closure);
         self.inner.counters.closed.fetch_add(1, Ordering::Relaxed);
         st.history.push_back(alarm.clone());
+        self.alarm_changed(&alarm);
+        let mut dropped = Vec::new();
         while st.history.len() > self.inner.config.max_history {
-            st.history.pop_front();
+            if let Some(old) = st.history.pop_front() {
+                dropped.push(old.id);
+            }
             self.inner.counters.history_dropped.fetch_add(1, Ordering::Relaxed);
         }
+        self.alarms_forgotten(st.scope.project, dropped);
         let notify = st.paused_since.is_none() && (!st.settings.notify_critical_only || alarm.severity == Severity::Critical);
         self.emit(AlarmEvent::Closed(alarm.clone()), notify);
         Some(alarm)

@@ -100,6 +100,7 @@ impl AlarmEngine {
                 a.message = message.to_string();
                 a.severity = severity;
                 a.tags = tag.into_iter().collect();
+                self.alarm_changed(a);
                 return CustomOutcome::Updated(id);
             }
             let alarm = Alarm {
@@ -141,6 +142,7 @@ impl AlarmEngine {
             {
                 a.message = message;
                 a.value = Some(a.value.unwrap_or(1.0) + 1.0);
+                self.alarm_changed(a);
                 return;
             }
             let alarm = Alarm {

@@ -1,6 +1,7 @@
-//! Each project's alarm configuration kept in the store (a [`DocumentStore`] document per
-//! project): its rules, their silences, its settings and the hash of its custom alarm token.
-//! Alarms themselves (active ones and history) are not kept yet.
+//! What the alarm engine keeps in the store ([`DocumentStore`](ecp_core::DocumentStore)): each
+//! project's configuration (its rules, their silences, its settings and the hash of its custom
+//! alarm token) as one document, and each alarm, active or in history, as a document of its own
+//! (kind `alarm/{project}`, keyed by the alarm's id).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,13 +13,29 @@ use ecp_core::{PageRequest, ProjectId, Store, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::{AlarmEngine, AlarmSettings, RuleSlot};
+use super::{Alarm, AlarmEngine, AlarmId, AlarmOrigin, AlarmSettings, AlarmState, RuleSlot};
 use crate::alarm::rule::{AlarmRule, Builtin};
 use crate::error::Result;
 use crate::sample::MetricScope;
 
-/// The documents' kind.
+/// The kind of the projects' configuration documents.
 pub(crate) const KIND: &str = "alarm_project";
+
+/// The kind of a project's alarm documents.
+fn alarm_kind(project: ProjectId) -> String {
+    format!("alarm/{project}")
+}
+
+/// What changed, for the writer.
+#[derive(Debug)]
+pub(crate) enum Change {
+    /// A project's configuration.
+    Config(ProjectId),
+    /// An alarm (raised, acknowledged, updated, closed).
+    Alarm(Box<Alarm>),
+    /// Alarms gone from a project's history (purged, or over the most kept).
+    Forgotten(ProjectId, Vec<AlarmId>),
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct RuleDoc {
@@ -95,11 +112,76 @@ impl AlarmEngine {
         Ok(())
     }
 
+    fn changed(&self, change: Change) {
+        if let Some(tx) = self.inner.persist.lock().as_ref() {
+            let _ = tx.send(change);
+        }
+    }
+
     /// Notes that a project's configuration changed, for the writer of [`persist`](Self::persist).
     pub(crate) fn config_changed(&self, project: ProjectId) {
-        if let Some(tx) = self.inner.persist.lock().as_ref() {
-            let _ = tx.send(project);
+        self.changed(Change::Config(project));
+    }
+
+    /// Notes that an alarm changed.
+    pub(crate) fn alarm_changed(&self, alarm: &Alarm) {
+        if self.inner.persist.lock().is_some() {
+            self.changed(Change::Alarm(Box::new(alarm.clone())));
         }
+    }
+
+    /// Notes that alarms left a project's history.
+    pub(crate) fn alarms_forgotten(&self, project: ProjectId, ids: Vec<AlarmId>) {
+        if !ids.is_empty() {
+            self.changed(Change::Forgotten(project, ids));
+        }
+    }
+
+    /// Takes a project's kept alarms back: the active ones (each rule instance that raised one
+    /// keeps it, and closes it when it recovers) and the history, oldest first.
+    async fn restore_alarms(&self, store: &dyn Store, project: ProjectId) -> Result<()> {
+        let Some(state) = self.state(project) else { return Ok(()) };
+        let mut alarms: Vec<Alarm> = Vec::new();
+        for (key, doc) in store.documents(&alarm_kind(project)).await? {
+            match serde_json::from_value::<Alarm>(doc) {
+                Ok(a) if a.scope.project == project => alarms.push(a),
+                Ok(_) => tracing::warn!(alarm = %key, "a kept alarm of another project; ignored"),
+                Err(e) => tracing::warn!(alarm = %key, error = %e, "a kept alarm could not be read; ignored"),
+            }
+        }
+        alarms.sort_by_key(|a| (a.closed_at.unwrap_or(a.fired_at), a.id));
+        let max_history = self.inner.config.max_history;
+        let mut st = state.lock();
+        for a in alarms {
+            match a.state {
+                AlarmState::Active => {
+                    match &a.origin {
+                        AlarmOrigin::Rule { rule } => {
+                            if let Some(slot) = st.rules.get_mut(rule) {
+                                let trigger = slot.rule.trigger_count;
+                                let inst = slot.instances.entry(a.labels.clone()).or_default();
+                                inst.active = Some(a.id);
+                                inst.breaches = trigger;
+                            }
+                        }
+                        AlarmOrigin::Custom { uuid } => {
+                            st.custom_active.insert(uuid.clone(), a.id);
+                        }
+                        AlarmOrigin::System { what } => {
+                            st.custom_active.insert(format!("system:{what}"), a.id);
+                        }
+                    }
+                    st.active.insert(a.id, a);
+                }
+                AlarmState::History => {
+                    st.history.push_back(a);
+                    if st.history.len() > max_history {
+                        st.history.pop_front();
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Attaches every project of `store` (so its rules are evaluated whether or not anyone opened
@@ -122,20 +204,24 @@ impl AlarmEngine {
         for project in gone {
             self.detach(project);
             store.delete_document(KIND, &project.to_string()).await?;
+            let kind = alarm_kind(project);
+            for (key, _) in store.documents(&kind).await? {
+                store.delete_document(&kind, &key).await?;
+            }
         }
         Ok(())
     }
 
     /// Keeps each project's alarm configuration (rules, silences, settings, the custom alarm
-    /// token's hash) in `store`, so a restart loses none of it. Restores what the store kept and
-    /// attaches every project of the store, so their rules are evaluated from now on without anyone
-    /// opening them; then writes a project's configuration each time it changes through
-    /// [`ProjectAlarms`](crate::alarm::ProjectAlarms), and every `rescan` attaches projects created
-    /// since (and detaches deleted ones). Runs until the returned task is aborted.
+    /// token's hash) and its alarms (active and history) in `store`, so a restart loses none of
+    /// them. Restores what the store kept and attaches every project of the store, so their rules
+    /// are evaluated from now on without anyone opening them; an active alarm comes back with its
+    /// rule instance, which closes it when it recovers. Then writes each change as it happens, in
+    /// order, and every `rescan` attaches projects created since (and detaches deleted ones,
+    /// forgetting what was kept of them). Runs until the returned task is aborted.
     ///
-    /// Active alarms and history are not kept: after a restart, a condition that still holds
-    /// fires again once its rule's count is reached. One replica should run it (several would all
-    /// evaluate every project).
+    /// What was not written yet when the process stopped is lost (writes follow changes within
+    /// milliseconds). One replica should run the engine (several would all evaluate every project).
     ///
     /// # Errors
     /// `Backend` when the store cannot be read at start.
@@ -152,22 +238,26 @@ impl AlarmEngine {
             }
         }
         self.attach_all(store.as_ref()).await?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<ProjectId>();
+        let projects: Vec<ProjectId> = self.inner.projects.read().keys().copied().collect();
+        for project in projects {
+            self.restore_alarms(store.as_ref(), project).await?;
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
         *self.inner.persist.lock() = Some(tx);
         let weak = Arc::downgrade(&self.inner);
         Ok(tokio::spawn(async move {
             let mut tick = tokio::time::interval(rescan.max(Duration::from_millis(100)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
-            let mut failed: std::collections::BTreeSet<ProjectId> = std::collections::BTreeSet::new();
+            let mut failed: Vec<Change> = Vec::new();
             loop {
-                let mut changed = std::mem::take(&mut failed);
+                let mut changes = std::mem::take(&mut failed);
                 tokio::select! {
                     got = rx.recv() => match got {
-                        Some(p) => {
-                            changed.insert(p);
-                            while let Ok(p) = rx.try_recv() {
-                                changed.insert(p);
+                        Some(c) => {
+                            changes.push(c);
+                            while let Ok(c) = rx.try_recv() {
+                                changes.push(c);
                             }
                         }
                         None => return,
@@ -181,11 +271,41 @@ impl AlarmEngine {
                 }
                 let Some(inner) = weak.upgrade() else { return };
                 let engine = AlarmEngine { inner };
-                for project in changed {
-                    let Some(doc) = engine.project_doc(project) else { continue };
-                    if let Err(e) = store.put_document(KIND, &project.to_string(), &doc, engine.now()).await {
-                        tracing::warn!(project = %project, error = %e, "keeping a project's alarm configuration failed; retrying");
-                        failed.insert(project);
+                // In order (an alarm raised, then closed, is kept closed); each configuration once.
+                let mut configs = std::collections::BTreeSet::new();
+                for change in changes {
+                    let done = match &change {
+                        Change::Config(project) => {
+                            if !configs.insert(*project) {
+                                continue;
+                            }
+                            match engine.project_doc(*project) {
+                                Some(doc) => store.put_document(KIND, &project.to_string(), &doc, engine.now()).await,
+                                None => continue,
+                            }
+                        }
+                        Change::Alarm(a) => match serde_json::to_value(a.as_ref()) {
+                            Ok(doc) => store.put_document(&alarm_kind(a.scope.project), &a.id.to_string(), &doc, engine.now()).await,
+                            Err(e) => {
+                                tracing::warn!(alarm = %a.id, error = %e, "an alarm could not be encoded; not kept");
+                                continue;
+                            }
+                        },
+                        Change::Forgotten(project, ids) => {
+                            let kind = alarm_kind(*project);
+                            let mut outcome = Ok(());
+                            for id in ids {
+                                if let Err(e) = store.delete_document(&kind, &id.to_string()).await {
+                                    outcome = Err(e);
+                                    break;
+                                }
+                            }
+                            outcome
+                        }
+                    };
+                    if let Err(e) = done {
+                        tracing::warn!(error = %e, "keeping the alarm engine's state failed; retrying");
+                        failed.push(change);
                     }
                 }
             }

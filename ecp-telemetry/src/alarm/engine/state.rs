@@ -75,17 +75,20 @@ impl ProjectState {
     }
 
     /// Removes history records: older than `before`, and beyond the newest `keep`; at most `max`.
-    pub(crate) fn purge(&mut self, before: Option<Timestamp>, keep: Option<usize>, max: usize) -> usize {
-        let mut removed = 0;
+    /// Returns the ids removed.
+    pub(crate) fn purge(&mut self, before: Option<Timestamp>, keep: Option<usize>, max: usize) -> Vec<AlarmId> {
+        let mut removed = Vec::new();
         // History is in closing order, oldest first.
-        while removed < max {
+        while removed.len() < max {
             let over_count = keep.is_some_and(|k| self.history.len() > k);
             let too_old = before.is_some_and(|b| self.history.front().is_some_and(|a| a.closed_at.unwrap_or(a.fired_at) < b));
             if !(over_count || too_old) {
                 break;
             }
-            self.history.pop_front();
-            removed += 1;
+            match self.history.pop_front() {
+                Some(a) => removed.push(a.id),
+                None => break,
+            }
         }
         removed
     }
