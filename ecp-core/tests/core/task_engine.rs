@@ -749,13 +749,8 @@ async fn rollback_on_abort_needs_a_kind_that_rolls_back() {
     assert_eq!(s.engine.submit(&admin(), new).await.unwrap().wait().await, Some(TaskState::Succeeded));
 }
 
-/// Submitting a task leases that task alone: a task no engine runs (its replica died before
-/// running it) stays for `resume` to take, instead of being claimed by the submit and left
-/// unstarted until the lease lapses; and the new task is the submitter's from its insert on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_submit_leases_only_its_own_task() {
-    let s = setup(|_| Behavior::Succeed).await;
-    // An orphan: stored, never leased, never started.
+/// An orphan task of one target: stored, never leased, never started (its replica died first).
+async fn orphan(s: &Setup) -> Task {
     let orphan = Task::pending(
         s.org.id,
         s.project.id(),
@@ -769,6 +764,16 @@ async fn a_submit_leases_only_its_own_task() {
     let ev =
         ecp_core::AuditEvent::new(&admin(), ecp_core::ResourceKind::EdgeService, ecp_core::Operation::new("fake_delivery.create").unwrap());
     s.store.create_task(&orphan, &orphan_targets, None, &ev).await.unwrap();
+    orphan
+}
+
+/// Submitting a task leases that task alone: a task no engine runs (its replica died before
+/// running it) stays for `resume` to take, instead of being claimed by the submit and left
+/// unstarted until the lease lapses; and the new task is the submitter's from its insert on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_leases_only_its_own_task() {
+    let s = setup(|_| Behavior::Succeed).await;
+    let orphan = orphan(&s).await;
 
     let handle = s.engine.submit(&admin(), s.task(3, policy().exclusive(false).build().unwrap())).await.unwrap();
     assert_eq!(handle.wait().await, Some(TaskState::Succeeded));
@@ -785,19 +790,7 @@ async fn a_submit_leases_only_its_own_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_of_a_kind_an_engine_lacks_is_left_for_one_that_runs_it() {
     let s = setup(|_| Behavior::Succeed).await;
-    let orphan = Task::pending(
-        s.org.id,
-        s.project.id(),
-        "fake_delivery",
-        serde_json::json!({}),
-        policy().exclusive(false).build().unwrap(),
-        (&admin()).into(),
-        ecp_core::Timestamp::now(),
-    );
-    let orphan_targets = vec![TaskTarget::new(orphan.id(), 0, "t00000", "edge 0", serde_json::Value::Null)];
-    let ev =
-        ecp_core::AuditEvent::new(&admin(), ecp_core::ResourceKind::EdgeService, ecp_core::Operation::new("fake_delivery.create").unwrap());
-    s.store.create_task(&orphan, &orphan_targets, None, &ev).await.unwrap();
+    let orphan = orphan(&s).await;
 
     let lacking = TaskEngine::builder(s.store.clone()).clock(Arc::new(SystemClock)).owner("node-b").build().unwrap();
     assert!(lacking.resume().await.unwrap().is_empty(), "no kinds, nothing claimed");
