@@ -864,3 +864,30 @@ async fn configuration_survives_a_restart_and_every_project_is_evaluated_from_st
     let body = format!(r#"{{"message":"valve stuck","timestamp":"{}"}}"#, clock.now().as_second());
     assert!(matches!(engine.push_custom(&token, body.as_bytes()).unwrap(), CustomOutcome::Raised(_)), "the token still pushes");
 }
+
+/// Kept documents that do not read (damaged, or from another program) are skipped with a
+/// warning: the engine starts, and the project starts with the defaults.
+#[tokio::test]
+async fn kept_alarm_documents_that_do_not_read_are_skipped() {
+    let clock = ManualClock::new(Timestamp::from_second(1_800_000_000).unwrap());
+    let db = Arc::new(SqlStore::memory().await.unwrap());
+    let ev = |op: &str| AuditEvent::new(&Principal::system("t"), ResourceKind::Organization, Operation::new(op).unwrap());
+    let org = Organization::new("acme", clock.now()).unwrap();
+    db.create_org(&org, &TenancyLimits::default(), &ev("organization.create")).await.unwrap();
+    let project = Project::new(org.id, "plant", clock.now()).unwrap();
+    db.create_project(&project, &TenancyLimits::default(), &ev("project.create")).await.unwrap();
+    let now = clock.now();
+    db.put_document("alarm_project", &project.id().to_string(), &serde_json::json!({ "scope": 5 }), now).await.unwrap();
+    db.put_document("alarm_project", "junk", &serde_json::json!([1, 2]), now).await.unwrap();
+    let bad_token = serde_json::json!({ "scope": { "org": org.id, "project": project.id() }, "settings": { "enabled": true, "notify_critical_only": false }, "rules": [], "token_hash": "not hex" });
+    db.put_document("alarm_project", "other", &bad_token, now).await.unwrap();
+    db.put_document(&format!("alarm/{}", project.id()), "x", &serde_json::json!("not an alarm"), now).await.unwrap();
+
+    let metrics = Arc::new(MetricStore::new(MetricStoreConfig::builder().clock(Arc::new(clock.clone())).build().unwrap()));
+    let engine = AlarmEngine::new(metrics as Arc<dyn MetricReader>, Arc::new(clock.clone()), AlarmConfig::default()).unwrap();
+    let _writer = engine.persist(db.clone(), Duration::from_millis(100)).await.expect("the engine starts");
+    let alarms = Alarms::new(engine, db.clone(), Arc::new(TestAuthz { viewer: Principal::user(UserId::new(), "viewer") }));
+    let admin = alarms.project(&Principal::system("ops"), project.id()).await.unwrap();
+    assert_eq!(admin.rules().unwrap().len(), Builtin::ALL.len(), "the defaults");
+    assert!(admin.active(&AlarmFilter::default()).unwrap().is_empty());
+}

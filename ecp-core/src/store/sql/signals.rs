@@ -157,4 +157,15 @@ mod tests {
             assert_eq!(decode(bad), None, "{bad:?}");
         }
     }
+
+    proptest::proptest! {
+        /// Any payload (another program's on the channel, a newer version's) is a signal that
+        /// encodes back to itself, or is ignored; none panics.
+        #[test]
+        fn any_payload_is_a_signal_or_ignored(payload in "(task:|reported:|audit|resync)?\\PC{0,80}") {
+            if let Some(signal) = decode(&payload) {
+                proptest::prop_assert_eq!(decode(&encode(&signal)), Some(signal));
+            }
+        }
+    }
 }
