@@ -531,8 +531,9 @@ async fn three_hundred_items_converge_and_a_withdrawn_one_is_forgotten_at_the_ag
     w.hub.shutdown();
 }
 
-/// Two hubs (two replicas' stores on one PostgreSQL) share the agents' messages: a delivery
-/// started on hub A completes when the agent's report reaches hub B, at once, not after a timeout.
+/// Three hubs (three replicas' stores on one PostgreSQL) share the agents' messages: a delivery
+/// started on hub A completes when the agent's report reaches another hub, at once, not after a
+/// timeout; and all keep the agent online, each hearing all of its heartbeats.
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_that_reaches_another_replica_completes_the_delivery_waiting_here() {
@@ -547,13 +548,14 @@ async fn a_report_that_reaches_another_replica_completes_the_delivery_waiting_he
     };
     let hub = |id: &'static str, store: Arc<SqlStore>| {
         let mqtt = MqttConfig::builder("127.0.0.1", broker.port()).insecure(true).build().unwrap();
-        let config = AgentHubConfig::builder(mqtt).hub_id(id).shared_group("replicas").build().unwrap();
+        let config = AgentHubConfig::builder(mqtt).hub_id(id).shared_group("replicas").missed_heartbeats(2).build().unwrap();
         async move { AgentHub::connect(config, store, Arc::new(SystemClock)).await.unwrap() }
     };
-    let (a, b) = (hub("hub-a", store().await).await, hub("hub-b", store().await).await);
+    let (a, b, c) = (hub("hub-a", store().await).await, hub("hub-b", store().await).await, hub("hub-c", store().await).await);
+    let (mut events_a, mut events_b, mut events_c) = (a.subscribe(), b.subscribe(), c.subscribe());
     let id = AgentId::new("edge-shared").unwrap();
     let agent = EdgeAgent::new(agent_config(broker.port(), "edge-shared", &sim).build().unwrap()).unwrap().spawn();
-    wait_until("the agent's hello", Duration::from_secs(10), async || a.is_online(&id) || b.is_online(&id)).await;
+    wait_until("the agent's hello", Duration::from_secs(10), async || a.is_online(&id) || b.is_online(&id) || c.is_online(&id)).await;
 
     let (before_a, before_b) = (a.stats().received, b.stats().received);
     let target = sim.addr().to_string();
@@ -574,7 +576,20 @@ async fn a_report_that_reaches_another_replica_completes_the_delivery_waiting_he
     let (got_a, got_b) = (a.stats().received - before_a, b.stats().received - before_b);
     eprintln!("20 deliveries from hub a in {:?}; reports and other messages received: a {got_a}, b {got_b}", started.elapsed());
     assert!(got_b > 0, "hub b received some of the agent's messages (shared subscription)");
+    assert!(c.stats().received > 0);
+
+    // Presence: every hub hears every heartbeat (2 s apart; offline after 2 missed), so none takes
+    // the agent for gone, though only one heard its hello. (Shared among three, each would hear
+    // every third heartbeat: 6 s of silence.)
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for (hub, events) in [(&a, &mut events_a), (&b, &mut events_b), (&c, &mut events_c)] {
+        assert!(hub.is_online(&id));
+        while let Ok(e) = events.try_recv() {
+            assert!(!matches!(&e, ecp_edge::agent::HubEvent::Offline(x) if *x == id), "a hub took the agent for gone");
+        }
+    }
     agent.abort();
     a.shutdown();
     b.shutdown();
+    c.shutdown();
 }

@@ -140,7 +140,10 @@ async fn poll_loop(inner: Arc<Inner>, mut eventloop: EventLoop, work: mpsc::Send
                 attempt = 0;
                 inner.connects.fetch_add(1, Ordering::Relaxed);
                 let c = &inner.config;
-                let mut filters: Vec<String> = [Channel::Hello, Channel::Status, Channel::Heartbeat, Channel::Event, Channel::Report]
+                // Hellos, events and reports are work: each goes to one replica of the group.
+                // Status and heartbeats are presence: every replica hears them all, or each would
+                // see only its share of an agent's heartbeats and take it for gone.
+                let mut filters: Vec<String> = [Channel::Hello, Channel::Event, Channel::Report]
                     .into_iter()
                     .map(|ch| {
                         let f = c.topics.all_agents(ch, &c.hub_id);
@@ -150,6 +153,7 @@ async fn poll_loop(inner: Arc<Inner>, mut eventloop: EventLoop, work: mpsc::Send
                         }
                     })
                     .collect();
+                filters.extend([Channel::Status, Channel::Heartbeat].map(|ch| c.topics.all_agents(ch, &c.hub_id)));
                 filters.push(c.topics.all_agents(Channel::Reply, &c.hub_id));
                 // One SUBSCRIBE for all filters, sent from another task (this loop drains the
                 // request channel); the hub counts as connected once its SUBACK is back, so that

@@ -13,8 +13,9 @@
 //!   what the agent reports it applied; an agent that was away gets its desired configuration
 //!   again when it says hello, so it converges without anyone acting.
 //!
-//! Replicas share the agents' traffic with `shared_group` (`$share/{group}/…` subscriptions);
-//! replies come back on each hub's own response topic, and a report received by one replica is
+//! Replicas share the agents' work with `shared_group` (`$share/{group}/…` subscriptions for
+//! hellos, events and reports); every replica hears every status and heartbeat, so each keeps the
+//! whole presence; replies come back on each hub's own response topic, and a report received by one replica is
 //! recorded in the store, which signals it ([`Store::signals`]), so the
 //! delivery waiting for it on another replica completes at once.
 //!
@@ -67,6 +68,13 @@ struct Presence {
     last_seen: Instant,
     heartbeat: Duration,
     last: Option<Heartbeat>,
+}
+
+impl Presence {
+    /// An agent not seen yet, with the default heartbeat interval until its hello says otherwise.
+    fn unseen() -> Self {
+        Presence { online: false, last_seen: Instant::now(), heartbeat: Duration::from_secs(10), last: None }
+    }
 }
 
 struct Pending {

@@ -72,8 +72,18 @@ pub(super) async fn handle(inner: &Arc<Inner>, agent: &AgentId, message: Message
             }
         }
         Message::Heartbeat(hb) => {
-            if !is_online(inner, agent) && !inner.store.set_agent_presence(agent, true, now).await? {
-                return Ok(());
+            if !is_online(inner, agent) {
+                if !inner.store.set_agent_presence(agent, true, now).await? {
+                    return Ok(());
+                }
+                // Its hello may have reached another replica: its heartbeat interval is in the store.
+                if !lock(&inner.presence).contains_key(agent)
+                    && let Ok(known) = inner.store.get_agent(agent).await
+                    && let Some(secs) = known.hello.get("heartbeat_secs").and_then(serde_json::Value::as_u64)
+                {
+                    let mut presence = lock(&inner.presence);
+                    presence.entry(agent.clone()).or_insert_with(Presence::unseen).heartbeat = Duration::from_secs(secs.clamp(1, 3600));
+                }
             }
             let was = seen(inner, agent, None, Some(hb.clone()));
             if !was {
@@ -107,12 +117,7 @@ fn is_online(inner: &Inner, agent: &AgentId) -> bool {
 /// Marks `agent` seen now; returns whether it was online before.
 pub(super) fn seen(inner: &Inner, agent: &AgentId, hello: Option<&Hello>, hb: Option<Heartbeat>) -> bool {
     let mut presence = lock(&inner.presence);
-    let p = presence.entry(agent.clone()).or_insert_with(|| Presence {
-        online: false,
-        last_seen: Instant::now(),
-        heartbeat: Duration::from_secs(10),
-        last: None,
-    });
+    let p = presence.entry(agent.clone()).or_insert_with(Presence::unseen);
     let was = p.online;
     p.online = true;
     p.last_seen = Instant::now();
