@@ -54,14 +54,20 @@ pub(crate) struct Rig {
     pub(crate) notices: mpsc::Receiver<AlarmEvent>,
 }
 
-pub(crate) async fn rig(config: AlarmConfig) -> Rig {
-    let clock = ManualClock::new(Timestamp::from_second(1_800_000_000).unwrap());
-    let db = Arc::new(SqlStore::memory().await.unwrap());
+/// Organization "acme" with its project "plant", stored.
+async fn org_and_project(db: &SqlStore, clock: &ManualClock) -> (Organization, Project) {
     let ev = |op: &str| AuditEvent::new(&Principal::system("t"), ResourceKind::Organization, Operation::new(op).unwrap());
     let org = Organization::new("acme", clock.now()).unwrap();
     db.create_org(&org, &TenancyLimits::default(), &ev("organization.create")).await.unwrap();
     let project = Project::new(org.id, "plant", clock.now()).unwrap();
     db.create_project(&project, &TenancyLimits::default(), &ev("project.create")).await.unwrap();
+    (org, project)
+}
+
+pub(crate) async fn rig(config: AlarmConfig) -> Rig {
+    let clock = ManualClock::new(Timestamp::from_second(1_800_000_000).unwrap());
+    let db = Arc::new(SqlStore::memory().await.unwrap());
+    let (org, project) = org_and_project(&db, &clock).await;
     let store = Arc::new(MetricStore::new(MetricStoreConfig::builder().clock(Arc::new(clock.clone())).build().unwrap()));
     let engine = AlarmEngine::new(store.clone() as Arc<dyn MetricReader>, Arc::new(clock.clone()), config).unwrap();
     let notices = engine.notices(10_000);
@@ -871,11 +877,7 @@ async fn configuration_survives_a_restart_and_every_project_is_evaluated_from_st
 async fn kept_alarm_documents_that_do_not_read_are_skipped() {
     let clock = ManualClock::new(Timestamp::from_second(1_800_000_000).unwrap());
     let db = Arc::new(SqlStore::memory().await.unwrap());
-    let ev = |op: &str| AuditEvent::new(&Principal::system("t"), ResourceKind::Organization, Operation::new(op).unwrap());
-    let org = Organization::new("acme", clock.now()).unwrap();
-    db.create_org(&org, &TenancyLimits::default(), &ev("organization.create")).await.unwrap();
-    let project = Project::new(org.id, "plant", clock.now()).unwrap();
-    db.create_project(&project, &TenancyLimits::default(), &ev("project.create")).await.unwrap();
+    let (org, project) = org_and_project(&db, &clock).await;
     let now = clock.now();
     db.put_document("alarm_project", &project.id().to_string(), &serde_json::json!({ "scope": 5 }), now).await.unwrap();
     db.put_document("alarm_project", "junk", &serde_json::json!([1, 2]), now).await.unwrap();
